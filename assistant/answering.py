@@ -1,0 +1,381 @@
+"""Answer stage: the Assistant that turns a question (and chat history) into a grounded, cited Answer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+from .corpus import Document, Passage, load_passages
+from .generation import load_prompt, render_context
+from .grounding import Grounder, Support, clean_sentence, is_decline, mark_sentence, split_answer
+from .guard import (
+    InvalidQuestion,
+    is_greeting,
+    is_off_task,
+    needs_rewrite,
+    normalize_history,
+    unknown_entities,
+    validate_question,
+)
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+NOT_IN_ARTICLE = "The article does not say."
+OFF_TASK = (
+    "I can only answer questions about the article, from what it says. "
+    "Try asking about the NATO meeting in Brussels, defence spending, or what the ministers said."
+)
+GREETING = (
+    "Hello! Ask me anything about the article on NATO's Brussels meeting and Europe's share of the defence burden."
+)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One cited passage: the marker number in the answer text and the span of the article that supports it."""
+
+    index: int
+    passage_id: str
+    text: str  # the whole passage
+    quote: str  # the supporting span, verbatim from the document
+    start: int  # document offsets of the quote
+    end: int
+    source: str
+    doc_id: str
+    title: str
+    number: int  # paragraph number in the document
+    section: str
+    passage_start: int  # document offsets of the whole passage
+    passage_end: int
+
+    def to_dict(self) -> dict:
+        """Return the citation as plain data (for JSON)."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class Answer:
+    """The result of one question: text with [n] markers, the citations they point at, and how it was made."""
+
+    question: str
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    abstained: bool = False
+    passages: list[Passage] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    standalone_question: str = ""
+    reason: str = "answered"  # answered | not_in_article | unsupported | off_task | greeting
+    draft: str = ""  # what the model wrote, before the grounding check
+
+    def to_dict(self) -> dict:
+        """Return the answer as plain data (for JSON and the web API)."""
+        return {
+            "question": self.question,
+            "text": self.text,
+            "abstained": self.abstained,
+            "reason": self.reason,
+            "standalone_question": self.standalone_question,
+            "citations": [c.to_dict() for c in self.citations],
+            "passages": [p.to_dict() for p in self.passages],
+            "timings": self.timings,
+            "draft": self.draft,
+        }
+
+
+class Assistant:
+    """Answers questions about the corpus; heavy parts (index, models) load on first use or on load()."""
+
+    def __init__(self, settings: Settings | None = None, chat_model=None, embeddings=None):
+        self.settings = settings or Settings()
+        self._chat_model = chat_model
+        self._embeddings = embeddings
+        self._lock = threading.RLock()
+        self._ready = False
+        self._warm = False
+        self.documents: list[Document] = []
+        self.passages: list[Passage] = []
+        self.index_report = None
+
+    # ----- loading -------------------------------------------------------------------------------------------
+    def load(self) -> Assistant:
+        """Read the corpus, open (or build) the index and prepare the prompts; idempotent."""
+        with self._lock:
+            if self._ready:
+                return self
+            from .indexing import PassageIndex
+            from .retrieval import HybridRetriever
+
+            self.documents, self.passages = load_passages(self.settings.corpus_dir)
+            self.index = PassageIndex(self.settings, self._embeddings)
+            self.index_report = self.index.open(self.documents, self.passages)
+            self.retriever = HybridRetriever(self.passages, self.index.search)
+            self.grounder = Grounder(
+                self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
+            )
+            self.corpus_text = "\n".join(d.text for d in self.documents)
+            self.templates = {
+                name: load_prompt(self.settings.prompts_dir, name) for name in ("system", "question", "condense")
+            }
+            # The whole corpus goes into a fixed prompt prefix when it fits: llama.cpp then re-reads only the question.
+            budget_chars = (self.settings.llm_context - self.settings.max_answer_tokens - 400) * 3
+            self.whole_corpus = len(self.corpus_text) <= budget_chars
+            title = self.documents[0].title if len(self.documents) == 1 else "Articles"
+            self._fixed_system = (
+                self.templates["system"].format(title=title, context=render_context(self.passages))
+                if self.whole_corpus
+                else None
+            )
+            self._ready = True
+            return self
+
+    @property
+    def chat_model(self):
+        """The chat model, built from settings on first use."""
+        with self._lock:
+            if self._chat_model is None:
+                from .generation import build_chat_model
+
+                self._chat_model = build_chat_model(self.settings)
+            return self._chat_model
+
+    def warm_up(self) -> str:
+        """Load everything and have the model read the article prefix now, so the first question is fast."""
+        self.load()
+        model = self.chat_model
+        if self._warm or not hasattr(model, "warm") or not self.whole_corpus:
+            self._warm = True
+            return "skipped"
+        result = model.warm(self._messages(self._fixed_system, "Hello"))
+        self._warm = True
+        return result
+
+    # ----- the pipeline --------------------------------------------------------------------------------------
+    def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
+        """Return the k passages that best match question, ranked, with scores."""
+        self.load()
+        text = validate_question(question, self.settings.max_question_chars)
+        return self.retriever.retrieve(text, k or self.settings.top_k).passages
+
+    def answer(self, question: str, history: list[dict] | None = None) -> Answer:
+        """Answer question (with optional chat history) from the article only; see Answer."""
+        result = None
+        for item in self.stream(question, history):
+            if isinstance(item, Answer):
+                result = item
+        return result
+
+    def stream(self, question: str, history: list[dict] | None = None) -> Iterator[str | Answer]:
+        """Yield the answer's text as checked sentences become ready, then the final Answer.
+
+        Raises InvalidQuestion (a ValueError) for an empty, over-long or non-text question or a malformed history.
+        """
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        text = validate_question(question, self.settings.max_question_chars)
+        turns = normalize_history(history, self.settings.max_history_messages)
+        self.load()
+
+        def done(answer: Answer) -> Answer:
+            timings["total"] = time.perf_counter() - t0
+            answer.timings = {k: round(v, 4) for k, v in timings.items()}
+            return answer
+
+        if is_greeting(text):
+            yield GREETING
+            yield done(Answer(text, GREETING, abstained=True, standalone_question=text, reason="greeting"))
+            return
+        if is_off_task(text):
+            yield OFF_TASK
+            yield done(Answer(text, OFF_TASK, abstained=True, standalone_question=text, reason="off_task"))
+            return
+
+        standalone = text
+        if turns and needs_rewrite(text, turns):
+            t = time.perf_counter()
+            standalone = self._rewrite(text, turns)
+            timings["rewrite"] = time.perf_counter() - t
+            if is_off_task(standalone):
+                yield OFF_TASK
+                yield done(Answer(text, OFF_TASK, abstained=True, standalone_question=standalone, reason="off_task"))
+                return
+
+        t = time.perf_counter()
+        found = self.retriever.retrieve(standalone, self.settings.top_k)
+        timings["retrieve"] = time.perf_counter() - t
+        refusal = Answer(text, NOT_IN_ARTICLE, abstained=True, passages=found.passages, standalone_question=standalone)
+
+        # Answerability by code: an unrelated question, or one about names the corpus never mentions, is refused
+        # before the model can make something up.
+        if self.settings.grounding_check:
+            unrelated = found.best_distance > self.settings.max_distance and found.lexical_overlap < 0.5
+            strangers = unknown_entities(standalone, self.corpus_text)
+            if unrelated or strangers:
+                refusal.reason = "not_in_article"
+                log.info("Refused %r: distance %.2f, unknown names %s", standalone, found.best_distance, strangers)
+                yield NOT_IN_ARTICLE
+                yield done(refusal)
+                return
+
+        system = self._fixed_system or self.templates["system"].format(
+            title="Articles", context=render_context(found.passages)
+        )
+        messages = self._messages(system, standalone)
+        candidates = self.passages if self.whole_corpus else found.passages
+
+        numbering: dict[str, int] = {}
+        citations: list[Citation] = []
+        kept: list[str] = []
+        pending: list[str] = []  # sentences without content words ("Yes."), shown with the next supported one
+        draft = ""
+        buffer = ""
+        declined = False
+        t = time.perf_counter()
+        first_token = None
+
+        def check(sentence: str) -> str | None:
+            nonlocal declined
+            sentence = clean_sentence(sentence)
+            if not sentence:
+                return None
+            if is_decline(sentence):
+                declined = True
+                return None
+            if not self.settings.grounding_check:
+                return sentence
+            support = self.grounder.support(sentence, candidates, standalone)
+            if support is None:
+                if not self.grounder.claim_terms(sentence)[0]:
+                    pending.append(sentence)
+                else:
+                    log.info("Dropped unsupported sentence: %r", sentence)
+                return None
+            return self._cite(support, numbering, citations)
+
+        def emit(sentence: str) -> Iterator[str]:
+            marked = check(sentence)
+            if marked and not declined:
+                piece = " ".join(pending + [marked])
+                pending.clear()
+                kept.append(piece)
+                yield (" " if len(kept) > 1 else "") + piece
+
+        try:
+            for chunk in self.chat_model.stream(messages):
+                token = chunk.content if isinstance(chunk.content, str) else str(chunk.content)
+                if first_token is None and token:
+                    first_token = time.perf_counter() - t
+                draft += token
+                buffer += token
+                sentences = split_answer(buffer)
+                # All but the last sentence are complete; the last may still grow.
+                if len(sentences) > 1 or buffer.endswith("\n"):
+                    complete = sentences if buffer.endswith("\n") else sentences[:-1]
+                    for sentence in complete:
+                        yield from emit(sentence)
+                    buffer = "" if buffer.endswith("\n") else sentences[-1]
+                if declined:
+                    break
+        finally:
+            timings["first_token"] = first_token if first_token is not None else time.perf_counter() - t
+        if not declined:
+            for sentence in split_answer(buffer):
+                yield from emit(sentence)
+        timings["generate"] = time.perf_counter() - t
+
+        if declined or not kept:
+            refusal.reason = "not_in_article" if declined else "unsupported"
+            refusal.draft = draft
+            yield NOT_IN_ARTICLE
+            yield done(refusal)
+            return
+        if not self.settings.grounding_check:
+            kept = [clean_sentence(s) for s in kept]
+        yield done(
+            Answer(
+                text,
+                " ".join(kept),
+                citations=citations,
+                passages=found.passages,
+                standalone_question=standalone,
+                draft=draft,
+            )
+        )
+
+    # ----- helpers -------------------------------------------------------------------------------------------
+    def _messages(self, system: str, question: str):
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        return [SystemMessage(system), HumanMessage(self.templates["question"].format(question=question))]
+
+    def _rewrite(self, question: str, turns: list[dict]) -> str:
+        """Turn a follow-up into a standalone question, sharing the article prefix so llama.cpp reuses its cache."""
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        recent = turns[-6:]
+        history = "\n".join(f"{t['role'].capitalize()}: {t['content'][:500]}" for t in recent)
+        system = self._fixed_system or self.templates["system"].format(title="Articles", context="")
+        prompt = self.templates["condense"].format(history=history, question=question)
+        try:
+            reply = self.chat_model.invoke([SystemMessage(system), HumanMessage(prompt)], max_tokens=60)
+            line = str(reply.content).strip().splitlines()[0].strip().strip('"“”').strip()
+        except (IndexError, ValueError):
+            line = ""
+        line = line.removeprefix("Rewritten question:").removeprefix("Question:").strip()
+        if not line or len(line) > 300 or is_decline(line):
+            # Fall back to the last user question as context: better retrieval than the bare pronoun.
+            last = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+            return f"{question} ({last[:200]})"
+        return line
+
+    def _cite(self, support: Support, numbering: dict[str, int], citations: list[Citation]) -> str:
+        markers = []
+        for passage, (start, end) in zip(support.passages, support.quotes, strict=True):
+            if passage.passage_id in numbering:
+                # Another sentence cites the same passage: widen its quote to cover both spans.
+                i = numbering[passage.passage_id] - 1
+                old = citations[i]
+                lo, hi = min(old.start, start), max(old.end, end)
+                doc_text = next(d.text for d in self.documents if d.doc_id == passage.doc_id)
+                citations[i] = replace(old, start=lo, end=hi, quote=doc_text[lo:hi])
+            else:
+                numbering[passage.passage_id] = len(numbering) + 1
+                doc_text = next(d.text for d in self.documents if d.doc_id == passage.doc_id)
+                citations.append(
+                    Citation(
+                        index=numbering[passage.passage_id],
+                        passage_id=passage.passage_id,
+                        text=passage.text,
+                        quote=doc_text[start:end],
+                        start=start,
+                        end=end,
+                        source=passage.source,
+                        doc_id=passage.doc_id,
+                        title=passage.title,
+                        number=passage.number,
+                        section=passage.section,
+                        passage_start=passage.start,
+                        passage_end=passage.end,
+                    )
+                )
+            markers.append(numbering[passage.passage_id])
+        return mark_sentence(support.sentence, markers)
+
+
+_default: Assistant | None = None
+_default_lock = threading.Lock()
+
+
+def default_assistant() -> Assistant:
+    """The process-wide Assistant built from environment settings on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Assistant(Settings())
+        return _default
+
+
+__all__ = ["Answer", "Assistant", "Citation", "InvalidQuestion", "default_assistant"]

@@ -1,0 +1,154 @@
+"""Command line: `assistant ask | index | chat | eval | bench`, each a thin shell over the same Assistant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+
+def _settings(args):
+    from .settings import Settings
+
+    overrides = {}
+    for name in ("host", "port", "top_k"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def render_answer(answer, show_timings: bool = False) -> str:
+    """Format an Answer for the terminal: the text, then one line per citation."""
+    lines = [answer.text]
+    for c in answer.citations:
+        lines.append(f'[{c.index}] {c.doc_id} ¶{c.number}: "{c.quote}"')
+    if show_timings:
+        lines.append("(" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in answer.timings.items()) + ")")
+    return "\n".join(lines)
+
+
+def cmd_ask(args) -> int:
+    from .answering import Assistant
+    from .guard import validate_question
+
+    settings = _settings(args)
+    validate_question(args.question, settings.max_question_chars)  # fail fast, before loading models
+    assistant = Assistant(settings)
+    history = json.loads(Path(args.history).read_text(encoding="utf-8")) if args.history else None
+    sys.stderr.write("Loading the index and the model…\n")
+    assistant.warm_up()
+    if args.json:
+        print(json.dumps(assistant.answer(args.question, history).to_dict(), indent=2, ensure_ascii=False))
+        return 0
+    answer = None
+    for item in assistant.stream(args.question, history):
+        if isinstance(item, str):
+            if sys.stdout.isatty():
+                print(item, end="", flush=True)
+        else:
+            answer = item
+    if sys.stdout.isatty():
+        print("\r\033[K", end="")
+    print(render_answer(answer, args.timings))
+    return 0
+
+
+def cmd_index(args) -> int:
+    from .corpus import load_passages
+    from .indexing import PassageIndex
+
+    settings = _settings(args)
+    documents, passages = load_passages(settings.corpus_dir)
+    report = PassageIndex(settings).open(documents, passages, rebuild=args.rebuild)
+    print(
+        f"Index {report.action}: {len(documents)} document(s), {len(passages)} passages "
+        f"({report.added} embedded, {report.removed} removed) in {report.seconds:.1f} s -> {settings.index_dir}"
+    )
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from .web import serve
+
+    serve(_settings(args))
+    return 0
+
+
+def cmd_warm(args) -> int:
+    from .answering import Assistant
+
+    started = time.perf_counter()
+    assistant = Assistant(_settings(args))
+    assistant.load()
+    report = assistant.index_report
+    print(f"Index {report.action} ({len(assistant.passages)} passages) in {report.seconds:.1f} s", file=sys.stderr)
+    how = assistant.warm_up()
+    print(f"Model ready (article prefix {how}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `assistant` command."""
+    parser = argparse.ArgumentParser(
+        prog="assistant", description="Ask questions about the article, offline, with citations."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ask = sub.add_parser("ask", help="answer one question")
+    ask.add_argument("question")
+    ask.add_argument("--history", help="JSON file with earlier messages [{'role':..., 'content':...}]")
+    ask.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
+    ask.add_argument("--timings", action="store_true", help="print how long each stage took")
+    ask.add_argument("-k", "--top-k", dest="top_k", type=int, help="passages to retrieve")
+    ask.set_defaults(func=cmd_ask)
+
+    index = sub.add_parser("index", help="build or update the vector index")
+    index.add_argument("--rebuild", action="store_true", help="rebuild from scratch")
+    index.set_defaults(func=cmd_index)
+
+    chat = sub.add_parser("chat", help="serve the web chat")
+    chat.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    chat.add_argument("--port", type=int, help="port (default 7860)")
+    chat.set_defaults(func=cmd_chat)
+
+    warm = sub.add_parser("warm", help="prepare the index and the model now (the set-up runs this)")
+    warm.set_defaults(func=cmd_warm)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `assistant` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .corpus import CorpusError
+    from .generation import ModelUnavailable, PromptError
+    from .guard import InvalidQuestion
+    from .indexing import IndexStoreError
+    from .models import ModelError
+
+    started = time.perf_counter()
+    try:
+        return args.func(args)
+    except InvalidQuestion as exc:
+        print(f"Invalid question: {exc}", file=sys.stderr)
+        return 2
+    except (ModelUnavailable, ModelError, IndexStoreError, PromptError, CorpusError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        logging.getLogger(__name__).info("done in %.1f s", time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

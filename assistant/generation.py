@@ -1,0 +1,252 @@
+"""Generation stage: prompt templates from prompts/, and the chat models (in-process llama.cpp, OpenAI-compatible, Ollama)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import string
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import PrivateAttr
+
+from .corpus import Passage
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# The placeholders each template must use: checked by the tests and at load time.
+PROMPT_PLACEHOLDERS = {
+    "system": {"title", "context"},
+    "question": {"question"},
+    "condense": {"history", "question"},
+}
+
+
+class PromptError(RuntimeError):
+    """A prompt template is missing or has the wrong placeholders."""
+
+
+class ModelUnavailable(RuntimeError):
+    """The chat model could not be loaded or reached; the message says what to do."""
+
+
+def placeholders(template: str) -> set[str]:
+    """Return the {names} a format template uses."""
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def load_prompt(prompts_dir: Path, name: str) -> str:
+    """Read prompts/<name>.txt and check it uses exactly the placeholders the code fills in."""
+    path = Path(prompts_dir) / f"{name}.txt"
+    try:
+        template = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PromptError(f"Prompt template {path} is missing; restore it from the repository.") from exc
+    expected = PROMPT_PLACEHOLDERS.get(name)
+    if expected is not None and placeholders(template) != expected:
+        raise PromptError(
+            f"Prompt template {path} must use the placeholders {sorted(expected)}, not {sorted(placeholders(template))}."
+        )
+    return template.strip()
+
+
+def render_context(passages: list[Passage]) -> str:
+    """Lay out passages as the article text the model reads, headings included, in document order."""
+    lines, section, doc = [], None, None
+    for p in sorted(passages, key=lambda p: (p.doc_id, p.number)):
+        if p.doc_id != doc and doc is not None:
+            lines.append(f"\n[{p.title}]")
+        doc = p.doc_id
+        if p.section and p.section != section:
+            lines.append(f"\n## {p.section}")
+        section = p.section
+        lines.append(p.text)
+    return "\n".join(lines).strip()
+
+
+class LlamaCppChat(BaseChatModel):
+    """A llama.cpp model in this process, as a LangChain chat model.
+
+    Calls are serialised by a lock (one llama.cpp context is not thread-safe), and the state after reading a
+    prompt prefix can be saved to disk so that a fresh process skips re-reading the article.
+    """
+
+    model_path: str
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    max_tokens: int = 160
+    state_dir: str | None = None
+
+    _llm: Any = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.RLock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llamacpp-in-process"
+
+    def load(self):
+        """Load the model (once) and return the llama_cpp.Llama object."""
+        with self._lock:
+            if self._llm is None:
+                try:
+                    from llama_cpp import Llama
+                except ImportError as exc:
+                    raise ModelUnavailable(
+                        "llama-cpp-python is not installed; run the set-up (`bash scripts/setup.sh`)."
+                    ) from exc
+                started = time.perf_counter()
+                try:
+                    self._llm = Llama(
+                        model_path=self.model_path,
+                        n_ctx=self.n_ctx,
+                        n_threads=self.n_threads or os.cpu_count() or 2,
+                        verbose=False,
+                    )
+                except Exception as exc:  # llama.cpp reports a bad file as a bare ValueError
+                    raise ModelUnavailable(
+                        f"The model file {self.model_path} could not be loaded ({exc}). Check that it is a complete "
+                        "GGUF file, or delete it to have the default model assembled again."
+                    ) from exc
+                log.info("Loaded %s in %.1f s", Path(self.model_path).name, time.perf_counter() - started)
+            return self._llm
+
+    @staticmethod
+    def _as_dicts(messages: list[BaseMessage]) -> list[dict]:
+        roles = {"system": "system", "human": "user", "ai": "assistant"}
+        return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
+        with self._lock:
+            llm = self.load()
+            parts = llm.create_chat_completion(
+                self._as_dicts(messages),
+                temperature=0.0,
+                max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                stop=stop,
+                stream=True,
+            )
+            for part in parts:
+                delta = part["choices"][0]["delta"].get("content")
+                if delta:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
+                    if run_manager:
+                        run_manager.on_llm_new_token(delta, chunk=chunk)
+                    yield chunk
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        text = "".join(c.message.content for c in self._stream(messages, stop, run_manager, **kwargs))
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def warm(self, messages: list[BaseMessage]) -> str:
+        """Make the model read messages' prompt now (or restore that state from disk); return what was done."""
+        with self._lock:
+            llm = self.load()
+            prompt = self._as_dicts(messages)
+            key = hashlib.sha256(repr((Path(self.model_path).name, self.n_ctx, prompt)).encode()).hexdigest()[:24]
+            state_file = Path(self.state_dir) / f"state-{key}.pkl" if self.state_dir else None
+            if state_file and state_file.is_file():
+                try:
+                    self._restore(llm, state_file)
+                    return "restored"
+                except Exception as exc:  # a damaged state file is only a lost shortcut
+                    log.warning("Ignoring unreadable model state %s (%s)", state_file, exc)
+                    state_file.unlink(missing_ok=True)
+            llm.create_chat_completion(prompt, temperature=0.0, max_tokens=1)
+            if state_file:
+                self._save(llm, state_file)
+            return "computed"
+
+    @staticmethod
+    def _save(llm, path: Path) -> None:
+        state = llm.save_state()
+        # The logits of every prompt token are not needed to continue from the prefix: keep only their shape.
+        compact = {
+            "input_ids": state.input_ids,
+            "scores_shape": state.scores.shape,
+            "n_tokens": state.n_tokens,
+            "llama_state": state.llama_state,
+            "llama_state_size": state.llama_state_size,
+            "seed": state.seed,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as handle:
+            pickle.dump(compact, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.replace(path)
+
+    @staticmethod
+    def _restore(llm, path: Path) -> None:
+        import numpy as np
+        from llama_cpp.llama import LlamaState
+
+        with path.open("rb") as handle:
+            data = pickle.load(handle)  # noqa: S301 - our own cache file, written by _save
+        llm.load_state(
+            LlamaState(
+                input_ids=data["input_ids"],
+                scores=np.zeros(data["scores_shape"], dtype=np.single),
+                n_tokens=data["n_tokens"],
+                llama_state=data["llama_state"],
+                llama_state_size=data["llama_state_size"],
+                seed=data["seed"],
+            )
+        )
+
+
+def build_chat_model(settings: Settings) -> BaseChatModel:
+    """Return the configured chat model, checking its file or endpoint settings first."""
+    if settings.llm_backend == "openai":
+        if not settings.llm_base_url:
+            raise ModelUnavailable(
+                "ASSISTANT_LLM_BASE_URL must be set (e.g. http://127.0.0.1:8080/v1) for the openai backend."
+            )
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key.get_secret_value() or "not-needed",
+            model=settings.llm_model_name,
+            temperature=0,
+            max_tokens=settings.max_answer_tokens,
+            timeout=settings.llm_timeout,
+            max_retries=1,
+        )
+    if settings.llm_backend == "ollama":
+        from langchain_ollama import ChatOllama
+
+        return ChatOllama(
+            base_url=settings.llm_base_url or "http://127.0.0.1:11434",
+            model=settings.llm_model_name,
+            temperature=0,
+            num_predict=settings.max_answer_tokens,
+            client_kwargs={"timeout": settings.llm_timeout},
+        )
+    from .models import ModelError, chat_model_file
+
+    try:
+        path = chat_model_file(settings)
+    except ModelError as exc:
+        raise ModelUnavailable(str(exc)) from exc
+    return LlamaCppChat(
+        model_path=str(path),
+        n_ctx=settings.llm_context,
+        n_threads=settings.llm_threads,
+        max_tokens=settings.max_answer_tokens,
+        state_dir=str(Path(settings.cache_dir) / "states") if settings.persist_model_state else None,
+    )
+
+
+def say(message: str) -> None:
+    """Tell the person at the terminal what long work is going on."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,231 @@
+"""Index stage: embed passages into a persistent Chroma store that records what it was built from and heals itself."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .corpus import CHUNKING, Document, Passage, corpus_hash
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
+MANIFEST = "manifest.json"
+_KEEP = {".gitignore", ".gitkeep", "README.md"}
+_BATCH = 32
+
+
+class IndexStoreError(RuntimeError):
+    """The vector store cannot be opened or built; the message says what to do."""
+
+
+@dataclass
+class IndexReport:
+    """What opening the index did."""
+
+    action: str  # "reused", "built", "updated"
+    added: int
+    removed: int
+    seconds: float
+
+
+def load_embeddings(settings: Settings):
+    """Return the LangChain embeddings object for the configured sentence-transformers model (offline)."""
+    from .models import embedding_model_path, force_offline
+
+    force_offline()
+    path = embedding_model_path(settings)
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    return HuggingFaceEmbeddings(
+        model_name=path, model_kwargs={"device": "cpu"}, encode_kwargs={"normalize_embeddings": True}
+    )
+
+
+def embedding_fingerprint(settings: Settings) -> dict:
+    """Identify the embedding model cheaply (name and weight-file size) for the manifest."""
+    from .models import embedding_model_path
+
+    path = Path(embedding_model_path(settings))
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    return {"name": path.name, "weights_bytes": sum(w.stat().st_size for w in weights)}
+
+
+def _client(settings: Settings):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
+    if settings.chroma_host:
+        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+    Path(settings.index_dir).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+
+
+def _wipe(index_dir: Path) -> None:
+    """Delete the built store but keep the folder's tracked placeholders."""
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # drop cached handles on the files about to go
+    for child in Path(index_dir).iterdir():
+        if child.name in _KEEP:
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def _manifest_path(settings: Settings) -> Path:
+    if settings.chroma_host:
+        # A remote store keeps its manifest beside the local cache, one per server and collection.
+        name = f"manifest-{settings.chroma_host}-{settings.chroma_port}-{settings.collection_name}.json"
+        return Path(settings.cache_dir) / name
+    return Path(settings.index_dir) / MANIFEST
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _progress_bar(total: int, label: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="passage", file=sys.stderr, disable=total == 0, leave=False)
+
+
+class PassageIndex:
+    """The Chroma collection of a corpus's passages, kept in step with the corpus."""
+
+    def __init__(self, settings: Settings, embeddings=None):
+        self.settings = settings
+        self.embeddings = embeddings or load_embeddings(settings)
+        self.store = None
+
+    def open(self, documents: list[Document], passages: list[Passage], rebuild: bool = False) -> IndexReport:
+        """Open the store, building or updating it when the corpus, model or chunking changed; heal a broken one."""
+        started = time.perf_counter()
+        try:
+            report = self._open(documents, passages, rebuild)
+        except IndexStoreError:
+            raise
+        except Exception as exc:  # a truncated or corrupt store surfaces as many kinds of error
+            if self.settings.chroma_host:
+                raise IndexStoreError(
+                    f"The Chroma server at {self.settings.chroma_host}:{self.settings.chroma_port} failed ({exc}). "
+                    "Check that it is running (`chroma run --port PORT`) or unset ASSISTANT_CHROMA_HOST."
+                ) from exc
+            log.warning("The index in %s is unreadable (%s); rebuilding it.", self.settings.index_dir, exc)
+            try:
+                _wipe(Path(self.settings.index_dir))
+                report = self._open(documents, passages, rebuild=True)
+            except Exception as again:
+                raise IndexStoreError(
+                    f"Could not rebuild the index in {self.settings.index_dir} ({again}). Delete the folder's "
+                    "contents and run `assistant index --rebuild`."
+                ) from again
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _expected(self, documents: list[Document], passages: list[Passage]) -> dict:
+        return {
+            "version": INDEX_VERSION,
+            "embedding": embedding_fingerprint(self.settings),
+            "chunking": CHUNKING,
+            "collection": self.settings.collection_name,
+            "corpus_hash": corpus_hash(documents),
+            "documents": {d.doc_id: d.sha256 for d in documents},
+            "passages": len(passages),
+        }
+
+    def _open(self, documents, passages, rebuild: bool) -> IndexReport:
+        from langchain_chroma import Chroma
+
+        client = _client(self.settings)
+        expected = self._expected(documents, passages)
+        manifest_file = _manifest_path(self.settings)
+        manifest = _read_manifest(manifest_file)
+        same_recipe = manifest is not None and all(
+            manifest.get(key) == expected[key] for key in ("version", "embedding", "chunking", "collection")
+        )
+        if rebuild or not same_recipe:
+            existing = {c.name if hasattr(c, "name") else c for c in client.list_collections()}
+            if self.settings.collection_name in existing:
+                client.delete_collection(self.settings.collection_name)
+        self.store = Chroma(
+            client=client,
+            collection_name=self.settings.collection_name,
+            embedding_function=self.embeddings,
+            collection_metadata={"hnsw:space": "cosine"},
+        )
+        collection = self.store._collection
+        if same_recipe and not rebuild and manifest.get("corpus_hash") == expected["corpus_hash"]:
+            if collection.count() == expected["passages"]:
+                return IndexReport("reused", 0, 0, 0.0)
+            log.warning("The index holds %d passages, expected %d; rebuilding.", collection.count(), len(passages))
+            manifest = None
+            client.delete_collection(self.settings.collection_name)
+            return self._open(documents, passages, rebuild=True)
+
+        # Only documents that are new or changed are embedded again; removed ones leave the store.
+        old_docs = (manifest or {}).get("documents", {}) if same_recipe and not rebuild else {}
+        stale = [doc_id for doc_id, sha in old_docs.items() if expected["documents"].get(doc_id) != sha]
+        fresh = {d.doc_id for d in documents if old_docs.get(d.doc_id) != d.sha256}
+        manifest_file.unlink(missing_ok=True)  # a build cut short must not look complete
+        removed = 0
+        for doc_id in stale:
+            ids = collection.get(where={"doc_id": doc_id}, include=[])["ids"]
+            if ids:
+                collection.delete(ids=ids)
+                removed += len(ids)
+        todo = [p for p in passages if p.doc_id in fresh]
+        bar = _progress_bar(len(todo), "Indexing passages")
+        for i in range(0, len(todo), _BATCH):
+            batch = todo[i : i + _BATCH]
+            self.store.add_texts(
+                texts=[_embedded_text(p) for p in batch],
+                metadatas=[_metadata(p) for p in batch],
+                ids=[p.passage_id for p in batch],
+            )
+            bar.update(len(batch))
+        bar.close()
+        if collection.count() != len(passages):
+            raise IndexStoreError(
+                f"The index holds {collection.count()} passages after building, expected {len(passages)}. "
+                "Run `assistant index --rebuild`."
+            )
+        manifest_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = manifest_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(expected, indent=2), encoding="utf-8")
+        tmp.replace(manifest_file)
+        action = "updated" if old_docs else "built"
+        return IndexReport(action, len(todo), removed, 0.0)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        """Return (passage_id, cosine distance) of the k nearest passages."""
+        results = self.store.similarity_search_with_score(query, k=k)
+        return [(doc.metadata["passage_id"], float(distance)) for doc, distance in results]
+
+
+def _embedded_text(passage: Passage) -> str:
+    # The section heading gives a paragraph words it lacks ("spending", "cautiously") without being a passage itself.
+    return f"{passage.section}. {passage.text}" if passage.section else passage.text
+
+
+def _metadata(passage: Passage) -> dict:
+    return {
+        "passage_id": passage.passage_id,
+        "doc_id": passage.doc_id,
+        "number": passage.number,
+        "section": passage.section,
+        "start": passage.start,
+        "end": passage.end,
+        "source": passage.source,
+        "title": passage.title,
+    }

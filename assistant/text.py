@@ -1,0 +1,418 @@
+"""Text helpers shared by the stages: folding, word stems, stop words and matching of names across spellings."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "above",
+        "after",
+        "again",
+        "against",
+        "all",
+        "also",
+        "am",
+        "an",
+        "and",
+        "any",
+        "are",
+        "aren't",
+        "as",
+        "at",
+        "be",
+        "because",
+        "been",
+        "before",
+        "being",
+        "below",
+        "between",
+        "both",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "doing",
+        "done",
+        "down",
+        "during",
+        "each",
+        "either",
+        "else",
+        "ever",
+        "few",
+        "for",
+        "from",
+        "further",
+        "had",
+        "has",
+        "have",
+        "having",
+        "he",
+        "her",
+        "here",
+        "hers",
+        "herself",
+        "him",
+        "himself",
+        "his",
+        "how",
+        "i",
+        "if",
+        "in",
+        "into",
+        "is",
+        "isn't",
+        "it",
+        "its",
+        "itself",
+        "just",
+        "least",
+        "less",
+        "let",
+        "like",
+        "made",
+        "make",
+        "many",
+        "may",
+        "me",
+        "might",
+        "more",
+        "most",
+        "much",
+        "must",
+        "my",
+        "myself",
+        "no",
+        "nor",
+        "not",
+        "now",
+        "of",
+        "off",
+        "on",
+        "once",
+        "only",
+        "or",
+        "other",
+        "our",
+        "ours",
+        "ourselves",
+        "out",
+        "over",
+        "own",
+        "per",
+        "quite",
+        "rather",
+        "same",
+        "say",
+        "says",
+        "said",
+        "she",
+        "should",
+        "so",
+        "some",
+        "such",
+        "than",
+        "that",
+        "the",
+        "their",
+        "theirs",
+        "them",
+        "themselves",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "those",
+        "through",
+        "to",
+        "too",
+        "under",
+        "until",
+        "up",
+        "upon",
+        "us",
+        "very",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "while",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "will",
+        "with",
+        "within",
+        "without",
+        "would",
+        "yes",
+        "yet",
+        "you",
+        "your",
+        "yours",
+        "yourself",
+        "yourselves",
+        "according",
+        "article",
+        "text",
+        "passage",
+        "tell",
+        "told",
+        "describe",
+        "described",
+        "explain",
+        "mention",
+        "mentioned",
+        "give",
+        "given",
+        "name",
+        "named",
+        "one",
+        "ones",
+        "thing",
+        "things",
+        "kind",
+        "way",
+        "get",
+        "got",
+        "also",
+        "still",
+        "even",
+        "well",
+        "often",
+        "every",
+    ]
+)
+# "us" is a stop word in English prose but the article's "US" is a country: handled by is_entity_token.
+
+# Spellings the article may use for a name the user (or the model) wrote differently.
+ALIASES = {
+    "netherlands": ("dutch", "netherlands", "holland"),
+    "holland": ("dutch", "netherlands"),
+    "dutch": ("dutch", "netherlands"),
+    "france": ("france", "french"),
+    "french": ("france", "french"),
+    "denmark": ("denmark", "danish"),
+    "danish": ("denmark", "danish"),
+    "poland": ("poland", "polish"),
+    "polish": ("poland", "polish"),
+    "america": ("america", "us", "united states"),
+    "american": ("american", "us", "united states"),
+    "americans": ("american", "us", "united states"),
+    "usa": ("us", "united states", "america"),
+    "us": ("us", "united states", "america", "washington"),
+    "u.s": ("us", "united states", "america"),
+    "u.s.": ("us", "united states", "america"),
+    "united": ("united states", "united"),
+    "states": ("united states", "states"),
+    "britain": ("britain", "british", "uk", "united kingdom"),
+    "british": ("britain", "british", "uk"),
+    "uk": ("uk", "britain", "united kingdom"),
+    "eu": ("eu", "european union"),
+    "nato's": ("nato",),
+}
+
+_WORD_RE = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def fold(text: str) -> str:
+    """Lowercase, strip accents and unify quotes and dashes, keeping the length of nothing in particular."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = text.replace("’", "'").replace("‘", "'").replace("“", '"').replace("”", '"')
+    text = text.replace("—", " ").replace("–", " ").replace("-", " ")
+    return text.lower()
+
+
+def words(text: str) -> list[str]:
+    """Folded words of text, possessives cut ("Romania's" -> "romania")."""
+    out = []
+    for word in _WORD_RE.findall(fold(text)):
+        if word.endswith("'s"):
+            word = word[:-2]
+        out.append(word.strip("'."))
+    return [w for w in out if w]
+
+
+@lru_cache(maxsize=50_000)
+def stem(word: str) -> str:
+    """A crude suffix stripper: enough to match 'spending'/'spend' and 'allies'/'ally', cheap and deterministic."""
+    if word.isdigit() or len(word) <= 4:
+        return word
+    for suffix, repl in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)] + repl
+    return word
+
+
+def content_stems(text: str) -> set[str]:
+    """Stems of the words that carry meaning (stop words removed)."""
+    return {stem(w) for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())}
+
+
+def content_stem_list(text: str) -> list[str]:
+    """Like content_stems, in order and with repeats (for BM25)."""
+    return [stem(w) for w in words(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+def numbers(text: str) -> set[str]:
+    """Numbers written with digits, normalised ("3,5" and "3.5" both give "3.5")."""
+    return {n.replace(",", ".").rstrip(".") for n in _NUMBER_RE.findall(text)}
+
+
+_GENERIC_CAPITALS = frozenset(
+    [
+        "i",
+        "the",
+        "a",
+        "an",
+        "in",
+        "on",
+        "at",
+        "for",
+        "and",
+        "but",
+        "or",
+        "if",
+        "what",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "when",
+        "where",
+        "why",
+        "how",
+        "is",
+        "are",
+        "was",
+        "were",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "will",
+        "would",
+        "should",
+        "may",
+        "might",
+        "has",
+        "have",
+        "had",
+        "this",
+        "that",
+        "these",
+        "those",
+        "it",
+        "its",
+        "there",
+        "yes",
+        "no",
+        "not",
+        "please",
+        "also",
+        "answer",
+        "article",
+        "question",
+        "tell",
+        "give",
+        "list",
+        "according",
+        "however",
+        "additionally",
+        "furthermore",
+        "moreover",
+        "overall",
+        "meanwhile",
+        "therefore",
+        "thus",
+        "specifically",
+        "instead",
+        "finally",
+        "first",
+        "second",
+        "both",
+        "several",
+        "many",
+        "some",
+        "various",
+        "certain",
+        "while",
+        "since",
+        "although",
+        "though",
+        "sure",
+        "sorry",
+        "unfortunately",
+        "here",
+        "okay",
+        "ok",
+    ]
+)
+_NAME_RE = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ž][\w'’.-]*")
+
+
+def entity_words(text: str, skip_first: bool = False, lowercase_vocabulary: frozenset[str] = frozenset()) -> list[str]:
+    """Capitalised words and acronyms that look like names ("Italy", "Rutte", "NATO"), in order, without repeats.
+
+    A sentence's first word is capitalised anyway: with skip_first it is passed over unless it is an acronym or a
+    possessive; otherwise it counts unless it is a word lowercase_vocabulary knows in lower case.
+    """
+    found: list[str] = []
+    for sentence in re.split(r"(?<=[.!?:;])\s+|\n+", text):
+        for i, match in enumerate(_NAME_RE.finditer(sentence)):
+            raw = match.group().rstrip(".'’-")
+            possessive = bool(re.search(r"['’]s$", raw))
+            word = re.sub(r"['’]s$", "", raw)
+            lower = fold(word)
+            if not word[:1].isupper() or lower in _GENERIC_CAPITALS or (lower in STOPWORDS and not word.isupper()):
+                continue
+            if i == 0 and not (word.isupper() or possessive) and (skip_first or lower in lowercase_vocabulary):
+                continue
+            if word not in found:
+                found.append(word)
+    return found
+
+
+def lowercase_words(text: str) -> frozenset[str]:
+    """Words that text uses in lower case somewhere (so they are ordinary words, not names)."""
+    return frozenset(fold(m.group()) for m in re.finditer(r"\b[a-zà-ÿ][\w'’-]*", text))
+
+
+def _roots(word: str) -> list[tuple[str, bool]]:
+    """Spellings to look for, each with whether a prefix match is enough."""
+    w = words(word)
+    if not w:
+        return []
+    key = " ".join(w)
+    # "Romanian" and "Romania", "Lithuanian" and "Lithuania" share a root; short names must match whole.
+    return [
+        (s[: max(5, len(s) - 3)], True) if len(s) > 5 and " " not in s else (s, False) for s in ALIASES.get(key, (key,))
+    ]
+
+
+def find_entity(word: str, text: str) -> bool:
+    """True when text mentions the name word, allowing demonyms, aliases and inflections."""
+    haystack = " " + " ".join(words(text)) + " "
+    for root, prefix in _roots(word):
+        if prefix:
+            if f" {root}" in haystack:
+                return True
+        elif re.search(rf" {re.escape(root)}(?:s|n|ns)? ", haystack):
+            return True
+    return False
