@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 from .corpus import Document, Passage, load_passages
 from .generation import load_prompt, render_context
-from .grounding import Grounder, Support, clean_sentence, is_decline, mark_sentence, split_answer
+from .grounding import Grounder, Support, clean_sentence, fits_question, is_decline, mark_sentence, split_answer
 from .guard import (
     InvalidQuestion,
     is_greeting,
@@ -246,7 +246,7 @@ class Assistant:
                 return None
             if not self.settings.grounding_check:
                 return sentence
-            support = self.grounder.support(sentence, candidates, standalone)
+            support = self.grounder.support(sentence, candidates)
             if support is None:
                 if not self.grounder.claim_terms(sentence)[0]:
                     pending.append(sentence)
@@ -286,6 +286,9 @@ class Assistant:
                 yield from emit(sentence)
         timings["generate"] = time.perf_counter() - t
 
+        if self.settings.grounding_check and kept and not fits_question(standalone, " ".join(kept)):
+            log.info("Answer %r does not fit the question %r", kept, standalone)
+            kept = []
         if declined or not kept:
             refusal.reason = "not_in_article" if declined else "unsupported"
             refusal.draft = draft

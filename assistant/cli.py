@@ -91,6 +91,12 @@ def cmd_warm(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from .evaluation import main as run_eval
+
+    return run_eval(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `assistant` command."""
     parser = argparse.ArgumentParser(
@@ -118,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     warm = sub.add_parser("warm", help="prepare the index and the model now (the set-up runs this)")
     warm.set_defaults(func=cmd_warm)
+
+    from .evaluation import add_arguments
+
+    evaluate = sub.add_parser("eval", help="run the regression suite of questions and gate its metrics")
+    add_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 

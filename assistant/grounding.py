@@ -24,6 +24,42 @@ _DECLINE = re.compile(
 )
 
 
+_CLAUSE_SPLIT = re.compile(
+    r",?\s+(?:and|but|while|whereas|because|although|as well as)\s+|;\s+|,\s+(?:which|who|whereas|while)\s+", re.I
+)
+_MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
+
+_WHEN = re.compile(
+    r"^\W*(when|what (date|day|year|month|time)|which (date|day|year|month)|in (what|which) year)\b", re.I
+)
+_HOW_MUCH = re.compile(
+    r"\b(how (many|much|large|big|often)|what (percentage|percent|share|proportion|amount|figure|sum|number))\b", re.I
+)
+_TIME_WORDS = re.compile(
+    r"\d|\b(january|february|march|april|may|june|july|august|september|october|november|december|monday|tuesday|"
+    r"wednesday|thursday|friday|saturday|sunday|days?|weeks?|months?|years?|decades?|century|ago|today|yesterday|"
+    r"tomorrow|recent(ly)?|soon|now|already|currently|schedule|after|before|during|since|until|once|latest|"
+    r"gradual(ly)?|future|past|historically|long-standing|underway)\b",
+    re.I,
+)
+_QUANTITY_WORDS = re.compile(
+    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozen|hundred|thousand|million|billion|"
+    r"half|third|quarter|majority|most|several|few|many|more|less|fewer|percent|share|all|none|some|single|both)\b",
+    re.I,
+)
+
+
+def fits_question(question: str, answer: str) -> bool:
+    """False when the answer cannot be of the kind asked: a 'when' answered without any time, a 'how much' without
+    any quantity (the small model's favourite way of answering a question the article leaves open)."""
+    if _WHEN.search(question) and not _TIME_WORDS.search(answer):
+        return False
+    if _HOW_MUCH.search(question) and not _QUANTITY_WORDS.search(answer):
+        # A list of three or more names answers "how many" well enough.
+        return answer.count(",") >= 2
+    return True
+
+
 @dataclass(frozen=True)
 class Support:
     """Why one answer sentence may stand: the passages and the span in them that say the same."""
@@ -71,40 +107,50 @@ class Grounder:
         """Content stems, names and numbers of a sentence: what a supporting passage must contain."""
         return content_stems(sentence), entity_words(sentence, lowercase_vocabulary=self._vocabulary), numbers(sentence)
 
-    def support(self, sentence: str, candidates: list[Passage] | None = None, question: str = "") -> Support | None:
-        """Return the support of one sentence, or None when no passage (or pair of passages) backs it.
+    def support(self, sentence: str, candidates: list[Passage] | None = None) -> Support | None:
+        """Return the support of one sentence, or None when nothing backs it.
 
-        Names the question itself uses (already checked against the corpus) may be repeated without support.
+        One claim needs one passage that holds its content words, every name and every number. A sentence that joins
+        claims ("X did A, and Y did B") may join passages, but only clause by clause: a name from one paragraph and a
+        number from another never make a fact together.
         """
-        stems, names, nums = self.claim_terms(sentence)
-        names = [n for n in names if not find_entity(n, question)]
+        pool = candidates or self.passages
+        whole = self._single(sentence, pool)
+        if whole is not None:
+            return whole
+        clauses = [c for c in _CLAUSE_SPLIT.split(sentence) if c and c.strip(" ,.")]
+        if len(clauses) < 2:
+            return None
+        parts = []
+        for clause in clauses:
+            part = self._single(clause, pool)
+            if part is None or len(self.claim_terms(clause)[0]) < _MIN_CLAUSE_WORDS:
+                return None
+            parts.append(part)
+        spans: dict[str, tuple[Passage, int, int]] = {}
+        for part in parts:
+            passage, (start, end) = part.passages[0], part.quotes[0]
+            if passage.passage_id in spans:
+                _, s0, e0 = spans[passage.passage_id]
+                start, end = min(start, s0), max(end, e0)
+            spans[passage.passage_id] = (passage, start, end)
+        coverage = sum(p.coverage for p in parts) / len(parts)
+        chosen = tuple(v[0] for v in spans.values())
+        return Support(sentence, chosen, tuple((v[1], v[2]) for v in spans.values()), coverage)
+
+    def _single(self, claim: str, pool: list[Passage]) -> Support | None:
+        stems, names, nums = self.claim_terms(claim)
         if not stems:
             return None
-        pool = candidates or self.passages
         ranked = sorted(pool, key=lambda p: -len(stems & self._stems[p.passage_id]))
-        best = ranked[0]
-        chosen = [best]
-        covered = stems & self._stems[best.passage_id]
-        if not self._complete(covered, stems, names, nums, chosen):
-            # A sentence may join facts from two paragraphs (multi-hop): add the one that covers most of the rest.
-            missing = stems - covered
-            second = max(ranked[1:], key=lambda p: len(missing & self._stems[p.passage_id]), default=None)
-            if second is not None and missing & self._stems[second.passage_id]:
-                chosen.append(second)
-                covered = covered | (stems & self._stems[second.passage_id])
-            if not self._complete(covered, stems, names, nums, chosen):
-                return None
-        coverage = len(covered) / len(stems)
-        quotes = tuple(self._quote(p, stems) for p in chosen)
-        return Support(sentence, tuple(chosen), quotes, coverage)
-
-    def _complete(self, covered: set[str], stems: set[str], names: list[str], nums: set[str], chosen) -> bool:
-        if len(covered) / len(stems) < self.min_support:
-            return False
-        text = " ".join(p.text for p in chosen)
-        have_numbers = set().union(*(self._numbers[p.passage_id] for p in chosen))
-        # Names and numbers are where small models invent: each must appear in the supporting passages.
-        return nums <= have_numbers and all(find_entity(name, text) for name in names)
+        for passage in ranked[:5]:
+            coverage = len(stems & self._stems[passage.passage_id]) / len(stems)
+            if coverage < self.min_support:
+                break
+            # Names and numbers are where small models invent: each must stand in this very passage.
+            if nums <= self._numbers[passage.passage_id] and all(find_entity(n, passage.text) for n in names):
+                return Support(claim, (passage,), (self._quote(passage, stems),), coverage)
+        return None
 
     def _quote(self, passage: Passage, stems: set[str]) -> tuple[int, int]:
         """Document offsets of the sentence (or two adjacent sentences) of passage that best match stems."""

@@ -1,0 +1,914 @@
+"""Regression suite (`assistant eval`): run a question set through the Assistant and gate its metrics."""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import re
+import string
+import sys
+import time
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .corpus import Document, load_documents
+
+DEFAULT_TOLERANCE = 0.02
+ANSWER_F1_MIN = 0.7  # token F1 at or above which a response counts as an accepted answer even without a substring match
+LATENCY_STAGES = ("rewrite", "retrieve", "first_token", "generate", "total")
+CASE_FIELDS = ("id", "question", "history", "answers", "must_contain", "must_not_contain", "evidence", "tags", "note")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One figure of the report: its key, how it is shown, and which way is better."""
+
+    key: str
+    label: str  # may hold {k}, the number of passages retrieved
+    higher_is_better: bool
+    description: str
+
+
+METRICS = {
+    m.key: m
+    for m in (
+        Metric("answer", "answer", True, "answerable cases answered with an accepted answer"),
+        Metric("f1", "f1", True, "mean token F1 of the response against its best accepted answer"),
+        Metric("refusal", "refusal", True, "must-refuse cases that were refused"),
+        Metric("false-refusal", "false-refusal", False, "answerable cases that were refused"),
+        Metric("evidence", "evidence@{k}", True, "answerable cases with an evidence passage among the retrieved"),
+        Metric("mrr", "mrr", True, "mean reciprocal rank of the first retrieved passage holding evidence"),
+        Metric("citation-validity", "citation-validity", True, "answers whose [n] markers and citations match"),
+        Metric("citation-precision", "citation-precision", True, "citations that point at evidence"),
+        Metric("citation-recall", "citation-recall", True, "evidence quotes that some citation points at"),
+    )
+}
+
+
+class CaseError(ValueError):
+    """The case file is malformed; the message names the case and the field to fix."""
+
+
+class BaselineError(ValueError):
+    """The baseline file is missing or unreadable."""
+
+
+# ----- cases --------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Evidence:
+    """A verbatim quote of the corpus and where it is."""
+
+    quote: str
+    doc_id: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        """Return the evidence as plain data."""
+        return {"quote": self.quote, "doc_id": self.doc_id, "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One question of the suite, with what counts as a right answer."""
+
+    id: str
+    question: str
+    answers: tuple[str, ...]  # empty: the assistant must refuse
+    history: tuple[dict, ...] = ()
+    must_contain: tuple[tuple[str, ...], ...] = ()
+    must_not_contain: tuple[tuple[str, ...], ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def must_refuse(self) -> bool:
+        """True when the article cannot answer the case, so the assistant must abstain."""
+        return not self.answers
+
+
+@dataclass
+class Suite:
+    """A loaded case file: its cases and gates."""
+
+    cases: list[Case]
+    thresholds: dict[str, float] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)  # per metric; missing means DEFAULT_TOLERANCE
+
+
+def locate_evidence(quote: str, documents: list[Document]) -> Evidence:
+    """Return where quote occurs in the documents; ValueError unless it occurs exactly once."""
+    if not isinstance(quote, str) or not quote.strip():
+        raise ValueError("an evidence quote must be non-empty text")
+    hits = []
+    for doc in documents:
+        start = doc.text.find(quote)
+        while start != -1:
+            hits.append(Evidence(quote, doc.doc_id, start, start + len(quote)))
+            start = doc.text.find(quote, start + 1)
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        places = ", ".join(f"{h.doc_id}@{h.start}" for h in hits)
+        raise ValueError(f"evidence quote {quote!r} occurs {len(hits)} times ({places}); quote more words")
+    folded = fold_quotes(quote)
+    hint = (
+        " (it does after folding quotes and dashes: copy the corpus's own ’ “ ” — characters)"
+        if any(folded in fold_quotes(d.text) for d in documents)
+        else ""
+    )
+    raise ValueError(f"evidence quote {quote!r} is not in the corpus{hint}")
+
+
+def fold_quotes(text: str) -> str:
+    """Return text with curly quotes and dashes made plain (for hints only; evidence must match exactly)."""
+    table = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "-", "–": "-"})
+    return text.translate(table)
+
+
+def _strings(value, where: str, *, allow_empty: bool = True) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise CaseError(f"{where} must be a list of non-empty strings")
+    if not value and not allow_empty:
+        raise CaseError(f"{where} must not be empty")
+    return tuple(value)
+
+
+def _groups(value, where: str) -> tuple[tuple[str, ...], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise CaseError(f"{where} must be a list of groups, each a list of regex alternatives")
+    groups = []
+    for i, group in enumerate(value):
+        alternatives = _strings(group, f"{where}[{i}]", allow_empty=False)
+        for pattern in alternatives:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise CaseError(f"{where}[{i}]: invalid regex {pattern!r} ({exc})") from exc
+        groups.append(alternatives)
+    return tuple(groups)
+
+
+def _history(value, where: str) -> tuple[dict, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise CaseError(f"{where} must be a list of {{role, content}} messages")
+    messages = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or set(message) != {"role", "content"}:
+            raise CaseError(f"{where}[{i}] must be a mapping with exactly 'role' and 'content'")
+        if message["role"] not in ("user", "assistant"):
+            raise CaseError(f"{where}[{i}].role must be 'user' or 'assistant', not {message['role']!r}")
+        if not isinstance(message["content"], str) or not message["content"].strip():
+            raise CaseError(f"{where}[{i}].content must be non-empty text")
+        messages.append({"role": message["role"], "content": message["content"]})
+    return tuple(messages)
+
+
+def parse_case(raw, position: int, documents: list[Document]) -> Case:
+    """Return the Case described by raw (one entry of `cases:`), or raise CaseError naming the case and field."""
+    if not isinstance(raw, dict):
+        raise CaseError(f"case #{position}: must be a mapping with id, question, answers and evidence")
+    case_id = raw.get("id")
+    if not isinstance(case_id, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", case_id):
+        raise CaseError(f"case #{position}: field 'id' must be a word such as 'p2-colby-title', not {case_id!r}")
+    name = f"case {case_id!r}"
+    unknown = sorted(set(raw) - set(CASE_FIELDS))
+    if unknown:
+        raise CaseError(f"{name}: unknown field {unknown[0]!r} (fields: {', '.join(CASE_FIELDS)})")
+    question = raw.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise CaseError(f"{name}: field 'question' must be non-empty text")
+    if "answers" not in raw:
+        raise CaseError(f"{name}: field 'answers' is missing (use 'answers: []' when the assistant must refuse)")
+    answers = _strings(raw["answers"], f"{name}: field 'answers'")
+    if answers and not any(normalize_answer(a) for a in answers):
+        raise CaseError(f"{name}: field 'answers' holds only punctuation or articles")
+    evidence_quotes = _strings(raw.get("evidence"), f"{name}: field 'evidence'")
+    if answers and not evidence_quotes:
+        raise CaseError(f"{name}: field 'evidence' is missing; an answerable case needs at least one quote")
+    evidence = []
+    for i, quote in enumerate(evidence_quotes):
+        try:
+            evidence.append(locate_evidence(quote, documents))
+        except ValueError as exc:
+            raise CaseError(f"{name}: field 'evidence[{i}]': {exc}") from exc
+    return Case(
+        id=case_id,
+        question=question,
+        answers=answers,
+        history=_history(raw.get("history"), f"{name}: field 'history'"),
+        must_contain=_groups(raw.get("must_contain"), f"{name}: field 'must_contain'"),
+        must_not_contain=_groups(raw.get("must_not_contain"), f"{name}: field 'must_not_contain'"),
+        evidence=tuple(evidence),
+        tags=_strings(raw.get("tags"), f"{name}: field 'tags'"),
+    )
+
+
+def metric_key(name: str) -> str | None:
+    """Return the metric key a threshold name refers to ('evidence@4' -> 'evidence'), or None when unknown."""
+    if name in METRICS:
+        return name
+    if re.fullmatch(r"evidence@\d+", name):
+        return "evidence"
+    return None
+
+
+def _gates(value, what: str) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CaseError(f"header: field '{what}' must map metric names to numbers")
+    gates = {}
+    for name, number in value.items():
+        key = metric_key(str(name))
+        if key is None:
+            raise CaseError(f"header: field '{what}.{name}' is not a metric (metrics: {', '.join(METRICS)})")
+        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= 1:
+            raise CaseError(f"header: field '{what}.{name}' must be a number from 0 to 1, not {number!r}")
+        gates[key] = float(number)
+    return gates
+
+
+def parse_suite(data, documents: list[Document]) -> Suite:
+    """Return the Suite described by data (the parsed YAML), or raise CaseError."""
+    if not isinstance(data, dict):
+        raise CaseError("the file must be a mapping with 'thresholds:' and 'cases:'")
+    unknown = sorted(set(data) - {"thresholds", "tolerance", "cases"})
+    if unknown:
+        raise CaseError(f"header: unknown field {unknown[0]!r} (fields: thresholds, tolerance, cases)")
+    thresholds, tolerance_value = data.get("thresholds"), data.get("tolerance")
+    if isinstance(thresholds, dict) and "tolerance" in thresholds:  # also accepted inside the thresholds block
+        thresholds = dict(thresholds)
+        tolerance_value = thresholds.pop("tolerance")
+    if isinstance(tolerance_value, (int, float)) and not isinstance(tolerance_value, bool):
+        if not 0 <= tolerance_value <= 1:
+            raise CaseError(f"header: field 'tolerance' must be a number from 0 to 1, not {tolerance_value!r}")
+        tolerance = {key: float(tolerance_value) for key in METRICS}
+    else:
+        tolerance = _gates(tolerance_value, "tolerance")
+    raw_cases = data.get("cases")
+    if not isinstance(raw_cases, list) or not raw_cases:
+        raise CaseError("header: field 'cases' must be a non-empty list")
+    cases, seen = [], set()
+    for position, raw in enumerate(raw_cases, 1):
+        case = parse_case(raw, position, documents)
+        if case.id in seen:
+            raise CaseError(f"case {case.id!r}: field 'id' is used twice")
+        seen.add(case.id)
+        cases.append(case)
+    return Suite(cases, _gates(thresholds, "thresholds"), tolerance)
+
+
+def load_suite(path: Path, documents: list[Document]) -> Suite:
+    """Read and validate a YAML case file; CaseError (with the file name) when it is malformed."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CaseError(f"{path}: cannot read the case file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise CaseError(f"{path}: not valid YAML ({exc})") from exc
+    try:
+        return parse_suite(data, documents)
+    except CaseError as exc:
+        raise CaseError(f"{path}: {exc}") from exc
+
+
+# ----- matching -----------------------------------------------------------------------------------------------------
+_MARKER = re.compile(r"\[(\d+)\]")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD-style normalisation: fold accents and curly quotes, lowercase, drop punctuation, articles and extra space."""
+    text = _MARKER.sub(" ", text)
+    text = unicodedata.normalize("NFKD", fold_quotes(text))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+    text = text.replace("-", " ")
+    text = "".join(
+        ch for ch in text if ch not in string.punctuation and not unicodedata.category(ch).startswith(("P", "S"))
+    )
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(prediction: str, truth: str) -> float:
+    """Return the SQuAD token F1 of prediction against truth, after normalisation."""
+    predicted, expected = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    if not predicted or not expected:
+        return float(predicted == expected)
+    common = sum((Counter(predicted) & Counter(expected)).values())
+    if not common:
+        return 0.0
+    precision, recall = common / len(predicted), common / len(expected)
+    return 2 * precision * recall / (precision + recall)
+
+
+def match_answer(text: str, answers: tuple[str, ...] | list[str]) -> tuple[bool, float]:
+    """Return (accepted, best token F1): accepted when a normalised answer occurs in the normalised text, or F1 is high."""
+    response = f" {normalize_answer(text)} "
+    best = max((token_f1(text, a) for a in answers), default=0.0)
+    found = any(normalize_answer(a) and f" {normalize_answer(a)} " in response for a in answers)
+    return found or best >= ANSWER_F1_MIN, best
+
+
+def check_patterns(text: str, must_contain, must_not_contain) -> list[str]:
+    """Return what the text breaks: each must_contain group needs one match, no must_not_contain pattern may match."""
+    problems = []
+    for group in must_contain:
+        if not any(re.search(p, text, re.IGNORECASE) for p in group):
+            problems.append(f"missing one of {list(group)}")
+    for group in must_not_contain:
+        hits = [p for p in group if re.search(p, text, re.IGNORECASE)]
+        if hits:
+            problems.append(f"contains {hits[0]!r}")
+    return problems
+
+
+def overlaps(start: int, end: int, other_start: int, other_end: int) -> bool:
+    """True when the half-open spans [start, end) and [other_start, other_end) share a character."""
+    return start < other_end and other_start < end
+
+
+def cites_evidence(citation, evidence: Evidence) -> bool:
+    """True when the citation's quote or its passage overlaps the evidence quote, in the same document."""
+    if citation.doc_id != evidence.doc_id:
+        return False
+    return overlaps(citation.start, citation.end, evidence.start, evidence.end) or overlaps(
+        citation.passage_start, citation.passage_end, evidence.start, evidence.end
+    )
+
+
+def check_citations(answer, doc_texts: dict[str, str]) -> list[str]:
+    """Return what is wrong with the answer's citations: markers without a citation, unused or malformed citations."""
+    problems = []
+    markers = {int(n) for n in _MARKER.findall(answer.text)}
+    indices = [c.index for c in answer.citations]
+    if len(set(indices)) != len(indices):
+        problems.append(f"duplicate citation indices {sorted(indices)}")
+    for n in sorted(markers - set(indices)):
+        problems.append(f"marker [{n}] has no citation")
+    for n in sorted(set(indices) - markers):
+        problems.append(f"citation {n} is never marked in the text")
+    if not answer.abstained and not answer.citations:
+        problems.append("an answer without any citation")
+    for c in answer.citations:
+        text = doc_texts.get(c.doc_id)
+        if text is None:
+            problems.append(f"citation {c.index} names unknown document {c.doc_id!r}")
+        elif text[c.start : c.end] != c.quote or not c.quote:
+            problems.append(f"citation {c.index} quote is not the document text at {c.start}-{c.end}")
+        elif not c.passage_start <= c.start < c.end <= c.passage_end:
+            problems.append(f"citation {c.index} quote lies outside its passage")
+    return problems
+
+
+def evidence_rank(passages, evidence: tuple[Evidence, ...]) -> int | None:
+    """Return the 1-based rank of the first retrieved passage that overlaps some evidence, or None."""
+    for rank, p in enumerate(passages, 1):
+        if any(p.doc_id == e.doc_id and overlaps(p.start, p.end, e.start, e.end) for e in evidence):
+            return rank
+    return None
+
+
+# ----- scoring ------------------------------------------------------------------------------------------------------
+@dataclass
+class CaseResult:
+    """One case, the assistant's answer and every check made on it."""
+
+    case: Case
+    answer: object | None  # an assistant.answering.Answer; None when the question was rejected
+    error: str = ""
+    answer_ok: bool | None = None  # answerable cases only
+    refusal_ok: bool | None = None  # must-refuse cases: refused; answerable: not refused
+    f1: float | None = None
+    rank: int | None = None  # of the first evidence passage, answerable cases only
+    evidence_hit: bool | None = None
+    citations_ok: bool | None = None  # None when there is nothing to cite
+    precise_citations: int = 0
+    scored_citations: int = 0
+    covered_evidence: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """True when every check that applies to the case passed."""
+        checks = (self.answer_ok, self.refusal_ok, self.evidence_hit, self.citations_ok)
+        return not self.error and all(c is not False for c in checks)
+
+    @property
+    def milliseconds(self) -> float | None:
+        """Total time the answer took, in milliseconds."""
+        if self.answer is None or "total" not in self.answer.timings:
+            return None
+        return self.answer.timings["total"] * 1000
+
+
+def score_case(case: Case, answer, doc_texts: dict[str, str], top_k: int) -> CaseResult:
+    """Check one answer against its case."""
+    result = CaseResult(case, answer)
+    text = answer.text
+    pattern_problems = check_patterns(_MARKER.sub("", text), case.must_contain, case.must_not_contain)
+    result.problems.extend(pattern_problems)
+    if case.must_refuse:
+        result.refusal_ok = bool(answer.abstained) and not pattern_problems
+        if not answer.abstained:
+            result.problems.append("answered a question it must refuse")
+    else:
+        result.refusal_ok = not answer.abstained
+        accepted, result.f1 = match_answer(text, case.answers) if not answer.abstained else (False, 0.0)
+        result.answer_ok = accepted and not answer.abstained and not pattern_problems
+        if answer.abstained:
+            result.problems.append(f"refused ({answer.reason})")
+        elif not accepted:
+            result.problems.append("no accepted answer in the response")
+        result.rank = evidence_rank(answer.passages[:top_k], case.evidence)
+        result.evidence_hit = result.rank is not None
+        if not answer.abstained:
+            result.scored_citations = len(answer.citations)
+            result.precise_citations = sum(any(cites_evidence(c, e) for e in case.evidence) for c in answer.citations)
+        result.covered_evidence = sum(any(cites_evidence(c, e) for c in answer.citations) for e in case.evidence)
+    if not answer.abstained or answer.citations or _MARKER.search(text):
+        citation_problems = check_citations(answer, doc_texts)
+        result.citations_ok = not citation_problems
+        result.problems.extend(citation_problems)
+    return result
+
+
+def reject_case(case: Case, error: str) -> CaseResult:
+    """Return the result of a case whose question the assistant rejected as invalid."""
+    result = CaseResult(case, None, error=error, problems=[f"rejected: {error}"])
+    if case.must_refuse:
+        result.refusal_ok = False
+    else:
+        result.answer_ok, result.refusal_ok, result.f1, result.evidence_hit = False, False, 0.0, False
+    return result
+
+
+def _share(flags) -> float | None:
+    flags = [f for f in flags if f is not None]
+    return sum(map(bool, flags)) / len(flags) if flags else None
+
+
+def compute_metrics(results: list[CaseResult]) -> dict[str, float | None]:
+    """Return every gated metric (None when no case measures it)."""
+    answerable = [r for r in results if not r.case.must_refuse]
+    refuse = [r for r in results if r.case.must_refuse]
+    scored = sum(r.scored_citations for r in answerable)
+    evidence = sum(len(r.case.evidence) for r in answerable)
+    return {
+        "answer": _share(r.answer_ok for r in answerable),
+        "f1": sum(r.f1 or 0.0 for r in answerable) / len(answerable) if answerable else None,
+        "refusal": _share(r.refusal_ok for r in refuse),
+        "false-refusal": _share(not r.refusal_ok for r in answerable),
+        "evidence": _share(r.evidence_hit for r in answerable),
+        "mrr": sum(1 / r.rank if r.rank else 0.0 for r in answerable) / len(answerable) if answerable else None,
+        "citation-validity": _share(r.citations_ok for r in results),
+        "citation-precision": sum(r.precise_citations for r in answerable) / scored if scored else None,
+        "citation-recall": sum(r.covered_evidence for r in answerable) / evidence if evidence else None,
+    }
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Return the q-th percentile (0-100) of values, linearly interpolated; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def compute_latency(results: list[CaseResult]) -> dict[str, dict[str, float]]:
+    """Return p50 and p95 seconds of each pipeline stage over the cases that ran it."""
+    latency = {}
+    for stage in LATENCY_STAGES:
+        values = [r.answer.timings[stage] for r in results if r.answer is not None and stage in r.answer.timings]
+        if values:
+            latency[stage] = {
+                "p50": round(percentile(values, 50), 4),
+                "p95": round(percentile(values, 95), 4),
+                "n": len(values),
+            }
+    return latency
+
+
+# ----- gates --------------------------------------------------------------------------------------------------------
+def label_of(key: str, top_k: int) -> str:
+    """Return the display name of a metric, e.g. 'evidence@4'."""
+    return METRICS[key].label.format(k=top_k)
+
+
+def check_gates(
+    metrics: dict[str, float | None],
+    thresholds: dict[str, float],
+    baseline: dict[str, float | None] | None,
+    tolerance: dict[str, float],
+    top_k: int,
+) -> list[str]:
+    """Return one message per failed gate: a threshold missed, or a drop from the baseline beyond its tolerance."""
+    failures = []
+    for key, metric in METRICS.items():
+        value = metrics.get(key)
+        if value is None:
+            continue
+        label = label_of(key, top_k)
+        limit = thresholds.get(key)
+        if limit is not None:
+            if metric.higher_is_better and value < limit - 1e-9:
+                failures.append(f"{label} {value:.2f} < threshold {limit:.2f}")
+            elif not metric.higher_is_better and value > limit + 1e-9:
+                failures.append(f"{label} {value:.2f} > maximum {limit:.2f}")
+        before = (baseline or {}).get(key)
+        if before is None:
+            continue
+        slack = tolerance.get(key, DEFAULT_TOLERANCE)
+        if metric.higher_is_better and value < before - slack - 1e-9:
+            failures.append(f"{label} {value:.2f} < baseline {before:.2f} - {slack:.2f}")
+        elif not metric.higher_is_better and value > before + slack + 1e-9:
+            failures.append(f"{label} {value:.2f} > baseline {before:.2f} + {slack:.2f}")
+    return failures
+
+
+def read_baseline(path: Path) -> dict:
+    """Return the baseline file's data; BaselineError when it is missing or malformed."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise BaselineError(f"baseline {path} does not exist; create it with --update-baseline") from exc
+    except (OSError, ValueError) as exc:
+        raise BaselineError(f"baseline {path} is not readable JSON ({exc})") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise BaselineError(f"baseline {path} has no 'metrics' mapping; recreate it with --update-baseline")
+    return data
+
+
+def build_baseline(report: dict) -> dict:
+    """Return the baseline to store: the metrics, the settings they were measured with and each case's verdict."""
+    return {
+        "created": report["created"],
+        "case_file": report["case_file"],
+        "settings": report["settings"],
+        "cases": len(report["cases"]),
+        "metrics": report["metrics"],
+        "latency": report["latency"],
+        "passed": {c["id"]: c["passed"] for c in report["cases"]},
+    }
+
+
+# ----- output -------------------------------------------------------------------------------------------------------
+def format_value(value: float | None) -> str:
+    """Return a metric value with two decimals, or 'n/a'."""
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def format_metric_line(metrics: dict, latency: dict, top_k: int) -> str:
+    """Return the one-line summary: every metric, then p50/p95 of the whole answer."""
+    parts = [f"{label_of(key, top_k)} {format_value(metrics.get(key))}" for key in METRICS]
+    total = latency.get("total")
+    if total:
+        parts += [f"p50 {total['p50']:.1f} s", f"p95 {total['p95']:.1f} s"]
+    return "  ".join(parts)
+
+
+def _flag(value: bool | None) -> str:
+    return "-" if value is None else ("ok" if value else "FAIL")
+
+
+def table_header(top_k: int, width: int) -> str:
+    """Return the header of the per-case table."""
+    return f"{'case':<{width}}  {'answer':>6}  {'refusal':>7}  {f'evidence@{top_k}':>10}  {'cites':>5}  {'ms':>6}"
+
+
+def format_row(result: CaseResult, width: int) -> str:
+    """Return one line of the per-case table, with what went wrong after it."""
+    ms = result.milliseconds
+    row = (
+        f"{result.case.id:<{width}}  {_flag(result.answer_ok):>6}  {_flag(result.refusal_ok):>7}  "
+        f"{_flag(result.evidence_hit):>10}  {_flag(result.citations_ok):>5}  {'-' if ms is None else f'{ms:.0f}':>6}"
+    )
+    if result.problems:
+        row += "  " + "; ".join(result.problems)[:160]
+    return row
+
+
+def result_to_dict(result: CaseResult, top_k: int) -> dict:
+    """Return one case's question, answer, citations and verdicts as plain data."""
+    case, answer = result.case, result.answer
+    return {
+        "id": case.id,
+        "tags": list(case.tags),
+        "question": case.question,
+        "history": list(case.history),
+        "must_refuse": case.must_refuse,
+        "expected": list(case.answers),
+        "must_contain": [list(g) for g in case.must_contain],
+        "must_not_contain": [list(g) for g in case.must_not_contain],
+        "evidence": [e.to_dict() for e in case.evidence],
+        "answer": None if answer is None else answer.text,
+        "abstained": None if answer is None else answer.abstained,
+        "reason": None if answer is None else answer.reason,
+        "standalone_question": None if answer is None else answer.standalone_question,
+        "citations": [] if answer is None else [c.to_dict() for c in answer.citations],
+        "retrieved": []
+        if answer is None
+        else [
+            {
+                "passage_id": p.passage_id,
+                "doc_id": p.doc_id,
+                "start": p.start,
+                "end": p.end,
+                "score": p.score,
+                "evidence": any(p.doc_id == e.doc_id and overlaps(p.start, p.end, e.start, e.end) for e in case.evidence),
+            }
+            for p in answer.passages[:top_k]
+        ],
+        "timings": {} if answer is None else dict(answer.timings),
+        "checks": {
+            "answer": result.answer_ok,
+            "refusal": result.refusal_ok,
+            "evidence": result.evidence_hit,
+            "citations": result.citations_ok,
+        },
+        "f1": None if result.f1 is None else round(result.f1, 4),
+        "evidence_rank": result.rank,
+        "citations_on_evidence": result.precise_citations,
+        "evidence_cited": result.covered_evidence,
+        "problems": list(result.problems),
+        "error": result.error,
+        "passed": result.passed,
+    }
+
+
+def render_chart(metrics: dict, thresholds: dict, baseline: dict | None, top_k: int) -> str:
+    """Return an inline SVG bar chart of the metrics, with threshold (red) and baseline (grey) ticks."""
+    row, left, width = 22, 150, 300
+    keys = list(METRICS)
+    height = row * len(keys) + 10
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 60}" height="{height}" '
+        f'role="img" aria-label="metrics chart">'
+    ]
+    for i, key in enumerate(keys):
+        y = 5 + i * row
+        value = metrics.get(key)
+        label = html.escape(label_of(key, top_k))
+        parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end" font-size="12">{label}</text>')
+        parts.append(f'<rect x="{left}" y="{y + 3}" width="{width}" height="14" fill="#eee"/>')
+        if value is not None:
+            colour = "#4a7" if METRICS[key].higher_is_better else "#c84"
+            parts.append(f'<rect x="{left}" y="{y + 3}" width="{value * width:.1f}" height="14" fill="{colour}"/>')
+        for marks, colour in ((baseline or {}, "#555"), (thresholds, "#d22")):
+            mark = marks.get(key)
+            if mark is not None:
+                x = left + mark * width
+                parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y}" y2="{y + 20}" stroke="{colour}" stroke-width="2"/>')
+        parts.append(
+            f'<text x="{left + width + 6}" y="{y + 14}" font-size="12">{html.escape(format_value(value))}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _highlight(citation) -> str:
+    passage, quote = citation.get("text") or "", citation.get("quote") or ""
+    offset = citation.get("start", 0) - citation.get("passage_start", 0)
+    if 0 <= offset and passage[offset : offset + len(quote)] == quote and quote:
+        return (
+            html.escape(passage[:offset])
+            + f"<mark>{html.escape(quote)}</mark>"
+            + html.escape(passage[offset + len(quote) :])
+        )
+    return f"<mark>{html.escape(quote)}</mark>"
+
+
+def _badge(value: bool | None, name: str) -> str:
+    css = {None: "na", True: "ok", False: "fail"}[value]
+    return f'<span class="badge {css}">{html.escape(name)} {html.escape(_flag(value))}</span>'
+
+
+def render_html(report: dict) -> str:
+    """Return a self-contained HTML page of the report; every piece of text is escaped."""
+    e = html.escape
+    top_k = report["settings"]["top_k"]
+    cases_html = []
+    for n, case in enumerate(report["cases"]):
+        anchor = f"c{n}"
+        answer = e(case["answer"] or "")
+        answer = _MARKER.sub(lambda m, a=anchor: f'<a href="#{a}-{m.group(1)}">[{m.group(1)}]</a>', answer)
+        history = "".join(
+            f'<div class="turn"><b>{e(t["role"])}:</b> {e(t["content"])}</div>' for t in case["history"]
+        )
+        citations = "".join(
+            f'<li id="{anchor}-{int(c["index"])}">[{int(c["index"])}] {e(str(c.get("doc_id", "")))} '
+            f"¶{e(str(c.get('number', '')))}: {_highlight(c)}</li>"
+            for c in case["citations"]
+        )
+        evidence = "".join(f"<li>{e(x['quote'])}</li>" for x in case["evidence"])
+        expected = "must refuse" if case["must_refuse"] else " | ".join(case["expected"])
+        checks = case["checks"]
+        cases_html.append(
+            f'<section class="case {"pass" if case["passed"] else "failed"}" id="{e(case["id"])}">'
+            f"<h3>{e(case['id'])} {'✔' if case['passed'] else '✘'} "
+            f"{_badge(checks['answer'], 'answer')}{_badge(checks['refusal'], 'refusal')}"
+            f"{_badge(checks['evidence'], f'evidence@{top_k}')}{_badge(checks['citations'], 'cites')}</h3>"
+            f"{history}<p><b>Q:</b> {e(case['question'])}</p>"
+            f'<p><b>A:</b> {answer} <span class="meta">({e(str(case["reason"]))})</span></p>'
+            f"<p class=\"meta\"><b>Expected:</b> {e(expected)}</p>"
+            + (f"<ol class='cites'>{citations}</ol>" if citations else "")
+            + (f"<details><summary>evidence</summary><ul>{evidence}</ul></details>" if evidence else "")
+            + (f"<p class='problems'>{e('; '.join(case['problems']))}</p>" if case["problems"] else "")
+            + "</section>"
+        )
+    failures = "".join(f"<li>{e(f)}</li>" for f in report["failures"])
+    status = "FAILED" if report["failures"] else "PASSED"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>assistant eval: {e(status)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;padding:0 1em;color:#222}}
+.case{{border:1px solid #ccc;border-left:6px solid #4a7;padding:.3em .8em;margin:.8em 0}}
+.case.failed{{border-left-color:#d22}} .meta{{color:#666;font-size:.9em}} mark{{background:#fe8}}
+.badge{{font-size:.7em;padding:.1em .4em;margin-left:.4em;border-radius:3px;font-weight:normal}}
+.ok{{background:#cfc}} .fail{{background:#fcc}} .na{{background:#eee}} .problems{{color:#a00}}
+.turn{{color:#555;font-size:.9em}} code{{background:#f4f4f4}}
+</style></head><body>
+<h1>assistant eval: {e(status)}</h1>
+<p class="meta">{e(report["created"])} · {e(report["case_file"])} · {len(report["cases"])} cases,
+{report["summary"]["passed"]} passed · settings {e(json.dumps(report["settings"]))}</p>
+<p><code>{e(report["metric_line"])}</code></p>
+{render_chart(report["metrics"], report["thresholds"], report.get("baseline"), top_k)}
+<p class="meta">bars: value · red tick: threshold · grey tick: baseline</p>
+{f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
+<h2>Cases</h2>
+{"".join(cases_html)}
+</body></html>
+"""
+
+
+def build_report(
+    results: list[CaseResult],
+    *,
+    case_file: str,
+    settings: dict,
+    thresholds: dict,
+    baseline: dict | None,
+    failures: list[str],
+) -> dict:
+    """Return the whole run as plain data: settings, every figure and every case."""
+    top_k = settings["top_k"]
+    metrics = compute_metrics(results)
+    latency = compute_latency(results)
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "case_file": case_file,
+        "settings": settings,
+        "summary": {"cases": len(results), "passed": sum(r.passed for r in results)},
+        "metrics": metrics,
+        "labels": {key: label_of(key, top_k) for key in METRICS},
+        "latency": latency,
+        "metric_line": format_metric_line(metrics, latency, top_k),
+        "thresholds": thresholds,
+        "baseline": baseline,
+        "failures": failures,
+        "cases": [result_to_dict(r, top_k) for r in results],
+    }
+
+
+def write_report(report: dict, folder: Path) -> tuple[Path, Path]:
+    """Write eval.json and eval.html into folder; return their paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = folder / "eval.json", folder / "eval.html"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    html_path.write_text(render_html(report), encoding="utf-8")
+    return json_path, html_path
+
+
+# ----- running ------------------------------------------------------------------------------------------------------
+def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: int, out=sys.stdout):
+    """Answer every case with one Assistant, printing a table row as each finishes; return the results."""
+    from .guard import InvalidQuestion
+
+    width = max(len("case"), *(len(c.id) for c in cases))
+    print(table_header(top_k, width), file=out, flush=True)
+    results = []
+    for case in cases:
+        try:
+            answer = assistant.answer(case.question, list(case.history) or None)
+            result = score_case(case, answer, doc_texts, top_k)
+        except InvalidQuestion as exc:
+            result = reject_case(case, str(exc))
+        results.append(result)
+        print(format_row(result, width), file=out, flush=True)
+    return results
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the options of `assistant eval` to parser."""
+    parser.add_argument("cases", type=Path, help="YAML case file, e.g. tests/questions.yaml")
+    parser.add_argument("--baseline", type=Path, help="baseline JSON to compare against (or to write)")
+    parser.add_argument("--report", type=Path, help="folder for eval.json and eval.html")
+    parser.add_argument(
+        "--update-baseline", action="store_true", help="write this run's metrics to --baseline instead of comparing"
+    )
+    parser.add_argument("-k", "--top-k", dest="top_k", type=int, help="passages to retrieve (default: settings)")
+    parser.add_argument(
+        "--no-grounding", action="store_true", help="turn the grounding check off (to measure what it buys)"
+    )
+    parser.add_argument("--only", nargs="+", metavar="ID", help="run only these case ids")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the suite: 0 when every gate passes, 1 when a threshold or the baseline fails, 2 on bad input."""
+    from .settings import Settings
+
+    overrides = {}
+    if args.top_k is not None:
+        overrides["top_k"] = args.top_k
+    if args.no_grounding:
+        overrides["grounding_check"] = False
+    settings = Settings(**overrides)
+    try:
+        documents = load_documents(settings.corpus_dir)
+        suite = load_suite(args.cases, documents)
+        cases = suite.cases
+        if args.only:
+            unknown = [i for i in args.only if i not in {c.id for c in cases}]
+            if unknown:
+                raise CaseError(f"--only: no case with id {', '.join(map(repr, unknown))} in {args.cases}")
+            cases = [c for c in cases if c.id in set(args.only)]
+        if args.update_baseline and (args.baseline is None or args.only):
+            raise CaseError("--update-baseline needs --baseline and the whole case set (no --only)")
+        baseline = read_baseline(args.baseline) if args.baseline and not args.update_baseline else None
+    except (CaseError, BaselineError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+
+    from .answering import Assistant
+
+    print(f"Loading the index and the model for {len(cases)} cases…", file=sys.stderr, flush=True)
+    assistant = Assistant(settings)
+    assistant.warm_up()
+    doc_texts = {d.doc_id: d.text for d in documents}
+    results = run_cases(assistant, cases, doc_texts, settings.top_k)
+
+    metrics = compute_metrics(results)
+    run_settings = {
+        "top_k": settings.top_k,
+        "grounding_check": settings.grounding_check,
+        "max_distance": settings.max_distance,
+        "min_support": settings.min_support,
+        "llm_backend": settings.llm_backend,
+        "only": list(args.only or []),
+    }
+    failures = check_gates(
+        metrics, suite.thresholds, baseline["metrics"] if baseline else None, suite.tolerance, settings.top_k
+    )
+    report = build_report(
+        results,
+        case_file=str(args.cases),
+        settings=run_settings,
+        thresholds=suite.thresholds,
+        baseline=baseline["metrics"] if baseline else None,
+        failures=failures,
+    )
+    print()
+    print(report["metric_line"])
+    passed = report["summary"]["passed"]
+    print(f"{passed}/{len(results)} cases passed")
+    if baseline:
+        before = baseline.get("passed") or {}
+        newly = [r.case.id for r in results if before.get(r.case.id) and not r.passed]
+        if newly:
+            print(f"Newly failing since the baseline (not gated): {', '.join(newly)}")
+        old = baseline.get("settings") or {}
+        changed = [f"{k} {old[k]}->{v}" for k, v in run_settings.items() if k in old and old[k] != v and k != "only"]
+        if changed:
+            print(f"Note: settings differ from the baseline's: {', '.join(changed)}")
+        if args.only:
+            print(f"Note: {len(results)} of {len(suite.cases)} cases compared against the whole-set baseline")
+    if args.report:
+        json_path, html_path = write_report(report, args.report)
+        print(f"Report: {json_path} {html_path}")
+    if args.update_baseline:
+        args.baseline.parent.mkdir(parents=True, exist_ok=True)
+        args.baseline.write_text(json.dumps(build_baseline(report), indent=2, ensure_ascii=False) + "\n", "utf-8")
+        print(f"Baseline written to {args.baseline}")
+    for failure in failures:
+        print(f"FAILED: {failure}")
+    if not failures:
+        print("PASSED")
+    return 1 if failures else 0

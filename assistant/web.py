@@ -1,0 +1,501 @@
+"""Web chat: a Gradio page that streams cited answers about the article, and the `/answer` API endpoint."""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator
+
+import gradio as gr
+
+from .answering import Answer, Assistant
+from .corpus import CorpusError, Passage, load_passages
+from .generation import ModelUnavailable, PromptError
+from .guard import InvalidQuestion, validate_question
+from .indexing import IndexStoreError
+from .models import ModelError
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = [
+    "Who described the moment as NATO 3.0?",
+    "Which countries will exceed the new spending target?",
+    "Why does the US want Europe to take on more responsibility?",
+    "What must remain American, according to Rutte?",
+]
+LOADING = "Loading the model… first answers may take a few seconds."
+READY = "Ready: ask a question about the article."
+GENERIC_ERROR = "Something went wrong while answering; the error was logged. Please try again."
+API_DOC = """Answer a question about the article, from the article only, with citations.
+
+Call it with gradio_client: `Client("http://127.0.0.1:7860").predict("Who described the moment as NATO 3.0?",
+"[]", api_name="/answer")`. The second argument, history_json, is an optional JSON list of earlier messages
+`[{"role": "user"|"assistant", "content": "..."}]` for follow-up questions. The result is a dict: text (with [n]
+citation markers), abstained (true when the article does not say or the request is off task), reason (answered,
+not_in_article, unsupported, off_task or greeting), standalone_question, citations (one per marker: index,
+passage_id, number (paragraph), section, text (the whole passage), quote (the exact supporting span), start/end and
+passage_start/passage_end (character offsets in the document), doc_id, title, source) and timings (seconds per
+stage). An invalid question (empty, too long) or history, or an unavailable model, raises an error with a readable
+message.
+"""
+
+_MARKER = re.compile(r"\[(\d+)\]")
+_MARKERS_WITH_SPACE = re.compile(r"\s*(?:\[\d+\])+")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^=:])")
+_EXPECTED_ERRORS = (ModelUnavailable, ModelError, IndexStoreError, CorpusError, PromptError)
+
+CSS = """
+#status .status { padding: 6px 10px; border-radius: 6px; font-size: 0.95em; }
+#status .status.loading { background: #fff7e0; color: #7a5b00; }
+#status .status.ready { background: #e9f7ec; color: #1d6b32; }
+#status .status.failed { background: #fdecea; color: #8a1c12; }
+#chat .refusal { font-style: italic; color: #6b7280; }
+#chat .chat-error { color: #b42318; }
+#chat a.cite { text-decoration: none; font-size: 0.85em; vertical-align: super; padding: 0 1px; }
+#sources .source { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 10px; margin: 6px 0; }
+#sources .source.focused { border-color: #f59e0b; box-shadow: 0 0 0 2px #fde68a; }
+#sources .source-head { font-weight: 600; }
+#sources .source-meta, #sources .turn-question { color: #6b7280; font-size: 0.85em; }
+#sources .passage { margin: 6px 0 0 0; padding-left: 8px; border-left: 3px solid #e5e7eb; }
+#sources .refusal { font-style: italic; color: #6b7280; }
+#sources mark, #article mark { background: #fde68a; padding: 0 1px; }
+#article { max-width: 52rem; }
+#article .para-no { color: #9ca3af; font-size: 0.8em; margin-right: 4px; }
+"""
+
+# A click on a citation marker in the chat scrolls its entry in the sources panel into view and outlines it.
+HEAD = """
+<script>
+document.addEventListener("click", function (event) {
+  var link = event.target && event.target.closest ? event.target.closest('a[href^="#src-"]') : null;
+  if (!link) return;
+  var target = document.getElementById(link.getAttribute("href").slice(1));
+  if (!target) return;
+  event.preventDefault();
+  event.stopPropagation();
+  document.querySelectorAll(".source.focused").forEach(function (el) { el.classList.remove("focused"); });
+  target.classList.add("focused");
+  target.scrollIntoView({block: "nearest"});
+}, true);
+</script>
+"""
+
+
+# ----- rendering helpers (pure functions of their arguments) ---------------------------------------------------
+def escape(value: object) -> str:
+    """Return value as text that is safe inside HTML, attributes included."""
+    return html.escape(str(value), quote=True)
+
+
+def chat_text(value: object) -> str:
+    """Return text for a Chatbot message that shows literally: Markdown and HTML characters are escaped."""
+    return escape(_MARKDOWN_SPECIAL.sub(r"\\\1", str(value)))
+
+
+def strip_markers(text: str) -> str:
+    """Remove citation markers like [1][2] (and the space before them) from an answer's text."""
+    return _MARKERS_WITH_SPACE.sub("", text)
+
+
+def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Return the spans sorted, with overlapping or touching ones merged and empty ones dropped."""
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted((int(s), int(e)) for s, e in spans):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def highlight(text: str, offset: int, spans: Iterable[tuple[int, int]]) -> str:
+    """Return text as escaped HTML with each span (document offsets; text starts at offset) wrapped in <mark>."""
+    out, pos = [], 0
+    for start, end in merge_spans(spans):
+        lo, hi = max(start - offset, pos), min(end - offset, len(text))
+        if hi <= lo:
+            continue
+        out.append(escape(text[pos:lo]))
+        out.append(f"<mark>{escape(text[lo:hi])}</mark>")
+        pos = hi
+    out.append(escape(text[pos:]))
+    return "".join(out)
+
+
+def source_id(turn: int, index: int) -> str:
+    """The HTML id of citation index of chat turn (0-based) in the sources panel."""
+    return f"src-{turn}-{index}"
+
+
+def answer_html(turn: dict, number: int) -> str:
+    """Return the Chatbot content of one answer turn: markers linked to the sources, refusals and errors styled."""
+    if turn.get("error"):
+        return f'<span class="chat-error">⚠ {chat_text(turn["error"])}</span>'
+    text = turn.get("answer", "")
+    if turn.get("abstained"):
+        reason = re.sub(r"[^a-z_]", "", str(turn.get("reason", "")))
+        return f'<em class="refusal reason-{reason}">{chat_text(text)}</em>'
+    known = {c["index"] for c in turn.get("citations", [])} if turn.get("done") else set()
+    parts, pos = [], 0
+    for match in _MARKER.finditer(text):
+        parts.append(chat_text(text[pos : match.start()]))
+        n = int(match.group(1))
+        if n in known:
+            parts.append(f'<a class="cite" href="#{source_id(number, n)}" title="Source {n}">&#91;{n}&#93;</a>')
+        else:
+            parts.append(f"&#91;{n}&#93;")
+        pos = match.end()
+    parts.append(chat_text(text[pos:]))
+    css = "answer" if turn.get("done") else "answer streaming"
+    return f'<span class="{css}">{"".join(parts)}</span>'
+
+
+def chat_messages(turns: list[dict]) -> list[dict]:
+    """Return the Chatbot messages ({"role", "content"} dicts, content escaped HTML) for the session's turns."""
+    messages = []
+    for number, turn in enumerate(turns):
+        messages.append({"role": "user", "content": chat_text(turn["question"])})
+        if turn.get("answer") or turn.get("error") or turn.get("done"):
+            messages.append({"role": "assistant", "content": answer_html(turn, number)})
+    return messages
+
+
+def engine_history(turns: list[dict]) -> list[dict]:
+    """Return the plain-text history for the engine: finished turns only, without HTML or citation markers."""
+    history = []
+    for turn in turns:
+        if turn.get("done") and not turn.get("error"):
+            history.append({"role": "user", "content": turn["question"]})
+            history.append({"role": "assistant", "content": strip_markers(turn["answer"])})
+    return history
+
+
+def citation_label(citation: dict) -> str:
+    """Return the heading of a source entry, e.g. '[1] ¶5 (A Shift in Tone — and Spending)' (not escaped)."""
+    label = f"[{citation['index']}] ¶{citation['number']}"
+    return f"{label} ({citation['section']})" if citation.get("section") else label
+
+
+def source_html(citation: dict, turn: int) -> str:
+    """Return one source entry: label, the passage with the quoted span marked, and where it comes from."""
+    passage = highlight(citation["text"], citation["passage_start"], [(citation["start"], citation["end"])])
+    return (
+        f'<div class="source" id="{source_id(turn, citation["index"])}">'
+        f'<div class="source-head">{escape(citation_label(citation))}</div>'
+        f'<blockquote class="passage">{passage}</blockquote>'
+        f'<div class="source-meta">{escape(citation.get("title", ""))} — {escape(citation.get("source", ""))}</div>'
+        "</div>"
+    )
+
+
+def sources_html(turns: list[dict]) -> str:
+    """Return the sources panel: the cited passages of every answered turn, the latest first."""
+    blocks = []
+    for number in range(len(turns) - 1, -1, -1):
+        turn = turns[number]
+        if not turn.get("done") or turn.get("error"):
+            continue
+        head = f'<div class="turn-question">Q{number + 1}: {escape(turn["question"])}</div>'
+        if turn.get("citations"):
+            body = "".join(source_html(c, number) for c in turn["citations"])
+        else:
+            body = '<p class="refusal">No source cited: the article does not answer this.</p>'
+        blocks.append(f'<section class="turn-sources" id="sources-{number}">{head}{body}</section>')
+    if not blocks:
+        return '<p class="sources-empty">Sources cited by the answers appear here.</p>'
+    return "".join(blocks)
+
+
+def article_html(passages: list[Passage], citations: list[dict] | None = None) -> str:
+    """Return the whole article (titles, headings, numbered paragraphs) with the cited spans marked."""
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for c in citations or []:
+        spans.setdefault(c["doc_id"], []).append((c["start"], c["end"]))
+    out, doc, section = [], None, None
+    for p in passages:
+        if p.doc_id != doc:
+            out.append(f'<h2 class="doc-title">{escape(p.title)}</h2>')
+            doc, section = p.doc_id, None
+        if p.section and p.section != section:
+            out.append(f"<h3>{escape(p.section)}</h3>")
+        section = p.section
+        body = highlight(p.text, p.start, spans.get(p.doc_id, []))
+        out.append(
+            f'<p class="para" id="para-{escape(p.doc_id)}-{p.number}">'
+            f'<span class="para-no">¶{p.number}</span>{body}</p>'
+        )
+    return "".join(out)
+
+
+def status_html(state: str, detail: str = "") -> str:
+    """Return the status line for a warm-up state: loading, ready or failed."""
+    text = {"loading": LOADING, "ready": READY}.get(state, f"The model could not be loaded: {detail}")
+    return f'<div class="status {escape(state)}">{escape(text)}</div>'
+
+
+def error_message(exc: BaseException) -> str:
+    """Return what the page says about an error: the engine's own advice for known errors, else a generic line."""
+    if isinstance(exc, InvalidQuestion):
+        return str(exc)
+    if isinstance(exc, _EXPECTED_ERRORS):
+        return f"The assistant cannot answer right now: {exc}"
+    return GENERIC_ERROR
+
+
+def api_result(answer: Answer) -> dict:
+    """Return the JSON result of the API endpoint for an Answer."""
+    data = answer.to_dict()
+    keys = ("question", "text", "abstained", "reason", "standalone_question", "citations", "timings")
+    return {key: data[key] for key in keys}
+
+
+# ----- the model's warm-up ------------------------------------------------------------------------------------
+class WarmUp:
+    """Loads the index and the model in a background thread; the page polls its status."""
+
+    def __init__(self, assistant: Assistant):
+        self.assistant = assistant
+        self.state = "loading"
+        self.error = ""
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.done = threading.Event()
+
+    def start(self) -> WarmUp:
+        """Start warming up (once)."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="assistant-warm-up", daemon=True)
+                self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            how = self.assistant.warm_up()
+            log.info("Model ready (article prefix %s)", how)
+            self.state = "ready"
+        except _EXPECTED_ERRORS as exc:
+            log.error("Warm-up failed: %s", exc)
+            self.error, self.state = str(exc), "failed"
+        except Exception as exc:  # the page must still come up and say so
+            log.exception("Warm-up failed")
+            self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"
+        finally:
+            self.done.set()
+
+    def html(self) -> str:
+        """The status line for the page."""
+        return status_html(self.state, self.error)
+
+
+# ----- the app ------------------------------------------------------------------------------------------------
+class ChatHandlers:
+    """The page's event handlers. They keep no state of their own: each session's turns live in a gr.State."""
+
+    def __init__(self, assistant: Assistant, passages: list[Passage]):
+        self.assistant = assistant
+        self.passages = passages
+
+    def respond(self, question: str, turns: list[dict] | None) -> Iterator[tuple]:
+        """Stream the answer to question: yields (chat messages, turns, sources, article, textbox) updates."""
+        turns = list(turns or [])
+        try:
+            text = validate_question(question, self.assistant.settings.max_question_chars)
+        except InvalidQuestion as exc:
+            gr.Warning(str(exc))
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return
+        history = engine_history(turns)
+        turn = {"question": text, "answer": "", "done": False}
+        turns.append(turn)
+        yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), ""
+        answer = None
+        try:
+            for item in self.assistant.stream(text, history):
+                if isinstance(item, Answer):
+                    answer = item
+                elif item:
+                    turn["answer"] += item
+                    yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            if answer is None:
+                raise RuntimeError("the engine finished without an Answer")
+        except Exception as exc:
+            if isinstance(exc, InvalidQuestion | _EXPECTED_ERRORS):
+                log.error("Could not answer %r: %s", text, exc)
+            else:
+                log.exception("Unexpected error answering %r", text)
+            turn.update(error=error_message(exc), done=True)
+            yield chat_messages(turns), turns, sources_html(turns), gr.skip(), gr.skip()
+            return
+        turn.update(
+            answer=answer.text,
+            abstained=answer.abstained,
+            reason=answer.reason,
+            citations=[c.to_dict() for c in answer.citations],
+            done=True,
+        )
+        yield chat_messages(turns), turns, sources_html(turns), article_html(self.passages, turn["citations"]), ""
+
+    def new_chat(self) -> tuple:
+        """Clear the chat: no messages, no turns, no sources, the article without marks, an empty textbox."""
+        return [], [], sources_html([]), article_html(self.passages), ""
+
+    def answer(self, question: str, history_json: str = "[]") -> dict:
+        """Answer a question about the article, from the article only, with citations (see API_DOC)."""
+        try:
+            history = json.loads(history_json or "[]")
+        except ValueError as exc:
+            raise gr.Error(
+                'history_json must be a JSON list of {"role": ..., "content": ...} messages.', print_exception=False
+            ) from exc
+        try:
+            return api_result(self.assistant.answer(question, history))
+        except (InvalidQuestion, *_EXPECTED_ERRORS) as exc:
+            log.error("API could not answer %r: %s", question, exc)
+            raise gr.Error(error_message(exc), print_exception=False) from exc
+        except Exception as exc:
+            log.exception("Unexpected error answering %r in the API", question)
+            raise gr.Error(GENERIC_ERROR, print_exception=False) from exc
+
+
+def build_app(settings: Settings | None = None, assistant: Assistant | None = None, warm_up: bool = True) -> gr.Blocks:
+    """Build the web chat for assistant (default: one built from settings); warm_up starts loading the model now.
+
+    The returned Blocks carries .assistant and .warmup (a WarmUp) for serve() and the tests.
+    """
+    settings = settings or (assistant.settings if assistant else Settings())
+    assistant = assistant or Assistant(settings)
+    _, passages = load_passages(assistant.settings.corpus_dir)
+    handlers = ChatHandlers(assistant, passages)
+    warmup = WarmUp(assistant)
+    if warm_up:
+        warmup.start()
+
+    def status():
+        done = warmup.state != "loading"
+        return warmup.html(), gr.Timer(active=not done)
+
+    with gr.Blocks(title="NATO article assistant", analytics_enabled=False) as demo:
+        gr.Markdown(
+            f"## Ask the article\nQuestions about *{escape(passages[0].title)}*, answered from the article only, "
+            "with citations. Click a marker like [1] to see the quoted passage."
+        )
+        status_box = gr.HTML(warmup.html(), elem_id="status")
+        turns = gr.State([])
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat-tab"), gr.Row():
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        label="Chat",
+                        elem_id="chat",
+                        height=480,
+                        sanitize_html=True,
+                        render_markdown=True,
+                        allow_tags=False,
+                        latex_delimiters=[],
+                        feedback_options=None,
+                        buttons=["copy"],
+                        placeholder="Ask a question about the article.",
+                    )
+                    with gr.Row():
+                        textbox = gr.Textbox(
+                            placeholder="Ask about the article… (Enter to send)",
+                            show_label=False,
+                            elem_id="question",
+                            scale=5,
+                            max_lines=4,
+                            autofocus=True,
+                        )
+                        send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
+                        clear = gr.Button("New chat", elem_id="new-chat", scale=1, min_width=80)
+                    gr.Examples(examples=[[q] for q in EXAMPLES], inputs=[textbox], label="Example questions")
+                with gr.Column(scale=2):
+                    gr.Markdown("### Sources")
+                    sources = gr.HTML(sources_html([]), elem_id="sources")
+            with gr.Tab("Article", id="article-tab"):
+                article = gr.HTML(article_html(passages), elem_id="article")
+
+        outputs = [chatbot, turns, sources, article, textbox]
+        chat_events = [
+            trigger(
+                handlers.respond,
+                inputs=[textbox, turns],
+                outputs=outputs,
+                api_visibility="private",
+                concurrency_id="answer",
+                show_progress="minimal",
+            )
+            for trigger in (textbox.submit, send.click)
+        ]
+        clear.click(handlers.new_chat, outputs=outputs, cancels=chat_events, queue=False, api_visibility="private")
+        timer = gr.Timer(1.0, active=warmup.state == "loading")
+        timer.tick(status, outputs=[status_box, timer], queue=False, api_visibility="private")
+        demo.load(status, outputs=[status_box, timer], queue=False, api_visibility="private")
+        gr.api(handlers.answer, api_name="answer", api_description=API_DOC, concurrency_id="answer")
+
+    demo.assistant = assistant
+    demo.warmup = warmup
+    return demo
+
+
+def is_loopback(host: str) -> bool:
+    """True when host only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def launch(demo: gr.Blocks, settings: Settings, block: bool = True) -> str:
+    """Queue and launch demo on settings.host:settings.port; print and return the local address.
+
+    With block=False the server runs in a background thread and this returns at once (for tests).
+    """
+    auth = settings.auth_pairs() or None
+    if not auth and not is_loopback(settings.host):
+        log.warning(
+            "Serving on %s without authentication: anyone who can reach this address can use the chat. "
+            "Set ASSISTANT_AUTH=user:password to require a login.",
+            settings.host,
+        )
+    demo.queue(default_concurrency_limit=settings.concurrency)
+    _, local_url, share_url = demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        auth=auth,
+        share=settings.share,
+        prevent_thread_lock=True,
+        quiet=True,
+        ssr_mode=False,
+        show_error=False,
+        css=CSS,
+        head=HEAD,
+        footer_links=["api", "settings"],
+    )
+    print(f"Web chat running on {local_url}", flush=True)
+    if share_url:
+        print(f"Public share link: {share_url}", flush=True)
+    if block:
+        try:
+            demo.block_thread()
+        finally:
+            demo.close()
+    return local_url
+
+
+def serve(settings: Settings) -> None:
+    """Build the web chat with the default assistant and serve it until interrupted (`assistant chat`)."""
+    demo = build_app(settings)
+    launch(demo, settings)
+
+
+__all__ = ["API_DOC", "EXAMPLES", "WarmUp", "build_app", "launch", "serve"]

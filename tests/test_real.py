@@ -1,0 +1,85 @@
+"""Integration tests with the real default models: answers are right, cited to the right paragraph, or refused."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from assistant.answering import NOT_IN_ARTICLE, Assistant
+from assistant.settings import Settings
+
+pytestmark = pytest.mark.real
+
+# (question, a pattern the answer must match, the paragraph a citation must point at)
+ANSWERABLE = [
+    ("Who described the moment as NATO 3.0?", r"Colby", "p2"),
+    ("Which countries will exceed the new spending target?", r"Denmark.*Poland|Poland.*Denmark", "p5"),
+    ("What is the newly agreed defence spending target?", r"3\.5\s?%", "p5"),
+    ("Where did NATO's latest gathering take place?", r"Brussels", "p1"),
+    ("Which region does the United States want to focus on?", r"Indo-Pacific", "p3"),
+    ("Who is the NATO Secretary General?", r"Rutte", "p4"),
+    ("What is Germany's defence minister called?", r"Pistorius", "p7"),
+    ("Who is France's representative quoted in the article?", r"Vautrin", "p7"),
+    ("What did Romania's Radu-Dinel Miruță call for?", r"(defen[cs]e )?production", "p8"),
+    ("What did the Dutch defence minister highlight?", r"transparency", "p8"),
+    ("What will the US not replace in Romania?", r"brigade", "p9"),
+    ("Which post should remain held by an American?", r"Supreme Allied Commander", "p10"),
+    ("How large a share of NATO's combined economic power does the American economy account for?", r"half", "p10"),
+    ("Where has NATO increased its vigilance?", r"Arctic", "p6"),
+    ("Whose pressure led to the higher spending benchmark?", r"Trump", "p5"),
+    ("What do Europeans say they have begun strengthening?", r"European pillar", "p7"),
+]
+
+REFUSED = [
+    "What is the capital of Australia?",
+    "What did Italy's defence minister say at the meeting?",
+    "On what date did the Brussels meeting take place?",
+    "How old is Eldridge Colby?",
+    "How much does Germany spend on defence as a share of GDP?",
+    "Who won the football World Cup in 2022?",
+]
+
+
+@pytest.fixture(scope="module")
+def assistant():
+    a = Assistant(Settings())
+    a.warm_up()
+    return a
+
+
+@pytest.mark.parametrize(("question", "pattern", "paragraph"), ANSWERABLE)
+def test_answers_are_right_and_cited(assistant, question, pattern, paragraph):
+    answer = assistant.answer(question)
+    assert not answer.abstained, f"refused: {answer.draft!r}"
+    assert re.search(pattern, answer.text, re.I), answer.text
+    cited = {c.passage_id for c in answer.citations}
+    assert f"nato-3-0:{paragraph}" in cited, (answer.text, cited)
+    for c in answer.citations:
+        assert f"[{c.index}]" in answer.text
+        assert c.quote in c.text
+    # The matched fact is inside a cited passage: the citation really supports it.
+    fact = re.search(pattern, answer.text, re.I).group()
+    cited_text = " ".join(c.text for c in answer.citations).lower()
+    for word in re.findall(r"[\w.%-]{3,}", fact):
+        assert word.lower() in cited_text, (word, answer.citations)
+
+
+@pytest.mark.parametrize("question", REFUSED)
+def test_questions_outside_the_article_are_refused(assistant, question):
+    answer = assistant.answer(question)
+    assert answer.abstained, answer.text
+    assert answer.text == NOT_IN_ARTICLE and answer.citations == []
+
+
+def test_follow_up_uses_the_conversation(assistant):
+    first = assistant.answer("Who described the moment as NATO 3.0?")
+    history = [
+        {"role": "user", "content": "Who described the moment as NATO 3.0?"},
+        {"role": "assistant", "content": first.text},
+    ]
+    follow = assistant.answer("What is his job title?", history)
+    assert not follow.abstained, follow.draft
+    assert re.search(r"Under Secretary of War", follow.text), follow.text
+    assert "Colby" in follow.standalone_question
+    assert follow.citations[0].passage_id == "nato-3-0:p2"
