@@ -632,7 +632,9 @@ def result_to_dict(result: CaseResult, top_k: int) -> dict:
                 "start": p.start,
                 "end": p.end,
                 "score": p.score,
-                "evidence": any(p.doc_id == e.doc_id and overlaps(p.start, p.end, e.start, e.end) for e in case.evidence),
+                "evidence": any(
+                    p.doc_id == e.doc_id and overlaps(p.start, p.end, e.start, e.end) for e in case.evidence
+                ),
             }
             for p in answer.passages[:top_k]
         ],
@@ -675,7 +677,9 @@ def render_chart(metrics: dict, thresholds: dict, baseline: dict | None, top_k: 
             mark = marks.get(key)
             if mark is not None:
                 x = left + mark * width
-                parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y}" y2="{y + 20}" stroke="{colour}" stroke-width="2"/>')
+                parts.append(
+                    f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y}" y2="{y + 20}" stroke="{colour}" stroke-width="2"/>'
+                )
         parts.append(
             f'<text x="{left + width + 6}" y="{y + 14}" font-size="12">{html.escape(format_value(value))}</text>'
         )
@@ -709,9 +713,7 @@ def render_html(report: dict) -> str:
         anchor = f"c{n}"
         answer = e(case["answer"] or "")
         answer = _MARKER.sub(lambda m, a=anchor: f'<a href="#{a}-{m.group(1)}">[{m.group(1)}]</a>', answer)
-        history = "".join(
-            f'<div class="turn"><b>{e(t["role"])}:</b> {e(t["content"])}</div>' for t in case["history"]
-        )
+        history = "".join(f'<div class="turn"><b>{e(t["role"])}:</b> {e(t["content"])}</div>' for t in case["history"])
         citations = "".join(
             f'<li id="{anchor}-{int(c["index"])}">[{int(c["index"])}] {e(str(c.get("doc_id", "")))} '
             f"¶{e(str(c.get('number', '')))}: {_highlight(c)}</li>"
@@ -727,7 +729,7 @@ def render_html(report: dict) -> str:
             f"{_badge(checks['evidence'], f'evidence@{top_k}')}{_badge(checks['citations'], 'cites')}</h3>"
             f"{history}<p><b>Q:</b> {e(case['question'])}</p>"
             f'<p><b>A:</b> {answer} <span class="meta">({e(str(case["reason"]))})</span></p>'
-            f"<p class=\"meta\"><b>Expected:</b> {e(expected)}</p>"
+            f'<p class="meta"><b>Expected:</b> {e(expected)}</p>'
             + (f"<ol class='cites'>{citations}</ol>" if citations else "")
             + (f"<details><summary>evidence</summary><ul>{evidence}</ul></details>" if evidence else "")
             + (f"<p class='problems'>{e('; '.join(case['problems']))}</p>" if case["problems"] else "")

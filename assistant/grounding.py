@@ -30,7 +30,8 @@ _CLAUSE_SPLIT = re.compile(
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
 
 _WHEN = re.compile(
-    r"^\W*(when|what (date|day|year|month|time)|which (date|day|year|month)|in (what|which) year)\b", re.I
+    r"^\W*(?:(?:on|in|at|by|from|until) )?(when|what (date|day|year|month|time)|which (date|day|year|month)|what year)\b",
+    re.I,
 )
 _HOW_MUCH = re.compile(
     r"\b(how (many|much|large|big|often)|what (percentage|percent|share|proportion|amount|figure|sum|number))\b", re.I
