@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .corpus import Document, Passage, load_passages
 from .generation import load_prompt, render_context
@@ -96,19 +97,42 @@ class Assistant:
         self._lock = threading.RLock()
         self._ready = False
         self._warm = False
+        self._loaded: tuple = ()
         self.documents: list[Document] = []
         self.passages: list[Passage] = []
         self.index_report = None
 
     # ----- loading -------------------------------------------------------------------------------------------
+    def _fingerprint(self) -> tuple:
+        """Sizes and times of the corpus files and the index's key files: cheap to take before every question."""
+        entries = []
+        folders = [Path(self.settings.corpus_dir)]
+        if not self.settings.chroma_host:
+            folders.append(Path(self.settings.index_dir))
+        for folder in folders:
+            try:
+                for path in sorted(folder.iterdir()):
+                    if path.is_file():
+                        stat = path.stat()
+                        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                entries.append((str(folder), "missing"))
+        return tuple(entries)
+
     def load(self) -> Assistant:
-        """Read the corpus, open (or build) the index and prepare the prompts; idempotent."""
+        """Read the corpus, open (or build) the index and prepare the prompts; reloads when the corpus or index changed."""
         with self._lock:
-            if self._ready:
+            if self._ready and self._fingerprint() == self._loaded:
                 return self
-            from .indexing import PassageIndex
+            from .indexing import PassageIndex, forget_open_stores
             from .retrieval import HybridRetriever
 
+            if self._ready:
+                # Someone edited the corpus or touched the index under a running assistant: never answer from the
+                # old state; reopen the store from disk (it updates or rebuilds itself as needed).
+                log.warning("The corpus or the index changed on disk; reloading.")
+                forget_open_stores(self.settings)
+                self._ready = self._warm = False
             self.documents, self.passages = load_passages(self.settings.corpus_dir)
             self.index = PassageIndex(self.settings, self._embeddings)
             self.index_report = self.index.open(self.documents, self.passages)
@@ -129,6 +153,7 @@ class Assistant:
                 if self.whole_corpus
                 else None
             )
+            self._loaded = self._fingerprint()
             self._ready = True
             return self
 
@@ -204,7 +229,7 @@ class Assistant:
                 return
 
         t = time.perf_counter()
-        found = self.retriever.retrieve(standalone, self.settings.top_k)
+        found = self._retrieve(standalone)
         timings["retrieve"] = time.perf_counter() - t
         refusal = Answer(text, NOT_IN_ARTICLE, abstained=True, passages=found.passages, standalone_question=standalone)
 
@@ -264,8 +289,7 @@ class Assistant:
                 yield (" " if len(kept) > 1 else "") + piece
 
         try:
-            for chunk in self.chat_model.stream(messages):
-                token = chunk.content if isinstance(chunk.content, str) else str(chunk.content)
+            for token in self._model_tokens(messages):
                 if first_token is None and token:
                     first_token = time.perf_counter() - t
                 draft += token
@@ -309,6 +333,49 @@ class Assistant:
         )
 
     # ----- helpers -------------------------------------------------------------------------------------------
+    def _model_tokens(self, messages, **kwargs) -> Iterator[str]:
+        """Stream the model's text; any failure becomes ModelUnavailable with a message that says what to do."""
+        from .generation import ModelUnavailable
+
+        model = self.chat_model
+        try:
+            for chunk in model.stream(messages, **kwargs):
+                yield chunk.content if isinstance(chunk.content, str) else str(chunk.content)
+        except ModelUnavailable:
+            raise
+        except Exception as exc:
+            s = self.settings
+            if s.llm_backend == "llamacpp":
+                hint = "The local model failed; restart the assistant, or check the model file."
+            else:
+                # The message names the endpoint but never the API key.
+                hint = (
+                    f"The {s.llm_backend} endpoint {s.llm_base_url} failed or did not answer within {s.llm_timeout:g} s. "
+                    "Check that the server is running, or unset ASSISTANT_LLM_BACKEND to use the local model."
+                )
+            secret = s.llm_api_key.get_secret_value()
+            detail = str(exc).replace(secret, "***") if secret else str(exc)
+            log.error("Model call failed: %s: %s", type(exc).__name__, detail)
+            raise ModelUnavailable(f"{hint} ({type(exc).__name__})") from exc
+
+    def _retrieve(self, question: str):
+        try:
+            return self.retriever.retrieve(question, self.settings.top_k)
+        except Exception as exc:  # the store broke under us (files deleted or damaged while running)
+            from .indexing import IndexStoreError, forget_open_stores
+
+            log.warning("Retrieval failed (%s); reopening the index.", exc)
+            with self._lock:
+                forget_open_stores(self.settings)
+                self._ready = False
+                self.load()
+            try:
+                return self.retriever.retrieve(question, self.settings.top_k)
+            except Exception as again:
+                raise IndexStoreError(
+                    f"The index cannot be searched ({again}). Run `assistant index --rebuild`."
+                ) from again
+
     def _messages(self, system: str, question: str):
         from langchain_core.messages import HumanMessage, SystemMessage
 
@@ -322,11 +389,8 @@ class Assistant:
         history = "\n".join(f"{t['role'].capitalize()}: {t['content'][:500]}" for t in recent)
         system = self._fixed_system or self.templates["system"].format(title="Articles", context="")
         prompt = self.templates["condense"].format(history=history, question=question)
-        try:
-            reply = self.chat_model.invoke([SystemMessage(system), HumanMessage(prompt)], max_tokens=60)
-            line = str(reply.content).strip().splitlines()[0].strip().strip('"“”').strip()
-        except (IndexError, ValueError):
-            line = ""
+        reply = "".join(self._model_tokens([SystemMessage(system), HumanMessage(prompt)], max_tokens=60)).strip()
+        line = reply.splitlines()[0].strip().strip('"“”').strip() if reply else ""
         line = line.removeprefix("Rewritten question:").removeprefix("Question:").strip()
         if not line or len(line) > 300 or is_decline(line):
             # Fall back to the last user question as context: better retrieval than the bare pronoun.

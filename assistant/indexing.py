@@ -68,11 +68,18 @@ def _client(settings: Settings):
     return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
 
 
-def _wipe(index_dir: Path) -> None:
-    """Delete the built store but keep the folder's tracked placeholders."""
-    from chromadb.api.client import SharedSystemClient
+def forget_open_stores(settings: Settings) -> None:
+    """Drop chromadb's cached handles on the embedded store, so the next open reads the files afresh."""
+    if not settings.chroma_host:
+        from chromadb.api.client import SharedSystemClient
 
-    SharedSystemClient.clear_system_cache()  # drop cached handles on the files about to go
+        SharedSystemClient.clear_system_cache()
+
+
+def _wipe(settings: Settings) -> None:
+    """Delete the built store but keep the folder's tracked placeholders."""
+    forget_open_stores(settings)  # drop cached handles on the files about to go
+    index_dir = Path(settings.index_dir)
     for child in Path(index_dir).iterdir():
         if child.name in _KEEP:
             continue
@@ -123,7 +130,7 @@ class PassageIndex:
                 ) from exc
             log.warning("The index in %s is unreadable (%s); rebuilding it.", self.settings.index_dir, exc)
             try:
-                _wipe(Path(self.settings.index_dir))
+                _wipe(self.settings)
                 report = self._open(documents, passages, rebuild=True)
             except Exception as again:
                 raise IndexStoreError(
@@ -169,8 +176,6 @@ class PassageIndex:
             if collection.count() == expected["passages"]:
                 return IndexReport("reused", 0, 0, 0.0)
             log.warning("The index holds %d passages, expected %d; rebuilding.", collection.count(), len(passages))
-            manifest = None
-            client.delete_collection(self.settings.collection_name)
             return self._open(documents, passages, rebuild=True)
 
         # Only documents that are new or changed are embedded again; removed ones leave the store.

@@ -22,7 +22,7 @@ def _default_cache_dir() -> Path:
 class Settings(BaseSettings):
     """Everything the assistant can be told; each field can be set as ASSISTANT_<NAME>."""
 
-    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=None, extra="ignore", validate_assignment=True)
 
     # Where things live
     corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Folder of .txt/.md documents to answer from.")
