@@ -271,7 +271,7 @@ class Assistant:
                 return None
             if not self.settings.grounding_check:
                 return sentence
-            support = self.grounder.support(sentence, candidates)
+            support = self.grounder.support(sentence, candidates, standalone)
             if support is None:
                 if not self.grounder.claim_terms(sentence)[0]:
                     pending.append(sentence)

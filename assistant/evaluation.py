@@ -420,7 +420,9 @@ def score_case(case: Case, answer, doc_texts: dict[str, str], top_k: int) -> Cas
     """Check one answer against its case."""
     result = CaseResult(case, answer)
     text = answer.text
-    pattern_problems = check_patterns(_MARKER.sub("", text), case.must_contain, case.must_not_contain)
+    pattern_problems = []
+    if case.must_refuse or not answer.abstained:  # a refused answerable case fails on that alone
+        pattern_problems = check_patterns(_MARKER.sub("", text), case.must_contain, case.must_not_contain)
     result.problems.extend(pattern_problems)
     if case.must_refuse:
         result.refusal_ok = bool(answer.abstained) and not pattern_problems
@@ -690,7 +692,7 @@ def render_chart(metrics: dict, thresholds: dict, baseline: dict | None, top_k: 
 def _highlight(citation) -> str:
     passage, quote = citation.get("text") or "", citation.get("quote") or ""
     offset = citation.get("start", 0) - citation.get("passage_start", 0)
-    if 0 <= offset and passage[offset : offset + len(quote)] == quote and quote:
+    if quote and offset >= 0 and passage[offset : offset + len(quote)] == quote:
         return (
             html.escape(passage[:offset])
             + f"<mark>{html.escape(quote)}</mark>"
@@ -800,10 +802,11 @@ def write_report(report: dict, folder: Path) -> tuple[Path, Path]:
 
 
 # ----- running ------------------------------------------------------------------------------------------------------
-def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: int, out=sys.stdout):
+def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: int, out=None):
     """Answer every case with one Assistant, printing a table row as each finishes; return the results."""
     from .guard import InvalidQuestion
 
+    out = out or sys.stdout
     width = max(len("case"), *(len(c.id) for c in cases))
     print(table_header(top_k, width), file=out, flush=True)
     results = []

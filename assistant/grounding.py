@@ -27,6 +27,7 @@ _DECLINE = re.compile(
 _CLAUSE_SPLIT = re.compile(
     r",?\s+(?:and|but|while|whereas|because|although|as well as)\s+|;\s+|,\s+(?:which|who|whereas|while)\s+", re.I
 )
+_FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an ai\b)")
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
 
 _WHEN = re.compile(
@@ -108,15 +109,18 @@ class Grounder:
         """Content stems, names and numbers of a sentence: what a supporting passage must contain."""
         return content_stems(sentence), entity_words(sentence, lowercase_vocabulary=self._vocabulary), numbers(sentence)
 
-    def support(self, sentence: str, candidates: list[Passage] | None = None) -> Support | None:
+    def support(self, sentence: str, candidates: list[Passage] | None = None, question: str = "") -> Support | None:
         """Return the support of one sentence, or None when nothing backs it.
 
         One claim needs one passage that holds its content words, every name and every number. A sentence that joins
         claims ("X did A, and Y did B") may join passages, but only clause by clause: a name from one paragraph and a
         number from another never make a fact together.
         """
+        if _FIRST_PERSON.search(sentence):
+            return None  # the model talking about itself ("I can provide…") is never a fact from the article
         pool = candidates or self.passages
-        whole = self._single(sentence, pool)
+        asked = content_stems(question)
+        whole = self._single(sentence, pool, asked)
         if whole is not None:
             return whole
         clauses = [c for c in _CLAUSE_SPLIT.split(sentence) if c and c.strip(" ,.")]
@@ -124,7 +128,7 @@ class Grounder:
             return None
         parts = []
         for clause in clauses:
-            part = self._single(clause, pool)
+            part = self._single(clause, pool, asked)
             if part is None or len(self.claim_terms(clause)[0]) < _MIN_CLAUSE_WORDS:
                 return None
             parts.append(part)
@@ -139,15 +143,20 @@ class Grounder:
         chosen = tuple(v[0] for v in spans.values())
         return Support(sentence, chosen, tuple((v[1], v[2]) for v in spans.values()), coverage)
 
-    def _single(self, claim: str, pool: list[Passage]) -> Support | None:
+    def _single(self, claim: str, pool: list[Passage], asked: set[str] = frozenset()) -> Support | None:
         stems, names, nums = self.claim_terms(claim)
         if not stems:
             return None
+        # What the sentence adds to the question is the answer: it, not the echo of the question, needs support.
+        novel = stems - asked
         ranked = sorted(pool, key=lambda p: -len(stems & self._stems[p.passage_id]))
         for passage in ranked[:5]:
-            coverage = len(stems & self._stems[passage.passage_id]) / len(stems)
+            have = self._stems[passage.passage_id]
+            coverage = len(stems & have) / len(stems)
             if coverage < self.min_support:
                 break
+            if len(novel) >= 2 and len(novel & have) / len(novel) < self.min_support:
+                continue
             # Names and numbers are where small models invent: each must stand in this very passage.
             if nums <= self._numbers[passage.passage_id] and all(find_entity(n, passage.text) for n in names):
                 return Support(claim, (passage,), (self._quote(passage, stems),), coverage)

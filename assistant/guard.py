@@ -12,6 +12,9 @@ class InvalidQuestion(ValueError):
     """The question cannot be answered as given (empty, too long, not text); the message says what to change."""
 
 
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+
+
 def clean_text(value: object, what: str = "question") -> str:
     """Return value as tidy text: decoded, NFC, control characters removed, white space collapsed."""
     if isinstance(value, (bytes, bytearray)):
@@ -21,6 +24,7 @@ def clean_text(value: object, what: str = "question") -> str:
     # Lone surrogates cannot be encoded; replace them rather than fail later in a tokenizer.
     value = value.encode("utf-8", errors="replace").decode("utf-8")
     value = unicodedata.normalize("NFC", value)
+    value = _ANSI_ESCAPE.sub(" ", value)  # terminal colour codes pasted along with text
     value = "".join(
         ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn") else " " for ch in value
     )
@@ -91,6 +95,7 @@ _OFF_TASK = [
     r"\b(pretend|role[- ]?play|act as|you are now|from now on|imagine you are|jailbreak|developer mode|do anything now)\b",
     r"\b(write|compose|generate|create|draft|make|sing)\b.{0,40}\b(poem|song|story|essay|joke|code|script|program|haiku|limerick|tweet|rap|novel|sonnet|lyrics|function)\b",
     r"\btranslate\b",
+    r"\b(your|personal) (own )?(opinion|view|views|thoughts|feelings|take)\b|\bwhat do you (think|feel|believe)\b|\bdo you (agree|think|believe|like)\b",
     r"^\s*(system|assistant|developer)\s*[:>]",
     r"<\|im_(start|end)\|>|\[/?INST\]|<<\s*SYS\s*>>|###\s*(system|instruction)",
     # The same in other languages: an "ignore/forget" verb near a word for instructions.

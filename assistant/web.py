@@ -6,6 +6,7 @@ import html
 import ipaddress
 import json
 import logging
+import queue
 import re
 import threading
 from collections.abc import Iterable, Iterator
@@ -30,6 +31,7 @@ EXAMPLES = [
 ]
 LOADING = "Loading the model… first answers may take a few seconds."
 READY = "Ready: ask a question about the article."
+HISTORY_MESSAGES = 20  # the engine reads only the last few turns; a long chat must not hit its history limit
 GENERIC_ERROR = "Something went wrong while answering; the error was logged. Please try again."
 API_DOC = """Answer a question about the article, from the article only, with citations.
 
@@ -59,12 +61,14 @@ CSS = """
 #chat a.cite { text-decoration: none; font-size: 0.85em; vertical-align: super; padding: 0 1px; }
 #sources .source { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 10px; margin: 6px 0; }
 #sources .source.focused { border-color: #f59e0b; box-shadow: 0 0 0 2px #fde68a; }
+#sources .turn-sources { margin-bottom: 12px; }
 #sources .source-head { font-weight: 600; }
 #sources .source-meta, #sources .turn-question { color: #6b7280; font-size: 0.85em; }
 #sources .passage { margin: 6px 0 0 0; padding-left: 8px; border-left: 3px solid #e5e7eb; }
 #sources .refusal { font-style: italic; color: #6b7280; }
 #sources mark, #article mark { background: #fde68a; padding: 0 1px; }
 #article { max-width: 52rem; }
+#article .article-note { color: #6b7280; font-size: 0.85em; }
 #article .para-no { color: #9ca3af; font-size: 0.8em; margin-right: 4px; }
 """
 
@@ -168,13 +172,13 @@ def chat_messages(turns: list[dict]) -> list[dict]:
 
 
 def engine_history(turns: list[dict]) -> list[dict]:
-    """Return the plain-text history for the engine: finished turns only, without HTML or citation markers."""
-    history = []
+    """Return the plain-text history for the engine: recent finished turns, without HTML or citation markers."""
+    history: list[dict] = []
     for turn in turns:
         if turn.get("done") and not turn.get("error"):
             history.append({"role": "user", "content": turn["question"]})
             history.append({"role": "assistant", "content": strip_markers(turn["answer"])})
-    return history
+    return history[-HISTORY_MESSAGES:]
 
 
 def citation_label(citation: dict) -> str:
@@ -218,7 +222,11 @@ def article_html(passages: list[Passage], citations: list[dict] | None = None) -
     spans: dict[str, list[tuple[int, int]]] = {}
     for c in citations or []:
         spans.setdefault(c["doc_id"], []).append((c["start"], c["end"]))
-    out, doc, section = [], None, None
+    if citations:
+        note = "Marked: the passages cited by the last answer."
+    else:
+        note = "Passages cited by the last answer are marked here."
+    out, doc, section = [f'<p class="article-note">{escape(note)}</p>'], None, None
     for p in passages:
         if p.doc_id != doc:
             out.append(f'<h2 class="doc-title">{escape(p.title)}</h2>')
@@ -295,6 +303,48 @@ class WarmUp:
         return status_html(self.state, self.error)
 
 
+# ----- streaming ----------------------------------------------------------------------------------------------
+def stream_in_thread(assistant: Assistant, question: str, history: list[dict]) -> Iterator[str | Answer]:
+    """Relay assistant.stream(question, history), run from start to end in one thread of its own.
+
+    The engine takes the model's lock inside its generator and holds it across yields. Gradio resumes a sync
+    generator on whichever worker thread is free, so iterating the engine directly could release that lock from
+    another thread (a RuntimeError), or let another session re-enter it on the owning thread. Here the engine is
+    iterated, and closed, by one thread; the caller only reads a queue. Closing this generator early (a cancelled
+    event, "New chat") stops the engine after its current sentence.
+    """
+    items: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        engine = None
+        try:
+            engine = assistant.stream(question, history)
+            for item in engine:
+                items.put(("item", item))
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the reader, which raises it in the request's thread
+            items.put(("error", exc))
+        finally:
+            if engine is not None:
+                engine.close()
+            items.put(("end", None))
+
+    threading.Thread(target=pump, name="answer-stream", daemon=True).start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
 # ----- the app ------------------------------------------------------------------------------------------------
 class ChatHandlers:
     """The page's event handlers. They keep no state of their own: each session's turns live in a gr.State."""
@@ -309,7 +359,7 @@ class ChatHandlers:
         try:
             text = validate_question(question, self.assistant.settings.max_question_chars)
         except InvalidQuestion as exc:
-            gr.Warning(str(exc))
+            gr.Warning(escape(str(exc)), duration=15, title="Please change the question")  # rendered as HTML
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         history = engine_history(turns)
@@ -318,7 +368,7 @@ class ChatHandlers:
         yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), ""
         answer = None
         try:
-            for item in self.assistant.stream(text, history):
+            for item in stream_in_thread(self.assistant, text, history):
                 if isinstance(item, Answer):
                     answer = item
                 elif item:
@@ -327,7 +377,7 @@ class ChatHandlers:
             if answer is None:
                 raise RuntimeError("the engine finished without an Answer")
         except Exception as exc:
-            if isinstance(exc, InvalidQuestion | _EXPECTED_ERRORS):
+            if isinstance(exc, (InvalidQuestion, *_EXPECTED_ERRORS)):
                 log.error("Could not answer %r: %s", text, exc)
             else:
                 log.exception("Unexpected error answering %r", text)
@@ -341,7 +391,8 @@ class ChatHandlers:
             citations=[c.to_dict() for c in answer.citations],
             done=True,
         )
-        yield chat_messages(turns), turns, sources_html(turns), article_html(self.passages, turn["citations"]), ""
+        article = article_html(self.assistant.passages or self.passages, turn["citations"])
+        yield chat_messages(turns), turns, sources_html(turns), article, ""
 
     def new_chat(self) -> tuple:
         """Clear the chat: no messages, no turns, no sources, the article without marks, an empty textbox."""
@@ -435,6 +486,8 @@ def build_app(settings: Settings | None = None, assistant: Assistant | None = No
             for trigger in (textbox.submit, send.click)
         ]
         clear.click(handlers.new_chat, outputs=outputs, cancels=chat_events, queue=False, api_visibility="private")
+        # The Chatbot's own trash button empties only the display: reset the session's turns with it.
+        chatbot.clear(handlers.new_chat, outputs=outputs, cancels=chat_events, queue=False, api_visibility="private")
         timer = gr.Timer(1.0, active=warmup.state == "loading")
         timer.tick(status, outputs=[status_box, timer], queue=False, api_visibility="private")
         demo.load(status, outputs=[status_box, timer], queue=False, api_visibility="private")
@@ -455,18 +508,25 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def warn_if_exposed(settings: Settings) -> bool:
+    """Log a warning, and return True, when the chat would listen beyond this machine without a login."""
+    if settings.auth_pairs() or is_loopback(settings.host):
+        return False
+    log.warning(
+        "Serving on %s without authentication: anyone who can reach this address can use the chat. "
+        "Set ASSISTANT_AUTH=user:password to require a login.",
+        settings.host,
+    )
+    return True
+
+
 def launch(demo: gr.Blocks, settings: Settings, block: bool = True) -> str:
     """Queue and launch demo on settings.host:settings.port; print and return the local address.
 
     With block=False the server runs in a background thread and this returns at once (for tests).
     """
     auth = settings.auth_pairs() or None
-    if not auth and not is_loopback(settings.host):
-        log.warning(
-            "Serving on %s without authentication: anyone who can reach this address can use the chat. "
-            "Set ASSISTANT_AUTH=user:password to require a login.",
-            settings.host,
-        )
+    warn_if_exposed(settings)
     demo.queue(default_concurrency_limit=settings.concurrency)
     _, local_url, share_url = demo.launch(
         server_name=settings.host,
@@ -495,7 +555,11 @@ def launch(demo: gr.Blocks, settings: Settings, block: bool = True) -> str:
 def serve(settings: Settings) -> None:
     """Build the web chat with the default assistant and serve it until interrupted (`assistant chat`)."""
     demo = build_app(settings)
-    launch(demo, settings)
+    try:
+        launch(demo, settings)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        log.error("Cannot serve on %s:%s: %s", settings.host, settings.port, exc)
+        raise SystemExit(f"Cannot serve the web chat on {settings.host}:{settings.port}: {exc}") from exc
 
 
-__all__ = ["API_DOC", "EXAMPLES", "WarmUp", "build_app", "launch", "serve"]
+__all__ = ["API_DOC", "EXAMPLES", "ChatHandlers", "WarmUp", "build_app", "launch", "serve"]
