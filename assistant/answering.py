@@ -36,6 +36,16 @@ GREETING = (
 
 
 @dataclass(frozen=True)
+class View:
+    """The part of the corpus a conversation draws on, and its fixed system prompt when it fits the context."""
+
+    doc_id: str | None
+    passages: list[Passage]
+    text: str
+    system: str | None
+
+
+@dataclass(frozen=True)
 class Citation:
     """One cited passage: the marker number in the answer text and the span of the article that supports it."""
 
@@ -140,22 +150,39 @@ class Assistant:
             self.grounder = Grounder(
                 self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
             )
-            self.corpus_text = "\n".join(d.text for d in self.documents)
             self.templates = {
                 name: load_prompt(self.settings.prompts_dir, name) for name in ("system", "question", "condense")
             }
-            # The whole corpus goes into a fixed prompt prefix when it fits: llama.cpp then re-reads only the question.
-            budget_chars = (self.settings.llm_context - self.settings.max_answer_tokens - 400) * 3
-            self.whole_corpus = len(self.corpus_text) <= budget_chars
-            title = self.documents[0].title if len(self.documents) == 1 else "Articles"
-            self._fixed_system = (
-                self.templates["system"].format(title=title, context=render_context(self.passages))
-                if self.whole_corpus
-                else None
-            )
+            self._views: dict[str | None, View] = {}
             self._loaded = self._fingerprint()
             self._ready = True
             return self
+
+    def view(self, scope: str | None = None) -> View:
+        """What a conversation may draw on: every document, or only the one named by scope (a doc_id)."""
+        with self._lock:
+            self.load()
+            if scope not in self._views:
+                if scope is not None and scope not in {d.doc_id for d in self.documents}:
+                    names = ", ".join(d.doc_id for d in self.documents)
+                    raise InvalidQuestion(f"There is no article {scope!r}; choose one of: {names}.")
+                documents = [d for d in self.documents if scope in (None, d.doc_id)]
+                passages = [p for p in self.passages if scope in (None, p.doc_id)]
+                text = "\n".join(d.text for d in documents)
+                # The whole text goes into a fixed prompt prefix when it fits: llama.cpp then re-reads only the
+                # question. Past that, each prompt carries the retrieved passages instead.
+                budget_chars = (self.settings.llm_context - self.settings.max_answer_tokens - 400) * 3
+                system = None
+                if len(text) <= budget_chars:
+                    title = documents[0].title if len(documents) == 1 else "Articles"
+                    system = self.templates["system"].format(title=title, context=render_context(passages))
+                self._views[scope] = View(scope, passages, text, system)
+            return self._views[scope]
+
+    @property
+    def whole_corpus(self) -> bool:
+        """True when the whole corpus sits in the fixed prompt prefix."""
+        return self.view().system is not None
 
     @property
     def chat_model(self):
@@ -174,35 +201,39 @@ class Assistant:
         if self._warm or not hasattr(model, "warm") or not self.whole_corpus:
             self._warm = True
             return "skipped"
-        result = model.warm(self._messages(self._fixed_system, "Hello"))
+        result = model.warm(self._messages(self.view().system, "Hello"))
         self._warm = True
         return result
 
     # ----- the pipeline --------------------------------------------------------------------------------------
-    def retrieve(self, question: str, k: int | None = None) -> list[Passage]:
-        """Return the k passages that best match question, ranked, with scores."""
+    def retrieve(self, question: str, k: int | None = None, scope: str | None = None) -> list[Passage]:
+        """Return the k passages that best match question (within one document when scope names it), ranked."""
         self.load()
         text = validate_question(question, self.settings.max_question_chars)
-        return self.retriever.retrieve(text, k or self.settings.top_k).passages
+        return self.retriever.retrieve(text, k or self.settings.top_k, self.view(scope).doc_id).passages
 
-    def answer(self, question: str, history: list[dict] | None = None) -> Answer:
-        """Answer question (with optional chat history) from the article only; see Answer."""
+    def answer(self, question: str, history: list[dict] | None = None, scope: str | None = None) -> Answer:
+        """Answer question (with optional chat history) from the article(s) only; see Answer."""
         result = None
-        for item in self.stream(question, history):
+        for item in self.stream(question, history, scope):
             if isinstance(item, Answer):
                 result = item
         return result
 
-    def stream(self, question: str, history: list[dict] | None = None) -> Iterator[str | Answer]:
+    def stream(
+        self, question: str, history: list[dict] | None = None, scope: str | None = None
+    ) -> Iterator[str | Answer]:
         """Yield the answer's text as checked sentences become ready, then the final Answer.
 
-        Raises InvalidQuestion (a ValueError) for an empty, over-long or non-text question or a malformed history.
+        scope restricts the conversation to one document (its doc_id); None searches them all. Raises InvalidQuestion
+        (a ValueError) for an empty, over-long or non-text question, a malformed history or an unknown scope.
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         text = validate_question(question, self.settings.max_question_chars)
         turns = normalize_history(history, self.settings.max_history_messages)
         self.load()
+        view = self.view(scope)
 
         def done(answer: Answer) -> Answer:
             timings["total"] = time.perf_counter() - t0
@@ -221,7 +252,7 @@ class Assistant:
         standalone = text
         if turns and needs_rewrite(text, turns):
             t = time.perf_counter()
-            standalone = self._rewrite(text, turns)
+            standalone = self._rewrite(text, turns, view)
             timings["rewrite"] = time.perf_counter() - t
             if is_off_task(standalone):
                 yield OFF_TASK
@@ -229,7 +260,7 @@ class Assistant:
                 return
 
         t = time.perf_counter()
-        found = self._retrieve(standalone)
+        found = self._retrieve(standalone, view.doc_id)
         timings["retrieve"] = time.perf_counter() - t
         refusal = Answer(text, NOT_IN_ARTICLE, abstained=True, passages=found.passages, standalone_question=standalone)
 
@@ -237,7 +268,7 @@ class Assistant:
         # before the model can make something up.
         if self.settings.grounding_check:
             unrelated = found.best_distance > self.settings.max_distance and found.lexical_overlap < 0.5
-            strangers = unknown_entities(standalone, self.corpus_text)
+            strangers = unknown_entities(standalone, view.text)
             if unrelated or strangers:
                 refusal.reason = "not_in_article"
                 log.info("Refused %r: distance %.2f, unknown names %s", standalone, found.best_distance, strangers)
@@ -245,11 +276,11 @@ class Assistant:
                 yield done(refusal)
                 return
 
-        system = self._fixed_system or self.templates["system"].format(
+        system = view.system or self.templates["system"].format(
             title="Articles", context=render_context(found.passages)
         )
         messages = self._messages(system, standalone)
-        candidates = self.passages if self.whole_corpus else found.passages
+        candidates = view.passages if view.system else found.passages
 
         numbering: dict[str, int] = {}
         citations: list[Citation] = []
@@ -286,6 +317,8 @@ class Assistant:
                 piece = " ".join(pending + [marked])
                 pending.clear()
                 kept.append(piece)
+                # The first checked text a reader sees (the model's first token comes earlier, unchecked).
+                timings.setdefault("first_text", time.perf_counter() - t)
                 yield (" " if len(kept) > 1 else "") + piece
 
         try:
@@ -358,9 +391,9 @@ class Assistant:
             log.error("Model call failed: %s: %s", type(exc).__name__, detail)
             raise ModelUnavailable(f"{hint} ({type(exc).__name__})") from exc
 
-    def _retrieve(self, question: str):
+    def _retrieve(self, question: str, doc_id: str | None):
         try:
-            return self.retriever.retrieve(question, self.settings.top_k)
+            return self.retriever.retrieve(question, self.settings.top_k, doc_id)
         except Exception as exc:  # the store broke under us (files deleted or damaged while running)
             from .indexing import IndexStoreError, forget_open_stores
 
@@ -370,7 +403,7 @@ class Assistant:
                 self._ready = False
                 self.load()
             try:
-                return self.retriever.retrieve(question, self.settings.top_k)
+                return self.retriever.retrieve(question, self.settings.top_k, doc_id)
             except Exception as again:
                 raise IndexStoreError(
                     f"The index cannot be searched ({again}). Run `assistant index --rebuild`."
@@ -381,13 +414,13 @@ class Assistant:
 
         return [SystemMessage(system), HumanMessage(self.templates["question"].format(question=question))]
 
-    def _rewrite(self, question: str, turns: list[dict]) -> str:
+    def _rewrite(self, question: str, turns: list[dict], view: View) -> str:
         """Turn a follow-up into a standalone question, sharing the article prefix so llama.cpp reuses its cache."""
         from langchain_core.messages import HumanMessage, SystemMessage
 
         recent = turns[-6:]
         history = "\n".join(f"{t['role'].capitalize()}: {t['content'][:500]}" for t in recent)
-        system = self._fixed_system or self.templates["system"].format(title="Articles", context="")
+        system = view.system or self.templates["system"].format(title="Articles", context="")
         prompt = self.templates["condense"].format(history=history, question=question)
         reply = "".join(self._model_tokens([SystemMessage(system), HumanMessage(prompt)], max_tokens=60)).strip()
         line = reply.splitlines()[0].strip().strip('"“”').strip() if reply else ""

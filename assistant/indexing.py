@@ -212,9 +212,10 @@ class PassageIndex:
         action = "updated" if old_docs else "built"
         return IndexReport(action, len(todo), removed, 0.0)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """Return (passage_id, cosine distance) of the k nearest passages."""
-        results = self.store.similarity_search_with_score(query, k=k)
+    def search(self, query: str, k: int, doc_id: str | None = None) -> list[tuple[str, float]]:
+        """Return (passage_id, cosine distance) of the k nearest passages, only from doc_id when given."""
+        where = {"doc_id": doc_id} if doc_id else None
+        results = self.store.similarity_search_with_score(query, k=k, filter=where)
         return [(doc.metadata["passage_id"], float(distance)) for doc, distance in results]
 
 

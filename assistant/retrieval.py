@@ -27,20 +27,20 @@ class HybridRetriever:
 
         self.passages = passages
         self.by_id = {p.passage_id: p for p in passages}
-        self.dense_search = dense_search  # callable (query, k) -> [(passage_id, distance)]
+        self.dense_search = dense_search  # callable (query, k, doc_id) -> [(passage_id, distance)]
         tokens = [content_stem_list(f"{p.section} {p.text}") for p in passages]
         self.bm25 = BM25Okapi(tokens)
         self._stems = [set(t) for t in tokens]
 
-    def retrieve(self, question: str, k: int = 4) -> Retrieval:
-        """Return the k best passages for question with fused scores and the gate's figures."""
-        n = len(self.passages)
-        depth = min(n, max(20, 4 * k))
-        dense = self.dense_search(question, depth)
+    def retrieve(self, question: str, k: int = 4, doc_id: str | None = None) -> Retrieval:
+        """Return the k best passages for question (only from doc_id when given) with fused scores and gate figures."""
+        allowed = [i for i, p in enumerate(self.passages) if doc_id in (None, p.doc_id)]
+        depth = min(len(allowed), max(20, 4 * k))
+        dense = self.dense_search(question, depth, doc_id) if depth else []
         distances = dict(dense)
         query = content_stem_list(question)
-        lexical = self.bm25.get_scores(query) if query else [0.0] * n
-        lexical_rank = sorted(range(n), key=lambda i: -lexical[i])[:depth]
+        lexical = self.bm25.get_scores(query) if query else [0.0] * len(self.passages)
+        lexical_rank = sorted(allowed, key=lambda i: -lexical[i])[:depth]
 
         fused: dict[str, float] = {}
         for rank, (pid, _) in enumerate(dense):
