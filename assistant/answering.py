@@ -114,19 +114,30 @@ class Assistant:
 
     # ----- loading -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> tuple:
-        """Sizes and times of the corpus files and the index's key files: cheap to take before every question."""
-        entries = []
-        folders = [Path(self.settings.corpus_dir)]
-        if not self.settings.chroma_host:
-            folders.append(Path(self.settings.index_dir))
-        for folder in folders:
+        """Sizes and times of the corpus files and the index manifest: cheap to take before every question.
+
+        The store's own database file changes whenever anyone merely queries it, so only its existence counts;
+        a store damaged in place surfaces as a retrieval error, which reopens it (see _retrieve).
+        """
+
+        def stamp(path: Path):
             try:
-                for path in sorted(folder.iterdir()):
-                    if path.is_file():
-                        stat = path.stat()
-                        entries.append((str(path), stat.st_mtime_ns, stat.st_size))
+                stat = path.stat()
+                return stat.st_mtime_ns, stat.st_size
             except OSError:
-                entries.append((str(folder), "missing"))
+                return None
+
+        corpus = Path(self.settings.corpus_dir)
+        try:
+            entries = [(p.name, stamp(p)) for p in sorted(corpus.iterdir()) if p.is_file()]
+        except OSError:
+            entries = [("corpus", None)]
+        if not self.settings.chroma_host:
+            index_dir = Path(self.settings.index_dir)
+            entries += [
+                ("manifest", stamp(index_dir / "manifest.json")),
+                ("store", (index_dir / "chroma.sqlite3").exists()),
+            ]
         return tuple(entries)
 
     def load(self) -> Assistant:
@@ -214,11 +225,10 @@ class Assistant:
 
     def answer(self, question: str, history: list[dict] | None = None, scope: str | None = None) -> Answer:
         """Answer question (with optional chat history) from the article(s) only; see Answer."""
-        result = None
         for item in self.stream(question, history, scope):
             if isinstance(item, Answer):
-                result = item
-        return result
+                return item
+        raise RuntimeError("The answer stream ended without an Answer.")  # a bug, never a user error
 
     def stream(
         self, question: str, history: list[dict] | None = None, scope: str | None = None

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import pickle
+import queue
 import string
 import sys
 import threading
@@ -74,6 +75,9 @@ def render_context(passages: list[Passage]) -> str:
     return "\n".join(lines).strip()
 
 
+_END = object()
+
+
 class LlamaCppChat(BaseChatModel):
     """A llama.cpp model in this process, as a LangChain chat model.
 
@@ -126,22 +130,44 @@ class LlamaCppChat(BaseChatModel):
         return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
-        with self._lock:
-            llm = self.load()
-            parts = llm.create_chat_completion(
-                self._as_dicts(messages),
-                temperature=0.0,
-                max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                stop=stop,
-                stream=True,
-            )
-            for part in parts:
-                delta = part["choices"][0]["delta"].get("content")
-                if delta:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
-                    if run_manager:
-                        run_manager.on_llm_new_token(delta, chunk=chunk)
-                    yield chunk
+        # One worker thread holds the lock for the whole generation: a generator may be resumed on another thread
+        # (Gradio does), and a lock must be released by the thread that took it.
+        tokens: queue.Queue = queue.Queue()
+        cancelled = threading.Event()
+
+        def produce() -> None:
+            try:
+                with self._lock:
+                    llm = self.load()
+                    parts = llm.create_chat_completion(
+                        self._as_dicts(messages),
+                        temperature=0.0,
+                        max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                        stop=stop,
+                        stream=True,
+                    )
+                    for part in parts:
+                        if cancelled.is_set():
+                            break
+                        delta = part["choices"][0]["delta"].get("content")
+                        if delta:
+                            tokens.put(delta)
+            except Exception as exc:  # handed to the consumer, which raises it in its own thread
+                tokens.put(exc)
+            finally:
+                tokens.put(_END)
+
+        threading.Thread(target=produce, name="llama-generate", daemon=True).start()
+        try:
+            while (item := tokens.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
+                if run_manager:
+                    run_manager.on_llm_new_token(item, chunk=chunk)
+                yield chunk
+        finally:
+            cancelled.set()  # the reader stopped early (a refusal, a closed page): stop generating
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         text = "".join(c.message.content for c in self._stream(messages, stop, run_manager, **kwargs))

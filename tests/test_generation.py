@@ -1,0 +1,65 @@
+"""The in-process llama.cpp chat model wrapper: serialised, thread-safe streaming (with a stand-in for llama.cpp)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from langchain_core.messages import HumanMessage
+
+from assistant.generation import LlamaCppChat
+
+
+class FakeLlama:
+    """Streams the words of the prompt back slowly and notes any overlap between two generations."""
+
+    def __init__(self):
+        self.busy = False
+        self.overlaps = 0
+
+    def create_chat_completion(self, messages, **kwargs):
+        if self.busy:
+            self.overlaps += 1
+        self.busy = True
+        try:
+            for word in messages[-1]["content"].split():
+                time.sleep(0.005)
+                yield {"choices": [{"delta": {"content": word + " "}}]}
+        finally:
+            self.busy = False
+
+
+def model() -> LlamaCppChat:
+    chat = LlamaCppChat(model_path="unused.gguf")
+    chat._llm = FakeLlama()
+    return chat
+
+
+def test_stream_can_be_resumed_on_another_thread():
+    chat = model()
+    stream = chat.stream([HumanMessage("one two three four")])
+    first = next(stream).content
+    rest = []
+    worker = threading.Thread(target=lambda: rest.extend(c.content for c in stream))
+    worker.start()
+    worker.join(10)
+    assert first + "".join(rest) == "one two three four "
+
+
+def test_concurrent_streams_are_serialised_and_not_mixed():
+    chat = model()
+    prompts = [" ".join(f"w{i}-{j}" for j in range(20)) for i in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        outputs = list(pool.map(lambda p: "".join(c.content for c in chat.stream([HumanMessage(p)])), prompts))
+    assert outputs == [p + " " for p in prompts]
+    assert chat._llm.overlaps == 0
+
+
+def test_abandoned_stream_releases_the_model():
+    chat = model()
+    stream = chat.stream([HumanMessage(" ".join(["x"] * 200))])
+    next(stream)
+    stream.close()
+    done = chat.invoke([HumanMessage("after")])
+    assert done.content == "after "
