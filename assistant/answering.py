@@ -244,6 +244,8 @@ class Assistant:
         turns = normalize_history(history, self.settings.max_history_messages)
         self.load()
         view = self.view(scope)
+        if not self._warm:
+            self.warm_up()  # restores the saved article state when there is one: the first answer is fast too
 
         def done(answer: Answer) -> Answer:
             timings["total"] = time.perf_counter() - t0

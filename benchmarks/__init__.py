@@ -1,0 +1,1 @@
+"""Benchmarks: this project's pipeline side by side with LangChain's RAG tutorial pipeline (python -m benchmarks)."""

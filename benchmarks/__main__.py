@@ -1,0 +1,330 @@
+"""Run the benchmarks: this project against LangChain's RAG tutorial pipeline, same machine, article and models.
+
+python -m benchmarks            # the full run (by hand: ~30-60 min), writes BENCHMARKS.md and benchmarks/scale.png
+python -m benchmarks --quick    # the smoke version CI runs: 4 cases, sizes 1 and 2, one repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of values (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+        mem_gb = int(mem.split()[1]) / 1024 / 1024
+    except (OSError, StopIteration):
+        mem_gb = float("nan")
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_gb:.0f} GiB RAM, Python {platform.python_version()}, {platform.system()}"
+    )
+
+
+def dir_size(path: Path) -> int:
+    """Bytes used by the files under path."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def cold_run(which: str, question: str, env: dict) -> tuple[float, float]:
+    """Seconds from spawning a fresh process to its first answer, and its peak RSS in MB."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.cold", which, question],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    out, _ = proc.communicate()
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"cold run of {which} failed: {out.decode()}")
+    return elapsed, json.loads(out.decode().strip().splitlines()[-1])["peak_mb"]
+
+
+def ratio(ours: float, base: float, higher_is_better: bool = False) -> str:
+    """How many times better ours is than the baseline ('3.2× better')."""
+    if not ours or not base or ours != ours or base != base:
+        return "–"
+    r = ours / base if higher_is_better else base / ours
+    return f"{r:.1f}× {'better' if r >= 1 else 'worse'}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 4 cases, sizes 1 and 2, one repeat")
+    parser.add_argument("--sizes", type=int, nargs="*", help="corpus sizes for the scale run (default 1 10 100 1000)")
+    parser.add_argument("--repeats", type=int, help="repeats of index builds and cold starts (default 3)")
+    parser.add_argument("--cases", type=Path, default=ROOT / "tests" / "questions.yaml")
+    parser.add_argument("--out", type=Path, help="markdown file (default BENCHMARKS.md; --quick: none)")
+    parser.add_argument("--plot", type=Path, help="PNG plot (default benchmarks/scale.png; --quick: none)")
+    args = parser.parse_args()
+    sizes = args.sizes or ([1, 2] if args.quick else [1, 10, 100, 1000])
+    repeats = args.repeats or (1 if args.quick else 3)
+    out = args.out or (None if args.quick else ROOT / "BENCHMARKS.md")
+    plot = args.plot or (None if args.quick else ROOT / "benchmarks" / "scale.png")
+
+    import logging
+
+    logging.disable(logging.WARNING)
+    from assistant.answering import Assistant
+    from assistant.corpus import load_documents, load_passages
+    from assistant.evaluation import compute_metrics, load_suite, run_cases
+    from assistant.generation import build_chat_model
+    from assistant.indexing import PassageIndex, load_embeddings
+    from assistant.settings import Settings
+    from benchmarks.haystack import build_haystack
+    from benchmarks.tutorial import TutorialRAG
+
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    base_settings = Settings()
+    embeddings = load_embeddings(base_settings)
+    documents = load_documents(base_settings.corpus_dir)
+    doc_texts = {d.doc_id: d.text for d in documents}
+    suite = load_suite(args.cases, documents)
+    cases = suite.cases[:: max(1, len(suite.cases) // 4)][:4] if args.quick else suite.cases
+    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    results: dict = {"machine": machine(), "date": datetime.date.today().isoformat(), "command": " ".join(sys.argv)}
+
+    # 1. Index build, alternating so that machine noise hits both.
+    say("Index build…")
+    ours_build, base_build = [], []
+    for r in range(repeats):
+        s = base_settings.model_copy(update={"index_dir": work / f"index-{r}"})
+        docs, passages = load_passages(s.corpus_dir)
+        t = time.perf_counter()
+        PassageIndex(s, embeddings).open(docs, passages)
+        ours_build.append(time.perf_counter() - t)
+        base_build.append(TutorialRAG(embeddings, None).build_index(documents))
+    results["index_build"] = {"ours": statistics.median(ours_build), "baseline": statistics.median(base_build)}
+
+    # 2. Quality and warm latency: every case, alternating between the two pipelines.
+    say(f"Quality and warm latency over {len(cases)} cases…")
+    ours = Assistant(base_settings.model_copy(update={"index_dir": work / "index-0"}), embeddings=embeddings)
+    ours.warm_up()
+    tutorial = TutorialRAG(embeddings, build_chat_model(base_settings))
+    tutorial.build_index(documents)
+    tutorial.answer("Who is the NATO Secretary General?")  # its warm-up: load the model once
+    ours_results, base_results = [], []
+    null = open(os.devnull, "w")  # noqa: SIM115
+    for case in cases:
+        ours_results += run_cases(ours, [case], doc_texts, base_settings.top_k, out=null)
+        base_results += run_cases(tutorial, [case], doc_texts, 4, out=null)
+    quality = {}
+    for name, rs in (("ours", ours_results), ("baseline", base_results)):
+        m = compute_metrics(rs)
+        answered = [r.answer for r in rs if r.answer is not None and not r.answer.abstained]
+        timed = [r.answer for r in rs if r.answer is not None and "first_token" in r.answer.timings]
+        quality[name] = {
+            "metrics": m,
+            "first_token": [a.timings["first_token"] for a in timed],
+            "first_text": [a.timings.get("first_text", a.timings["total"]) for a in answered],
+            "total": [a.timings["total"] for a in timed],
+        }
+    results["quality"] = quality
+
+    # 3. Cold start and peak memory, each in a fresh process.
+    say("Cold starts…")
+    env = dict(os.environ)
+    ours_cold, base_cold, ours_rss, base_rss = [], [], [], []
+    for _ in range(repeats):
+        t, rss = cold_run("ours", "Who is the NATO Secretary General?", env)
+        ours_cold.append(t)
+        ours_rss.append(rss)
+        t, rss = cold_run("tutorial", "Who is the NATO Secretary General?", env)
+        base_cold.append(t)
+        base_rss.append(rss)
+    results["cold"] = {"ours": statistics.median(ours_cold), "baseline": statistics.median(base_cold)}
+    results["rss_mb"] = {"ours": max(ours_rss), "baseline": max(base_rss)}
+
+    # 4. Scale: haystacks of generated documents with the real article inside.
+    article = base_settings.corpus_dir / "nato-3-0.txt"
+    probe = [c for c in suite.cases if c.answers and not c.history and c.evidence][: (4 if args.quick else 20)]
+    scale = []
+    for size in sizes:
+        say(f"Scale: {size} document(s)…")
+        corpus = build_haystack(work / f"corpus-{size}", size, article)
+        s = base_settings.model_copy(
+            update={"corpus_dir": corpus, "index_dir": work / f"scale-index-{size}", "persist_model_state": False}
+        )
+        bot = Assistant(s, chat_model=ours.chat_model, embeddings=embeddings)
+        t = time.perf_counter()
+        bot.load()
+        build = time.perf_counter() - t
+        retrieval, hits = [], 0
+        for case in probe:
+            t = time.perf_counter()
+            found = bot.retrieve(case.question)
+            retrieval.append(time.perf_counter() - t)
+            hits += any(
+                p.doc_id == e.doc_id and p.start < e.end and e.start < p.end for p in found for e in case.evidence
+            )
+        firsts = [bot.answer(c.question).timings.get("first_token", float("nan")) for c in probe[:2]]
+        rag = TutorialRAG(embeddings, tutorial.chat_model)
+        base_build_s = rag.build_index(load_documents(corpus))
+        base_hits = 0
+        for case in probe:
+            found = rag.retrieve(case.question)
+            base_hits += any(
+                p.doc_id == e.doc_id and p.start < e.end and e.start < p.end for p in found for e in case.evidence
+            )
+        scale.append(
+            {
+                "documents": size,
+                "passages": len(bot.passages),
+                "whole_corpus_in_prompt": bot.whole_corpus,
+                "index_build_s": build,
+                "index_mb": dir_size(s.index_dir) / 1e6,
+                "retrieval_p50_ms": percentile(retrieval, 50) * 1000,
+                "hit_rate": hits / len(probe),
+                "first_token_s": statistics.median(firsts),
+                "baseline_index_build_s": base_build_s,
+                "baseline_hit_rate": base_hits / len(probe),
+            }
+        )
+    results["scale"] = scale
+
+    report = render_markdown(results)
+    print(report)
+    if out:
+        out.write_text(report, encoding="utf-8")
+        (out.with_suffix(".json")).write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
+        say(f"Wrote {out}")
+    if plot:
+        draw_plot(scale, plot)
+        say(f"Wrote {plot}")
+    return 0
+
+
+def render_markdown(results: dict) -> str:
+    """The benchmark report as a markdown document."""
+    q = results["quality"]
+    o, b = q["ours"], q["baseline"]
+    om, bm = o["metrics"], b["metrics"]
+
+    def row(name, ours, base, unit="", higher=False, fmt="{:.2f}"):
+        ov = fmt.format(ours) + unit if ours == ours else "–"
+        bv = fmt.format(base) + unit if base == base else "–"
+        return f"| {name} | {ov} | {bv} | {ratio(ours, base, higher)} |"
+
+    def metric(key):
+        return om.get(key) if om.get(key) is not None else float("nan"), (
+            bm.get(key) if bm.get(key) is not None else float("nan")
+        )
+
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {results['machine']}. Date: {results['date']}. Command: `{results['command']}`.",
+        "",
+        "Baseline: LangChain's RAG tutorial pipeline (`benchmarks/tutorial.py`): RecursiveCharacterTextSplitter "
+        "(1000/200, start index), Chroma with the same MiniLM embeddings, top-4 similarity search, the tutorial's "
+        "prompt, the same Qwen2.5-Coder-1.5B GGUF at temperature 0; it refuses only when the model says it does not "
+        "know. Both pipelines ran in the same process, alternating question by question.",
+        "",
+        "| figure | this project | tutorial baseline | ratio |",
+        "|---|---|---|---|",
+        row("first token p50 (warm)", percentile(o["first_token"], 50), percentile(b["first_token"], 50), " s"),
+        row("first token p95 (warm)", percentile(o["first_token"], 95), percentile(b["first_token"], 95), " s"),
+        row("first checked text p50 (warm)", percentile(o["first_text"], 50), percentile(b["first_text"], 50), " s"),
+        row("whole answer p50 (warm)", percentile(o["total"], 50), percentile(b["total"], 50), " s"),
+        row("whole answer p95 (warm)", percentile(o["total"], 95), percentile(b["total"], 95), " s"),
+        row("cold start to first answer", results["cold"]["ours"], results["cold"]["baseline"], " s"),
+        row("index build", results["index_build"]["ours"], results["index_build"]["baseline"], " s"),
+        row("peak memory (RSS)", results["rss_mb"]["ours"], results["rss_mb"]["baseline"], " MB", fmt="{:.0f}"),
+        row("answer accuracy", *metric("answer"), higher=True),
+        row("refusal accuracy", *metric("refusal"), higher=True),
+        row("false refusals", *metric("false-refusal")),
+        row("citation precision", *metric("citation-precision"), higher=True),
+        "",
+        "Ratios are baseline ÷ ours for times, memory and false refusals, ours ÷ baseline for accuracies: above 1 means "
+        "this project is ahead. The baseline has no citations, so its citation precision is 0 or undefined. "
+        "'First checked text' is when this project shows its first sentence, after the grounding check; the baseline "
+        "shows unchecked tokens, so its first text is its first token.",
+        "",
+        "## Scale",
+        "",
+        "Corpora of generated article-sized documents (fixed seed) with the real article inside; the hit rate is the "
+        "share of the article's questions whose evidence paragraph is retrieved in the top 4.",
+        "",
+        "| documents | passages | index build | index size | retrieval p50 | hit rate | first token | article in prompt "
+        "| baseline build | baseline hit rate |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in results["scale"]:
+        lines.append(
+            f"| {s['documents']} | {s['passages']} | {s['index_build_s']:.1f} s | {s['index_mb']:.1f} MB | "
+            f"{s['retrieval_p50_ms']:.0f} ms | {s['hit_rate']:.2f} | {s['first_token_s']:.2f} s | "
+            f"{'whole corpus' if s['whole_corpus_in_prompt'] else 'retrieved passages'} | "
+            f"{s['baseline_index_build_s']:.1f} s | {s['baseline_hit_rate']:.2f} |"
+        )
+    lines += [
+        "",
+        "Where the design changes: while the whole corpus fits the model's context (one article), it is a fixed prompt "
+        "prefix that llama.cpp keeps cached, so the first token costs only the question's tokens. Past that (from two "
+        "articles on), the prompt carries the retrieved passages, which differ per question: every answer pays for "
+        "reading them (~50 tokens/s on 2 cores), as the baseline always does. Index build grows linearly with the "
+        "number of passages (embedding dominates); retrieval stays in milliseconds (HNSW plus BM25 over all passages).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def draw_plot(scale: list[dict], path: Path) -> None:
+    """Latency and hit rate against corpus size, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [s["documents"] for s in scale]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(sizes, [s["retrieval_p50_ms"] for s in scale], "o-", label="retrieval p50 (ms)")
+    left.plot(sizes, [s["first_token_s"] * 1000 for s in scale], "s-", label="first token (ms)")
+    left.plot(sizes, [s["index_build_s"] * 1000 for s in scale], "^-", label="index build (ms)")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("documents in corpus")
+    left.legend()
+    left.set_title("Cost against corpus size")
+    right.plot(sizes, [s["hit_rate"] for s in scale], "o-", label="this project")
+    right.plot(sizes, [s["baseline_hit_rate"] for s in scale], "s--", label="tutorial baseline")
+    right.set_xscale("log")
+    right.set_ylim(0, 1.05)
+    right.set_xlabel("documents in corpus")
+    right.set_ylabel("evidence hit@4")
+    right.legend()
+    right.set_title("Retrieval hit rate as the haystack grows")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
