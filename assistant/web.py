@@ -42,7 +42,8 @@ citation markers), abstained (true when the article does not say or the request 
 not_in_article, unsupported, off_task or greeting), standalone_question, citations (one per marker: index,
 passage_id, number (paragraph), section, text (the whole passage), quote (the exact supporting span), start/end and
 passage_start/passage_end (character offsets in the document), doc_id, title, source) and timings (seconds per
-stage). An invalid question (empty, too long) or history, or an unavailable model, raises an error with a readable
+stage). An optional third argument, article, names one document (its id, e.g. "nato-3-0") to answer from when
+the corpus holds several. An invalid question (empty, too long) or history, or an unavailable model, raises an error with a readable
 message.
 """
 
@@ -304,7 +305,9 @@ class WarmUp:
 
 
 # ----- streaming ----------------------------------------------------------------------------------------------
-def stream_in_thread(assistant: Assistant, question: str, history: list[dict]) -> Iterator[str | Answer]:
+def stream_in_thread(
+    assistant: Assistant, question: str, history: list[dict], scope: str | None = None
+) -> Iterator[str | Answer]:
     """Relay assistant.stream(question, history), run from start to end in one thread of its own.
 
     The engine takes the model's lock inside its generator and holds it across yields. Gradio resumes a sync
@@ -319,7 +322,7 @@ def stream_in_thread(assistant: Assistant, question: str, history: list[dict]) -
     def pump() -> None:
         engine = None
         try:
-            engine = assistant.stream(question, history)
+            engine = assistant.stream(question, history, scope)
             for item in engine:
                 items.put(("item", item))
                 if stop.is_set():
@@ -353,7 +356,7 @@ class ChatHandlers:
         self.assistant = assistant
         self.passages = passages
 
-    def respond(self, question: str, turns: list[dict] | None) -> Iterator[tuple]:
+    def respond(self, question: str, turns: list[dict] | None, scope: str | None = None) -> Iterator[tuple]:
         """Stream the answer to question: yields (chat messages, turns, sources, article, textbox) updates."""
         turns = list(turns or [])
         try:
@@ -368,7 +371,7 @@ class ChatHandlers:
         yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), ""
         answer = None
         try:
-            for item in stream_in_thread(self.assistant, text, history):
+            for item in stream_in_thread(self.assistant, text, history, scope or None):
                 if isinstance(item, Answer):
                     answer = item
                 elif item:
@@ -398,8 +401,11 @@ class ChatHandlers:
         """Clear the chat: no messages, no turns, no sources, the article without marks, an empty textbox."""
         return [], [], sources_html([]), article_html(self.passages), ""
 
-    def answer(self, question: str, history_json: str = "[]") -> dict:
-        """Answer a question about the article, from the article only, with citations (see API_DOC)."""
+    def answer(self, question: str, history_json: str = "[]", article: str = "") -> dict:
+        """Answer a question about the article, from the article only, with citations (see API_DOC).
+
+        article, when given, is a document id (e.g. "nato-3-0") that restricts the answer to that document.
+        """
         try:
             history = json.loads(history_json or "[]")
         except ValueError as exc:
@@ -407,7 +413,7 @@ class ChatHandlers:
                 'history_json must be a JSON list of {"role": ..., "content": ...} messages.', print_exception=False
             ) from exc
         try:
-            return api_result(self.assistant.answer(question, history))
+            return api_result(self.assistant.answer(question, history, article or None))
         except (InvalidQuestion, *_EXPECTED_ERRORS) as exc:
             log.error("API could not answer %r: %s", question, exc)
             raise gr.Error(error_message(exc), print_exception=False) from exc
@@ -423,7 +429,7 @@ def build_app(settings: Settings | None = None, assistant: Assistant | None = No
     """
     settings = settings or (assistant.settings if assistant else Settings())
     assistant = assistant or Assistant(settings)
-    _, passages = load_passages(assistant.settings.corpus_dir)
+    documents, passages = load_passages(assistant.settings.corpus_dir)
     handlers = ChatHandlers(assistant, passages)
     warmup = WarmUp(assistant)
     if warm_up:
@@ -440,6 +446,15 @@ def build_app(settings: Settings | None = None, assistant: Assistant | None = No
         )
         status_box = gr.HTML(warmup.html(), elem_id="status")
         turns = gr.State([])
+        # With several articles, a conversation may search them all or keep to one.
+        scope = gr.Dropdown(
+            choices=[("All articles", "")] + [(d.title, d.doc_id) for d in documents],
+            value="",
+            label="Answer from",
+            elem_id="scope",
+            visible=len(documents) > 1,
+            interactive=True,
+        )
         with gr.Tabs():
             with gr.Tab("Chat", id="chat-tab"), gr.Row():
                 with gr.Column(scale=3):
@@ -477,7 +492,7 @@ def build_app(settings: Settings | None = None, assistant: Assistant | None = No
         chat_events = [
             trigger(
                 handlers.respond,
-                inputs=[textbox, turns],
+                inputs=[textbox, turns, scope],
                 outputs=outputs,
                 api_visibility="private",
                 concurrency_id="answer",

@@ -232,13 +232,13 @@ class StubAssistant:
         self.release = threading.Event()
         self.release.set()
 
-    def stream(self, question, history=None):
+    def stream(self, question, history=None, scope=None):
         self.calls.append((question, history))
         yield from self.items
         if self.error:
             raise self.error
 
-    def answer(self, question, history=None):
+    def answer(self, question, history=None, scope=None):
         result = None
         for item in self.stream(question, history):
             if isinstance(item, Answer):
@@ -357,7 +357,7 @@ class LockingEngine:
         self.closed = threading.Event()
         self.settings = Settings()
 
-    def stream(self, question, history=None):
+    def stream(self, question, history=None, scope=None):
         try:
             with self.lock:
                 for word in ["one", " two", " three"]:
