@@ -22,8 +22,10 @@ from .guard import (
     validate_question,
 )
 from .settings import Settings
+from .text import content_stems, entity_words
 
 log = logging.getLogger(__name__)
+_PRONOUN_STEMS = frozenset({"former", "latter", "previou", "earlier", "other", "others", "same"})
 
 NOT_IN_ARTICLE = "The article does not say."
 OFF_TASK = (
@@ -430,18 +432,25 @@ class Assistant:
         """Turn a follow-up into a standalone question, sharing the article prefix so llama.cpp reuses its cache."""
         from langchain_core.messages import HumanMessage, SystemMessage
 
-        recent = turns[-6:]
+        # The last two turns: a small model resolves "he" to the wrong person when shown more.
+        recent = turns[-4:]
         history = "\n".join(f"{t['role'].capitalize()}: {t['content'][:500]}" for t in recent)
         system = view.system or self.templates["system"].format(title="Articles", context="")
         prompt = self.templates["condense"].format(history=history, question=question)
         reply = "".join(self._model_tokens([SystemMessage(system), HumanMessage(prompt)], max_tokens=60)).strip()
         line = reply.splitlines()[0].strip().strip('"“”').strip() if reply else ""
         line = line.removeprefix("Rewritten question:").removeprefix("Question:").strip()
-        if not line or len(line) > 300 or is_decline(line):
-            # Fall back to the last user question as context: better retrieval than the bare pronoun.
-            last = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
-            return f"{question} ({last[:200]})"
-        return line
+        # A rewrite may only add context: it must keep every content word the user wrote.
+        kept = content_stems(question) - _PRONOUN_STEMS <= content_stems(line)
+        changed = line.casefold().rstrip("?. ") != question.casefold().rstrip("?. ")
+        if line and len(line) <= 300 and not is_decline(line) and kept and changed:
+            return line
+        log.info("Rejected rewrite %r of %r", line, question)
+        if entity_words(question, skip_first=True):
+            return question  # it names what it is about: complete enough as it stands
+        # Otherwise the last user question gives retrieval (and the model) the missing context.
+        last = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
+        return f"{question} ({last[:200]})"
 
     def _cite(self, support: Support, numbering: dict[str, int], citations: list[Citation]) -> str:
         markers = []

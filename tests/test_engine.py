@@ -331,6 +331,32 @@ def test_follow_up_is_rewritten_with_the_same_prefix(settings, embeddings):
     assert "What was his job title?" in rewrite_prompt[1]
 
 
+def test_rewrite_that_loses_the_users_words_is_rejected(settings, embeddings):
+    history = [
+        {"role": "user", "content": "What will the US not replace in Romania?"},
+        {"role": "assistant", "content": "A rotating infantry brigade [1]."},
+    ]
+    # "its" made the question look like a follow-up; the model's rewrite is about the brigade instead.
+    assistant = make(
+        settings,
+        embeddings,
+        "What will the US not replace in Romania?",
+        "NATO has responded by increasing vigilance in the Arctic.",
+    )
+    answer = assistant.answer("Where has NATO increased its vigilance?", history)
+    assert answer.standalone_question == "Where has NATO increased its vigilance?"
+    assert answer.citations[0].passage_id == "nato-3-0:p6"
+    # Without a name of its own, the question keeps the last user question as context.
+    assistant = make(
+        settings,
+        embeddings,
+        "Why is that?",  # an unchanged echo is no rewrite
+        "The US has signaled it will not replace a rotating infantry brigade in Romania.",
+    )
+    answer = assistant.answer("Why is that?", history)
+    assert answer.standalone_question == "Why is that? (What will the US not replace in Romania?)"
+
+
 def test_complete_question_is_not_rewritten(settings, embeddings):
     assistant = make(settings, embeddings, "Mark Rutte is NATO Secretary General.")
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
