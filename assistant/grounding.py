@@ -12,7 +12,10 @@ from .text import content_stems, entity_words, find_entity, fold, lowercase_word
 _MODEL_MARKERS = re.compile(
     r"\s*(\[(?:\s*(?:¶|p|para\.?|paragraph)?\s*\d+\s*[,;–-]?\s*)+\]|\((?:¶|para\.?|paragraph)\s*\d+\)|¶\s*\d+)", re.I
 )
-_LEADS = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+|(?:answer|a)\s*:\s*)", re.I)
+_LEADS = re.compile(
+    r"^\s*(?:[-*•]\s+|\d+[.)]\s+|(?:answer|a)\s*:\s*|(?:the )?article (?:states|says|mentions|notes|reports|explains|suggests) that\s+)",
+    re.I,
+)
 _DECLINE = re.compile(
     r"\b(article|text|passage|context)s?\b.{0,30}\b(does not|doesn't|do not|did not|didn't|not|never)\b.{0,25}"
     r"\b(say|said|mention|state|specify|provide|contain|include|give|discuss|address|cover|indicate|reveal|name|identify)"
@@ -34,6 +37,8 @@ _WHEN = re.compile(
     r"^\W*(?:(?:on|in|at|by|from|until) )?(when|what (date|day|year|month|time)|which (date|day|year|month)|what year)\b",
     re.I,
 )
+_YEAR = re.compile(r"\b(what|which|in what|in which|by what|by which) year\b", re.I)
+_WHO = re.compile(r"^\W*(who|whom|whose)\b", re.I)
 _HOW_MUCH = re.compile(
     r"\b(how (many|much|large|big|often)|what (percentage|percent|share|proportion|amount|figure|sum|number))\b", re.I
 )
@@ -52,13 +57,20 @@ _QUANTITY_WORDS = re.compile(
 
 
 def fits_question(question: str, answer: str) -> bool:
-    """False when the answer cannot be of the kind asked: a 'when' answered without any time, a 'how much' without
-    any quantity (the small model's favourite way of answering a question the article leaves open)."""
+    """False when the answer cannot be of the kind asked: a 'when' without any time, a 'which year' without a year,
+    a 'how much' without any quantity, a 'who' that names no one the question did not already name (the small
+    model's favourite ways of answering a question the article leaves open)."""
+    answer = re.sub(r"\s*\[\d+\]", "", answer)  # citation markers are not numbers of the answer
+    if _YEAR.search(question) and not re.search(r"\b\d{4}\b", answer):
+        return False
     if _WHEN.search(question) and not _TIME_WORDS.search(answer):
         return False
     if _HOW_MUCH.search(question) and not _QUANTITY_WORDS.search(answer):
         # A list of three or more names answers "how many" well enough.
         return answer.count(",") >= 2
+    if _WHO.search(question):
+        asked = {fold(n) for n in entity_words(question)}
+        return any(fold(n) not in asked and not find_entity(n, question) for n in entity_words(answer))
     return True
 
 
@@ -75,7 +87,8 @@ class Support:
 def clean_sentence(sentence: str) -> str:
     """Remove the model's own reference markers and list bullets from a sentence."""
     sentence = _MODEL_MARKERS.sub("", sentence)
-    sentence = _LEADS.sub("", sentence)
+    sentence = _LEADS.sub("", sentence).strip()
+    sentence = sentence[:1].upper() + sentence[1:]
     return re.sub(r"\s+([.,;:!?])", r"\1", sentence).strip()
 
 
@@ -128,10 +141,14 @@ class Grounder:
             return None
         parts = []
         for clause in clauses:
+            if not content_stems(clause) - asked:
+                continue  # a clause that only repeats the question ("Rutte said") carries no claim of its own
             part = self._single(clause, pool, asked)
             if part is None or len(self.claim_terms(clause)[0]) < _MIN_CLAUSE_WORDS:
                 return None
             parts.append(part)
+        if not parts:
+            return None
         spans: dict[str, tuple[Passage, int, int]] = {}
         for part in parts:
             passage, (start, end) = part.passages[0], part.quotes[0]
@@ -145,22 +162,36 @@ class Grounder:
 
     def _single(self, claim: str, pool: list[Passage], asked: set[str] = frozenset()) -> Support | None:
         stems, names, nums = self.claim_terms(claim)
-        if not stems:
-            return None
-        # What the sentence adds to the question is the answer: it, not the echo of the question, needs support.
+        # What the sentence adds to the question is the answer: it, not the echo of the question's own words,
+        # needs support; a sentence that adds nothing ("The agreement came out of the talks") answers nothing.
         novel = stems - asked
-        ranked = sorted(pool, key=lambda p: -len(stems & self._stems[p.passage_id]))
+        if not novel:
+            return None
+        ranked = sorted(pool, key=lambda p: -len(novel & self._stems[p.passage_id]))
         for passage in ranked[:5]:
-            have = self._stems[passage.passage_id]
-            coverage = len(stems & have) / len(stems)
+            coverage = len(novel & self._stems[passage.passage_id]) / len(novel)
             if coverage < self.min_support:
                 break
-            if len(novel) >= 2 and len(novel & have) / len(novel) < self.min_support:
-                continue
-            # Names and numbers are where small models invent: each must stand in this very passage.
-            if nums <= self._numbers[passage.passage_id] and all(find_entity(n, passage.text) for n in names):
+            # Names and numbers are where small models invent: each must stand in this very passage, and names
+            # in or just before the sentence that carries the claim ("Rutte emphasized… That, he argued, …"), so a
+            # minister is not credited with the words of the one quoted after him.
+            if nums <= self._numbers[passage.passage_id] and self._attributed(passage, novel, names):
                 return Support(claim, (passage,), (self._quote(passage, stems),), coverage)
         return None
+
+    def _attributed(self, passage: Passage, novel: set[str], names: list[str]) -> bool:
+        if not all(find_entity(n, passage.text) for n in names):
+            return False
+        doc = self.doc_texts[passage.doc_id]
+        spans = list(passage.sentences) or [(passage.start, passage.end)]
+        # The claim is what the sentence says about the names, so the names themselves do not locate it.
+        claim = novel - content_stems(" ".join(names)) or novel
+        overlap = [len(claim & content_stems(doc[s:e])) for s, e in spans]
+        for i in sorted(range(len(spans)), key=lambda j: -overlap[j])[:2]:
+            window = doc[spans[max(0, i - 1)][0] : spans[i][1]]
+            if overlap[i] and all(find_entity(n, window) for n in names):
+                return True
+        return False
 
     def _quote(self, passage: Passage, stems: set[str]) -> tuple[int, int]:
         """Document offsets of the sentence (or two adjacent sentences) of passage that best match stems."""

@@ -201,6 +201,30 @@ def test_unsupported_sentences_are_rejected(grounder, sentence):
     assert g.support(sentence) is None
 
 
+def test_words_are_credited_to_the_person_who_said_them(grounder):
+    g, _ = grounder
+    # Paragraph 8 quotes Romania's minister first, then the Dutch one: the Dutch minister did not say this.
+    wrong = (
+        "Dutch Defence Minister Ruben Brekelmans called for a significant boost in defence production across Europe."
+    )
+    assert g.support(wrong) is None
+    right = "Romania's Radu-Dinel Miruță called for a significant boost in defence production across Europe."
+    assert g.support(right) is not None
+    # A pronoun's antecedent stands in the sentence before: "That arrangement, he argued, …" is Rutte's.
+    assert g.support("Rutte argued that the arrangement guarantees a strong and lasting US presence in Europe.")
+
+
+def test_an_echo_of_the_question_is_no_answer(grounder):
+    g, _ = grounder
+    question = "What agreement came out of the talks between Denmark, Greenland and the United States?"
+    assert (
+        g.support(
+            "The agreement came out of the talks between Denmark, Greenland and the United States.", question=question
+        )
+        is None
+    )
+
+
 def test_two_paragraph_sentence_cites_both(grounder):
     g, _ = grounder
     support = g.support(
@@ -219,6 +243,13 @@ def test_two_paragraph_sentence_cites_both(grounder):
         ("How much of NATO's power is American?", "More than half of it.", True),
         ("How many countries will exceed it?", "Denmark, Estonia, Latvia, Lithuania and Poland.", True),
         ("Who is Rutte?", "NATO's Secretary General.", True),
+        (
+            "Who is the current Supreme Allied Commander Europe?",
+            "The Supreme Allied Commander Europe is an official.",
+            False,
+        ),
+        ("By which year must allies reach the target?", "Years ahead of schedule [1].", False),
+        ("How many soldiers are in the brigade?", "A rotating infantry brigade [1].", False),
     ],
 )
 def test_answer_must_be_of_the_kind_asked(question, answer, fits):
