@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from .settings import Settings
 from .text import content_stems, entity_words
 
 log = logging.getLogger(__name__)
+_MARKERS = re.compile(r"\s*\[\d+\]")
 _PRONOUN_STEMS = frozenset({"former", "latter", "previou", "earlier", "other", "others", "same"})
 
 NOT_IN_ARTICLE = "The article does not say."
@@ -293,7 +295,11 @@ class Assistant:
         system = view.system or self.templates["system"].format(
             title="Articles", context=render_context(found.passages)
         )
-        messages = self._messages(system, standalone)
+        if standalone.startswith(f"{text} ("):
+            # The rewrite failed: let the model read the last exchange itself, after the cached article prefix.
+            messages = self._messages(system, text, turns[-2:])
+        else:
+            messages = self._messages(system, standalone)
         candidates = view.passages if view.system else found.passages
 
         numbering: dict[str, int] = {}
@@ -423,10 +429,16 @@ class Assistant:
                     f"The index cannot be searched ({again}). Run `assistant index --rebuild`."
                 ) from again
 
-    def _messages(self, system: str, question: str):
-        from langchain_core.messages import HumanMessage, SystemMessage
+    def _messages(self, system: str, question: str, turns: list[dict] = ()):
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-        return [SystemMessage(system), HumanMessage(self.templates["question"].format(question=question))]
+        earlier = [
+            HumanMessage(self.templates["question"].format(question=t["content"]))
+            if t["role"] == "user"
+            else AIMessage(_MARKERS.sub("", t["content"]))
+            for t in turns
+        ]
+        return [SystemMessage(system), *earlier, HumanMessage(self.templates["question"].format(question=question))]
 
     def _rewrite(self, question: str, turns: list[dict], view: View) -> str:
         """Turn a follow-up into a standalone question, sharing the article prefix so llama.cpp reuses its cache."""

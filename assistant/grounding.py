@@ -187,6 +187,8 @@ class Grounder:
         # The claim is what the sentence says about the names, so the names themselves do not locate it.
         claim = novel - content_stems(" ".join(names)) or novel
         overlap = [len(claim & content_stems(doc[s:e])) for s, e in spans]
+        if not any(overlap):
+            return True  # nothing locates the claim more closely than the passage, which holds every name
         for i in sorted(range(len(spans)), key=lambda j: -overlap[j])[:2]:
             window = doc[spans[max(0, i - 1)][0] : spans[i][1]]
             if overlap[i] and all(find_entity(n, window) for n in names):

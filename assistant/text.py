@@ -248,9 +248,22 @@ def words(text: str) -> list[str]:
     return [w for w in out if w]
 
 
+_IRREGULAR = {
+    "took": "take", "taken": "take", "said": "say", "says": "say", "made": "make",
+    "gave": "give", "given": "give", "went": "go", "gone": "go", "met": "meet", "held": "hold", "began": "begin",
+    "begun": "begin", "led": "lead", "saw": "see", "seen": "see", "told": "tell", "thought": "think",
+    "brought": "bring", "kept": "keep", "left": "leave", "won": "win", "paid": "pay", "sought": "seek",
+    "spent": "spend", "grew": "grow", "grown": "grow", "rose": "rise", "risen": "rise", "fell": "fall",
+    "fallen": "fall", "became": "become", "came": "come", "knew": "know", "known": "know", "stood": "stand",
+    "felt": "feel", "meant": "mean", "called": "call", "calls": "call",
+}  # fmt: skip
+
+
 @lru_cache(maxsize=50_000)
 def stem(word: str) -> str:
     """A crude suffix stripper: enough to match 'spending'/'spend' and 'allies'/'ally', cheap and deterministic."""
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
     if word.isdigit() or len(word) <= 4:
         return word
     for suffix, repl in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""), ("ly", "")):
