@@ -40,12 +40,14 @@ def cmd_ask(args) -> int:
     assistant = Assistant(settings)
     history = json.loads(Path(args.history).read_text(encoding="utf-8")) if args.history else None
     sys.stderr.write("Loading the index and the model…\n")
+    assistant.view(args.scope)  # an unknown --scope fails here, before the model loads
     assistant.warm_up()
     if args.json:
-        print(json.dumps(assistant.answer(args.question, history).to_dict(), indent=2, ensure_ascii=False))
+        answer = assistant.answer(args.question, history, scope=args.scope)
+        print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return 0
     answer = None
-    for item in assistant.stream(args.question, history):
+    for item in assistant.stream(args.question, history, scope=args.scope):
         if isinstance(item, str):
             if sys.stdout.isatty():
                 print(item, end="", flush=True)
@@ -64,9 +66,14 @@ def cmd_index(args) -> int:
     settings = _settings(args)
     documents, passages = load_passages(settings.corpus_dir)
     report = PassageIndex(settings).open(documents, passages, rebuild=args.rebuild)
+    where = (
+        f"Chroma server {settings.chroma_host}:{settings.chroma_port}, collection {settings.collection_name}"
+        if settings.chroma_host
+        else settings.index_dir
+    )
     print(
         f"Index {report.action}: {len(documents)} document(s), {len(passages)} passages "
-        f"({report.added} embedded, {report.removed} removed) in {report.seconds:.1f} s -> {settings.index_dir}"
+        f"({report.added} embedded, {report.removed} removed) in {report.seconds:.1f} s -> {where}"
     )
     return 0
 
@@ -111,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print the whole Answer as JSON")
     ask.add_argument("--timings", action="store_true", help="print how long each stage took")
     ask.add_argument("-k", "--top-k", dest="top_k", type=int, help="passages to retrieve")
+    ask.add_argument("--scope", metavar="DOC_ID", help="answer from this one document only (its file name stem)")
     ask.set_defaults(func=cmd_ask)
 
     index = sub.add_parser("index", help="build or update the vector index")

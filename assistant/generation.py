@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -229,6 +230,26 @@ class LlamaCppChat(BaseChatModel):
         )
 
 
+@functools.cache
+def _openai_chat_class() -> type[BaseChatModel]:
+    from langchain_openai import ChatOpenAI
+
+    class OpenAICompatibleChat(ChatOpenAI):
+        """ChatOpenAI that sends the answer-length cap as max_tokens, the field every OpenAI-compatible server reads.
+
+        langchain-openai renames it to max_completion_tokens, which llama.cpp's server (python -m llama_cpp.server)
+        ignores: answers then ran on to the end of the context instead of stopping at max_answer_tokens.
+        """
+
+        def _get_request_payload(self, input_, *, stop=None, **kwargs) -> dict:
+            payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+            if "max_completion_tokens" in payload:
+                payload["max_tokens"] = payload.pop("max_completion_tokens")
+            return payload
+
+    return OpenAICompatibleChat
+
+
 def build_chat_model(settings: Settings) -> BaseChatModel:
     """Return the configured chat model, checking its file or endpoint settings first."""
     if settings.llm_backend == "openai":
@@ -236,9 +257,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
             raise ModelUnavailable(
                 "ASSISTANT_LLM_BASE_URL must be set (e.g. http://127.0.0.1:8080/v1) for the openai backend."
             )
-        from langchain_openai import ChatOpenAI
-
-        return ChatOpenAI(
+        return _openai_chat_class()(
             base_url=settings.llm_base_url,
             api_key=settings.llm_api_key.get_secret_value() or "not-needed",
             model=settings.llm_model_name,
@@ -246,6 +265,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
             max_tokens=settings.max_answer_tokens,
             timeout=settings.llm_timeout,
             max_retries=1,
+            extra_body=settings.llm_extra_body or None,
         )
     if settings.llm_backend == "ollama":
         from langchain_ollama import ChatOllama

@@ -19,6 +19,8 @@ INDEX_VERSION = 1
 MANIFEST = "manifest.json"
 _KEEP = {".gitignore", ".gitkeep", "README.md"}
 _BATCH = 32
+_REMOTE_KEY = "assistant_manifest"  # collection metadata key holding the manifest on a Chroma server
+_REMOTE_STATE = "assistant_state"
 
 
 class IndexStoreError(RuntimeError):
@@ -87,10 +89,6 @@ def _wipe(settings: Settings) -> None:
 
 
 def _manifest_path(settings: Settings) -> Path:
-    if settings.chroma_host:
-        # A remote store keeps its manifest beside the local cache, one per server and collection.
-        name = f"manifest-{settings.chroma_host}-{settings.chroma_port}-{settings.collection_name}.json"
-        return Path(settings.cache_dir) / name
     return Path(settings.index_dir) / MANIFEST
 
 
@@ -99,6 +97,53 @@ def _read_manifest(path: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def _collection_names(client) -> set[str]:
+    return {c.name if hasattr(c, "name") else c for c in client.list_collections()}
+
+
+class _Manifest:
+    """Where the record of what the store was built from lives.
+
+    The embedded store keeps it as index_dir/manifest.json. A Chroma server keeps it in the collection's own
+    metadata, on the server: every machine and web worker sharing the server then sees the same record (a second
+    machine reuses the collection instead of rebuilding it under the others), and it goes when the collection goes.
+    """
+
+    def __init__(self, settings: Settings, client):
+        self.settings = settings
+        self.client = client
+        self.remote = bool(settings.chroma_host)
+
+    def read(self) -> dict | None:
+        if not self.remote:
+            return _read_manifest(_manifest_path(self.settings))
+        if self.settings.collection_name not in _collection_names(self.client):
+            return None
+        raw = (self.client.get_collection(self.settings.collection_name).metadata or {}).get(_REMOTE_KEY)
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            return None
+
+    def clear(self, collection) -> None:
+        """Mark the store as being built: a build cut short must not look complete."""
+        if self.remote:
+            # modify() replaces the metadata; the distance function stays in the collection's configuration.
+            collection.modify(metadata={_REMOTE_STATE: "building"})
+        else:
+            _manifest_path(self.settings).unlink(missing_ok=True)
+
+    def write(self, collection, manifest: dict) -> None:
+        if self.remote:
+            collection.modify(metadata={_REMOTE_KEY: json.dumps(manifest, sort_keys=True)})
+            return
+        path = _manifest_path(self.settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        tmp.replace(path)
 
 
 def _progress_bar(total: int, label: str):
@@ -156,15 +201,13 @@ class PassageIndex:
 
         client = _client(self.settings)
         expected = self._expected(documents, passages)
-        manifest_file = _manifest_path(self.settings)
-        manifest = _read_manifest(manifest_file)
+        record = _Manifest(self.settings, client)
+        manifest = record.read()
         same_recipe = manifest is not None and all(
             manifest.get(key) == expected[key] for key in ("version", "embedding", "chunking", "collection")
         )
-        if rebuild or not same_recipe:
-            existing = {c.name if hasattr(c, "name") else c for c in client.list_collections()}
-            if self.settings.collection_name in existing:
-                client.delete_collection(self.settings.collection_name)
+        if (rebuild or not same_recipe) and self.settings.collection_name in _collection_names(client):
+            client.delete_collection(self.settings.collection_name)
         self.store = Chroma(
             client=client,
             collection_name=self.settings.collection_name,
@@ -182,7 +225,7 @@ class PassageIndex:
         old_docs = (manifest or {}).get("documents", {}) if same_recipe and not rebuild else {}
         stale = [doc_id for doc_id, sha in old_docs.items() if expected["documents"].get(doc_id) != sha]
         fresh = {d.doc_id for d in documents if old_docs.get(d.doc_id) != d.sha256}
-        manifest_file.unlink(missing_ok=True)  # a build cut short must not look complete
+        record.clear(collection)  # a build cut short must not look complete
         removed = 0
         for doc_id in stale:
             ids = collection.get(where={"doc_id": doc_id}, include=[])["ids"]
@@ -205,10 +248,7 @@ class PassageIndex:
                 f"The index holds {collection.count()} passages after building, expected {len(passages)}. "
                 "Run `assistant index --rebuild`."
             )
-        manifest_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = manifest_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(expected, indent=2), encoding="utf-8")
-        tmp.replace(manifest_file)
+        record.write(collection, expected)
         action = "updated" if old_docs else "built"
         return IndexReport(action, len(todo), removed, 0.0)
 

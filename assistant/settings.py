@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     )
     llm_model_name: str = Field("default", description="Model name sent to a remote endpoint.")
     llm_api_key: SecretStr = Field(SecretStr(""), description="API key for a remote endpoint; never logged or shown.")
+    llm_extra_body: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Extra JSON fields sent with every request to an OpenAI-compatible endpoint, e.g. {"repeat_penalty": 1.0} for llama.cpp\'s server to decode as the in-process model does.',
+    )
     llm_timeout: float = Field(60.0, description="Seconds to wait for a remote endpoint before giving up.")
     llm_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     llm_context: int = Field(4096, description="Context window (tokens) of the local model.")
