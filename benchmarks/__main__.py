@@ -83,6 +83,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="*", help="corpus sizes for the scale run (default 1 10 100 1000)")
     parser.add_argument("--repeats", type=int, help="repeats of index builds and cold starts (default 3)")
     parser.add_argument("--cases", type=Path, default=ROOT / "tests" / "questions.yaml")
+    parser.add_argument("--every", type=int, default=1, help="use every Nth case of the set (the baseline is slow)")
     parser.add_argument("--out", type=Path, help="markdown file (default BENCHMARKS.md; --quick: none)")
     parser.add_argument("--plot", type=Path, help="PNG plot (default benchmarks/scale.png; --quick: none)")
     args = parser.parse_args()
@@ -109,9 +110,11 @@ def main() -> int:
     documents = load_documents(base_settings.corpus_dir)
     doc_texts = {d.doc_id: d.text for d in documents}
     suite = load_suite(args.cases, documents)
-    cases = suite.cases[:: max(1, len(suite.cases) // 4)][:4] if args.quick else suite.cases
+    cases = suite.cases[:: max(1, len(suite.cases) // 4)][:4] if args.quick else suite.cases[:: args.every]
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    results: dict = {"machine": machine(), "date": datetime.date.today().isoformat(), "command": " ".join(sys.argv)}
+    command = "python -m benchmarks " + " ".join(sys.argv[1:])
+    results: dict = {"machine": machine(), "date": datetime.date.today().isoformat(), "command": command}
+    results["cases"] = len(cases)
 
     # 1. Index build, alternating so that machine noise hits both.
     say("Index build…")
@@ -247,7 +250,8 @@ def render_markdown(results: dict) -> str:
         "Baseline: LangChain's RAG tutorial pipeline (`benchmarks/tutorial.py`): RecursiveCharacterTextSplitter "
         "(1000/200, start index), Chroma with the same MiniLM embeddings, top-4 similarity search, the tutorial's "
         "prompt, the same Qwen2.5-Coder-1.5B GGUF at temperature 0; it refuses only when the model says it does not "
-        "know. Both pipelines ran in the same process, alternating question by question.",
+        f"know. Both pipelines ran in the same process, alternating question by question, over {results['cases']} "
+        "cases of `tests/questions.yaml`.",
         "",
         "| figure | this project | tutorial baseline | ratio |",
         "|---|---|---|---|",
