@@ -167,9 +167,19 @@ class Grounder:
         novel = stems - asked
         if not novel:
             return None
-        ranked = sorted(pool, key=lambda p: -len(novel & self._stems[p.passage_id]))
-        for passage in ranked[:5]:
-            coverage = len(novel & self._stems[passage.passage_id]) / len(novel)
+        name_stems = {n: content_stems(n) & novel for n in names}
+
+        def covered(passage: Passage) -> set[str]:
+            # A name counts as covered in any spelling the passage uses ("the Netherlands" for "Dutch").
+            found = novel & self._stems[passage.passage_id]
+            for name, its_stems in name_stems.items():
+                if its_stems and find_entity(name, passage.text):
+                    found |= its_stems
+            return found
+
+        scored = sorted(((len(covered(p)), i, p) for i, p in enumerate(pool)), key=lambda t: (-t[0], t[1]))
+        for hits, _, passage in scored[:5]:
+            coverage = hits / len(novel)
             if coverage < self.min_support:
                 break
             # Names and numbers are where small models invent: each must stand in this very passage, and names
