@@ -129,7 +129,7 @@ def fold_quotes(text: str) -> str:
     return text.translate(table)
 
 
-def _strings(value, where: str, *, allow_empty: bool = True) -> tuple[str, ...]:
+def _parse_strings(value, where: str, *, allow_empty: bool = True) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
@@ -141,14 +141,14 @@ def _strings(value, where: str, *, allow_empty: bool = True) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _groups(value, where: str) -> tuple[tuple[str, ...], ...]:
+def _parse_groups(value, where: str) -> tuple[tuple[str, ...], ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
         raise CaseError(f"{where} must be a list of groups, each a list of regex alternatives")
     groups = []
     for i, group in enumerate(value):
-        alternatives = _strings(group, f"{where}[{i}]", allow_empty=False)
+        alternatives = _parse_strings(group, f"{where}[{i}]", allow_empty=False)
         for pattern in alternatives:
             try:
                 re.compile(pattern)
@@ -158,7 +158,7 @@ def _groups(value, where: str) -> tuple[tuple[str, ...], ...]:
     return tuple(groups)
 
 
-def _history(value, where: str) -> tuple[dict, ...]:
+def _parse_history(value, where: str) -> tuple[dict, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -191,10 +191,10 @@ def parse_case(raw, position: int, documents: list[Document]) -> Case:
         raise CaseError(f"{name}: field 'question' must be non-empty text")
     if "answers" not in raw:
         raise CaseError(f"{name}: field 'answers' is missing (use 'answers: []' when the assistant must refuse)")
-    answers = _strings(raw["answers"], f"{name}: field 'answers'")
+    answers = _parse_strings(raw["answers"], f"{name}: field 'answers'")
     if answers and not any(normalize_answer(a) for a in answers):
         raise CaseError(f"{name}: field 'answers' holds only punctuation or articles")
-    evidence_quotes = _strings(raw.get("evidence"), f"{name}: field 'evidence'")
+    evidence_quotes = _parse_strings(raw.get("evidence"), f"{name}: field 'evidence'")
     if answers and not evidence_quotes:
         raise CaseError(f"{name}: field 'evidence' is missing; an answerable case needs at least one quote")
     evidence = []
@@ -207,15 +207,15 @@ def parse_case(raw, position: int, documents: list[Document]) -> Case:
         id=case_id,
         question=question,
         answers=answers,
-        history=_history(raw.get("history"), f"{name}: field 'history'"),
-        must_contain=_groups(raw.get("must_contain"), f"{name}: field 'must_contain'"),
-        must_not_contain=_groups(raw.get("must_not_contain"), f"{name}: field 'must_not_contain'"),
+        history=_parse_history(raw.get("history"), f"{name}: field 'history'"),
+        must_contain=_parse_groups(raw.get("must_contain"), f"{name}: field 'must_contain'"),
+        must_not_contain=_parse_groups(raw.get("must_not_contain"), f"{name}: field 'must_not_contain'"),
         evidence=tuple(evidence),
-        tags=_strings(raw.get("tags"), f"{name}: field 'tags'"),
+        tags=_parse_strings(raw.get("tags"), f"{name}: field 'tags'"),
     )
 
 
-def metric_key(name: str) -> str | None:
+def resolve_metric(name: str) -> str | None:
     """Return the metric key a threshold name refers to ('evidence@4' -> 'evidence'), or None when unknown."""
     if name in METRICS:
         return name
@@ -224,14 +224,14 @@ def metric_key(name: str) -> str | None:
     return None
 
 
-def _gates(value, what: str) -> dict[str, float]:
+def _parse_gates(value, what: str) -> dict[str, float]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise CaseError(f"header: field '{what}' must map metric names to numbers")
     gates = {}
     for name, number in value.items():
-        key = metric_key(str(name))
+        key = resolve_metric(str(name))
         if key is None:
             raise CaseError(f"header: field '{what}.{name}' is not a metric (metrics: {', '.join(METRICS)})")
         if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= 1:
@@ -256,7 +256,7 @@ def parse_suite(data, documents: list[Document]) -> Suite:
             raise CaseError(f"header: field 'tolerance' must be a number from 0 to 1, not {tolerance_value!r}")
         tolerance = {key: float(tolerance_value) for key in METRICS}
     else:
-        tolerance = _gates(tolerance_value, "tolerance")
+        tolerance = _parse_gates(tolerance_value, "tolerance")
     raw_cases = data.get("cases")
     if not isinstance(raw_cases, list) or not raw_cases:
         raise CaseError("header: field 'cases' must be a non-empty list")
@@ -267,7 +267,7 @@ def parse_suite(data, documents: list[Document]) -> Suite:
             raise CaseError(f"case {case.id!r}: field 'id' is used twice")
         seen.add(case.id)
         cases.append(case)
-    return Suite(cases, _gates(thresholds, "thresholds"), tolerance)
+    return Suite(cases, _parse_gates(thresholds, "thresholds"), tolerance)
 
 
 def load_suite(path: Path, documents: list[Document]) -> Suite:
@@ -293,18 +293,19 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD-style normalisation: fold accents and curly quotes, lowercase, drop punctuation, articles and extra space."""
+    """SQuAD-style normalisation: fold accents and curly quotes, lowercase, drop possessives, punctuation, articles and
+    extra space."""
     text = _MARKER.sub(" ", text)
     text = unicodedata.normalize("NFKD", fold_quotes(text))
     text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = text.replace("-", " ")
+    text = re.sub(r"(?<=\w)'s\b", "", text).replace("-", " ")  # possessives: "Germany's" matches "Germany"
     text = "".join(
         ch for ch in text if ch not in string.punctuation and not unicodedata.category(ch).startswith(("P", "S"))
     )
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def token_f1(prediction: str, truth: str) -> float:
+def compute_token_f1(prediction: str, truth: str) -> float:
     """Return the SQuAD token F1 of prediction against truth, after normalisation."""
     predicted, expected = normalize_answer(prediction).split(), normalize_answer(truth).split()
     if not predicted or not expected:
@@ -319,7 +320,7 @@ def token_f1(prediction: str, truth: str) -> float:
 def match_answer(text: str, answers: tuple[str, ...] | list[str]) -> tuple[bool, float]:
     """Return (accepted, best token F1): accepted when a normalised answer occurs in the normalised text, or F1 is high."""
     response = f" {normalize_answer(text)} "
-    best = max((token_f1(text, a) for a in answers), default=0.0)
+    best = max((compute_token_f1(text, a) for a in answers), default=0.0)
     found = any(normalize_answer(a) and f" {normalize_answer(a)} " in response for a in answers)
     return found or best >= ANSWER_F1_MIN, best
 
@@ -375,7 +376,7 @@ def check_citations(answer, doc_texts: dict[str, str]) -> list[str]:
     return problems
 
 
-def evidence_rank(passages, evidence: tuple[Evidence, ...]) -> int | None:
+def rank_evidence(passages, evidence: tuple[Evidence, ...]) -> int | None:
     """Return the 1-based rank of the first retrieved passage that overlaps some evidence, or None."""
     for rank, p in enumerate(passages, 1):
         if any(p.doc_id == e.doc_id and overlaps(p.start, p.end, e.start, e.end) for e in evidence):
@@ -436,7 +437,7 @@ def score_case(case: Case, answer, doc_texts: dict[str, str], top_k: int) -> Cas
             result.problems.append(f"refused ({answer.reason})")
         elif not accepted:
             result.problems.append("no accepted answer in the response")
-        result.rank = evidence_rank(answer.passages[:top_k], case.evidence)
+        result.rank = rank_evidence(answer.passages[:top_k], case.evidence)
         result.evidence_hit = result.rank is not None
         if not answer.abstained:
             result.scored_citations = len(answer.citations)
@@ -459,7 +460,7 @@ def reject_case(case: Case, error: str) -> CaseResult:
     return result
 
 
-def _share(flags) -> float | None:
+def _compute_share(flags) -> float | None:
     flags = [f for f in flags if f is not None]
     return sum(map(bool, flags)) / len(flags) if flags else None
 
@@ -471,19 +472,19 @@ def compute_metrics(results: list[CaseResult]) -> dict[str, float | None]:
     scored = sum(r.scored_citations for r in answerable)
     evidence = sum(len(r.case.evidence) for r in answerable)
     return {
-        "answer": _share(r.answer_ok for r in answerable),
+        "answer": _compute_share(r.answer_ok for r in answerable),
         "f1": sum(r.f1 or 0.0 for r in answerable) / len(answerable) if answerable else None,
-        "refusal": _share(r.refusal_ok for r in refuse),
-        "false-refusal": _share(not r.refusal_ok for r in answerable),
-        "evidence": _share(r.evidence_hit for r in answerable),
+        "refusal": _compute_share(r.refusal_ok for r in refuse),
+        "false-refusal": _compute_share(not r.refusal_ok for r in answerable),
+        "evidence": _compute_share(r.evidence_hit for r in answerable),
         "mrr": sum(1 / r.rank if r.rank else 0.0 for r in answerable) / len(answerable) if answerable else None,
-        "citation-validity": _share(r.citations_ok for r in results),
+        "citation-validity": _compute_share(r.citations_ok for r in results),
         "citation-precision": sum(r.precise_citations for r in answerable) / scored if scored else None,
         "citation-recall": sum(r.covered_evidence for r in answerable) / evidence if evidence else None,
     }
 
 
-def percentile(values: list[float], q: float) -> float | None:
+def compute_percentile(values: list[float], q: float) -> float | None:
     """Return the q-th percentile (0-100) of values, linearly interpolated; None for no values."""
     if not values:
         return None
@@ -501,15 +502,15 @@ def compute_latency(results: list[CaseResult]) -> dict[str, dict[str, float]]:
         values = [r.answer.timings[stage] for r in results if r.answer is not None and stage in r.answer.timings]
         if values:
             latency[stage] = {
-                "p50": round(percentile(values, 50), 4),
-                "p95": round(percentile(values, 95), 4),
+                "p50": round(compute_percentile(values, 50), 4),
+                "p95": round(compute_percentile(values, 95), 4),
                 "n": len(values),
             }
     return latency
 
 
 # ----- gates --------------------------------------------------------------------------------------------------------
-def label_of(key: str, top_k: int) -> str:
+def format_label(key: str, top_k: int) -> str:
     """Return the display name of a metric, e.g. 'evidence@4'."""
     return METRICS[key].label.format(k=top_k)
 
@@ -527,7 +528,7 @@ def check_gates(
         value = metrics.get(key)
         if value is None:
             continue
-        label = label_of(key, top_k)
+        label = format_label(key, top_k)
         limit = thresholds.get(key)
         if limit is not None:
             if metric.higher_is_better and value < limit - 1e-9:
@@ -565,7 +566,7 @@ def build_baseline(report: dict) -> dict:
         "case_file": report["case_file"],
         "settings": report["settings"],
         "cases": len(report["cases"]),
-        "metrics": report["metrics"],
+        "metrics": {k: None if v is None else round(v, 4) for k, v in report["metrics"].items()},
         "latency": report["latency"],
         "passed": {c["id"]: c["passed"] for c in report["cases"]},
     }
@@ -579,18 +580,18 @@ def format_value(value: float | None) -> str:
 
 def format_metric_line(metrics: dict, latency: dict, top_k: int) -> str:
     """Return the one-line summary: every metric, then p50/p95 of the whole answer."""
-    parts = [f"{label_of(key, top_k)} {format_value(metrics.get(key))}" for key in METRICS]
+    parts = [f"{format_label(key, top_k)} {format_value(metrics.get(key))}" for key in METRICS]
     total = latency.get("total")
     if total:
         parts += [f"p50 {total['p50']:.1f} s", f"p95 {total['p95']:.1f} s"]
     return "  ".join(parts)
 
 
-def _flag(value: bool | None) -> str:
+def _format_flag(value: bool | None) -> str:
     return "-" if value is None else ("ok" if value else "FAIL")
 
 
-def table_header(top_k: int, width: int) -> str:
+def format_header(top_k: int, width: int) -> str:
     """Return the header of the per-case table."""
     return f"{'case':<{width}}  {'answer':>6}  {'refusal':>7}  {f'evidence@{top_k}':>10}  {'cites':>5}  {'ms':>6}"
 
@@ -599,15 +600,15 @@ def format_row(result: CaseResult, width: int) -> str:
     """Return one line of the per-case table, with what went wrong after it."""
     ms = result.milliseconds
     row = (
-        f"{result.case.id:<{width}}  {_flag(result.answer_ok):>6}  {_flag(result.refusal_ok):>7}  "
-        f"{_flag(result.evidence_hit):>10}  {_flag(result.citations_ok):>5}  {'-' if ms is None else f'{ms:.0f}':>6}"
+        f"{result.case.id:<{width}}  {_format_flag(result.answer_ok):>6}  {_format_flag(result.refusal_ok):>7}  "
+        f"{_format_flag(result.evidence_hit):>10}  {_format_flag(result.citations_ok):>5}  {'-' if ms is None else f'{ms:.0f}':>6}"
     )
     if result.problems:
         row += "  " + "; ".join(result.problems)[:160]
     return row
 
 
-def result_to_dict(result: CaseResult, top_k: int) -> dict:
+def serialize_result(result: CaseResult, top_k: int) -> dict:
     """Return one case's question, answer, citations and verdicts as plain data."""
     case, answer = result.case, result.answer
     return {
@@ -657,23 +658,22 @@ def result_to_dict(result: CaseResult, top_k: int) -> dict:
     }
 
 
-def render_chart(metrics: dict, thresholds: dict, baseline: dict | None, top_k: int) -> str:
-    """Return an inline SVG bar chart of the metrics, with threshold (red) and baseline (grey) ticks."""
+def render_chart(
+    metrics: dict, thresholds: dict, baseline: dict | None, top_k: int, failed: frozenset[str] = frozenset()
+) -> str:
+    """Return an inline SVG bar chart of the metrics (failed ones red), with threshold and baseline ticks."""
     row, left, width = 22, 150, 300
     keys = list(METRICS)
     height = row * len(keys) + 10
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 60}" height="{height}" '
-        f'role="img" aria-label="metrics chart">'
-    ]
+    parts = [f'<svg width="{left + width + 60}" height="{height}" role="img" aria-label="metrics chart">']
     for i, key in enumerate(keys):
         y = 5 + i * row
         value = metrics.get(key)
-        label = html.escape(label_of(key, top_k))
+        label = html.escape(format_label(key, top_k))
         parts.append(f'<text x="{left - 8}" y="{y + 14}" text-anchor="end" font-size="12">{label}</text>')
         parts.append(f'<rect x="{left}" y="{y + 3}" width="{width}" height="14" fill="#eee"/>')
         if value is not None:
-            colour = "#4a7" if METRICS[key].higher_is_better else "#c84"
+            colour = "#d44" if key in failed else "#4a7"
             parts.append(f'<rect x="{left}" y="{y + 3}" width="{value * width:.1f}" height="14" fill="{colour}"/>')
         for marks, colour in ((baseline or {}, "#555"), (thresholds, "#d22")):
             mark = marks.get(key)
@@ -701,9 +701,9 @@ def _highlight(citation) -> str:
     return f"<mark>{html.escape(quote)}</mark>"
 
 
-def _badge(value: bool | None, name: str) -> str:
+def _render_badge(value: bool | None, name: str) -> str:
     css = {None: "na", True: "ok", False: "fail"}[value]
-    return f'<span class="badge {css}">{html.escape(name)} {html.escape(_flag(value))}</span>'
+    return f'<span class="badge {css}">{html.escape(name)} {html.escape(_format_flag(value))}</span>'
 
 
 def render_html(report: dict) -> str:
@@ -727,17 +727,23 @@ def render_html(report: dict) -> str:
         cases_html.append(
             f'<section class="case {"pass" if case["passed"] else "failed"}" id="{e(case["id"])}">'
             f"<h3>{e(case['id'])} {'✔' if case['passed'] else '✘'} "
-            f"{_badge(checks['answer'], 'answer')}{_badge(checks['refusal'], 'refusal')}"
-            f"{_badge(checks['evidence'], f'evidence@{top_k}')}{_badge(checks['citations'], 'cites')}</h3>"
+            f"{_render_badge(checks['answer'], 'answer')}{_render_badge(checks['refusal'], 'refusal')}"
+            f"{_render_badge(checks['evidence'], f'evidence@{top_k}')}{_render_badge(checks['citations'], 'cites')}</h3>"
             f"{history}<p><b>Q:</b> {e(case['question'])}</p>"
-            f'<p><b>A:</b> {answer} <span class="meta">({e(str(case["reason"]))})</span></p>'
+            + (
+                f'<p class="meta">rewritten as: {e(case["standalone_question"])}</p>'
+                if case["history"] and case["standalone_question"]
+                else ""
+            )
+            + f'<p><b>A:</b> {answer} <span class="meta">({e(str(case["reason"]))})</span></p>'
             f'<p class="meta"><b>Expected:</b> {e(expected)}</p>'
-            + (f"<ol class='cites'>{citations}</ol>" if citations else "")
+            + (f"<ul class='cites'>{citations}</ul>" if citations else "")
             + (f"<details><summary>evidence</summary><ul>{evidence}</ul></details>" if evidence else "")
             + (f"<p class='problems'>{e('; '.join(case['problems']))}</p>" if case["problems"] else "")
             + "</section>"
         )
     failures = "".join(f"<li>{e(f)}</li>" for f in report["failures"])
+    failed = frozenset(k for k in METRICS for f in report["failures"] if f.startswith(format_label(k, top_k) + " "))
     status = "FAILED" if report["failures"] else "PASSED"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>assistant eval: {e(status)}</title>
@@ -747,14 +753,15 @@ body{{font-family:system-ui,sans-serif;max-width:60em;margin:1em auto;padding:0 
 .case.failed{{border-left-color:#d22}} .meta{{color:#666;font-size:.9em}} mark{{background:#fe8}}
 .badge{{font-size:.7em;padding:.1em .4em;margin-left:.4em;border-radius:3px;font-weight:normal}}
 .ok{{background:#cfc}} .fail{{background:#fcc}} .na{{background:#eee}} .problems{{color:#a00}}
-.turn{{color:#555;font-size:.9em}} code{{background:#f4f4f4}}
+.turn{{color:#555;font-size:.9em}} code{{background:#f4f4f4}} .cites{{list-style:none;padding-left:1em}}
 </style></head><body>
 <h1>assistant eval: {e(status)}</h1>
 <p class="meta">{e(report["created"])} · {e(report["case_file"])} · {len(report["cases"])} cases,
 {report["summary"]["passed"]} passed · settings {e(json.dumps(report["settings"]))}</p>
 <p><code>{e(report["metric_line"])}</code></p>
-{render_chart(report["metrics"], report["thresholds"], report.get("baseline"), top_k)}
-<p class="meta">bars: value · red tick: threshold · grey tick: baseline</p>
+{render_chart(report["metrics"], report["thresholds"], report.get("baseline"), top_k, failed)}
+<p class="meta">bars: value (red: failed a gate) · red tick: threshold (a maximum for false-refusal) ·
+grey tick: baseline</p>
 {f"<h2>Failures</h2><ul>{failures}</ul>" if failures else ""}
 <h2>Cases</h2>
 {"".join(cases_html)}
@@ -781,13 +788,13 @@ def build_report(
         "settings": settings,
         "summary": {"cases": len(results), "passed": sum(r.passed for r in results)},
         "metrics": metrics,
-        "labels": {key: label_of(key, top_k) for key in METRICS},
+        "labels": {key: format_label(key, top_k) for key in METRICS},
         "latency": latency,
         "metric_line": format_metric_line(metrics, latency, top_k),
         "thresholds": thresholds,
         "baseline": baseline,
         "failures": failures,
-        "cases": [result_to_dict(r, top_k) for r in results],
+        "cases": [serialize_result(r, top_k) for r in results],
     }
 
 
@@ -808,7 +815,7 @@ def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: in
 
     out = out or sys.stdout
     width = max(len("case"), *(len(c.id) for c in cases))
-    print(table_header(top_k, width), file=out, flush=True)
+    print(format_header(top_k, width), file=out, flush=True)
     results = []
     for case in cases:
         try:
@@ -845,8 +852,8 @@ def main(args: argparse.Namespace) -> int:
         overrides["top_k"] = args.top_k
     if args.no_grounding:
         overrides["grounding_check"] = False
-    settings = Settings(**overrides)
     try:
+        settings = Settings(**overrides)
         documents = load_documents(settings.corpus_dir)
         suite = load_suite(args.cases, documents)
         cases = suite.cases
@@ -858,7 +865,7 @@ def main(args: argparse.Namespace) -> int:
         if args.update_baseline and (args.baseline is None or args.only):
             raise CaseError("--update-baseline needs --baseline and the whole case set (no --only)")
         baseline = read_baseline(args.baseline) if args.baseline and not args.update_baseline else None
-    except (CaseError, BaselineError) as exc:
+    except ValueError as exc:  # CaseError, BaselineError, or a setting out of range (-k 0)
         print(f"Error: {exc}", file=sys.stderr)
         return 2
 
