@@ -18,3 +18,14 @@ def _free_port() -> int:
 def free_port() -> Callable[[], int]:
     """A function returning a currently free TCP port on 127.0.0.1 (call it once per server)."""
     return _free_port
+
+
+@pytest.fixture(scope="session")
+def assistant():
+    """The default Assistant with the real models, warmed once for every test module that asks for it."""
+    from assistant.answering import Assistant
+    from assistant.settings import Settings
+
+    bot = Assistant(Settings())
+    bot.warm_up()
+    return bot

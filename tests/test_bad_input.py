@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.answering import Answer, Assistant
+from assistant.answering import Answer
 from assistant.guard import InvalidQuestion
-from assistant.settings import Settings
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "bad_inputs.yaml").read_text(encoding="utf-8"))["cases"]
 TIME_LIMIT = 60  # seconds per case on a busy 2-core machine; a hang would take forever
@@ -52,13 +51,6 @@ def test_the_set_is_large_and_well_formed():
     assert len(CASES) >= 30
     assert len({c["id"] for c in CASES}) == len(CASES)
     assert all(c["expect"] in {"error", "answer", "refusal", "any"} for c in CASES)
-
-
-@pytest.fixture(scope="module")
-def assistant():
-    a = Assistant(Settings())
-    a.warm_up()
-    return a
 
 
 @pytest.mark.real

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.answering import NOT_IN_ARTICLE, OFF_TASK, Assistant
-from assistant.settings import PROJECT_ROOT, Settings
+from assistant.answering import NOT_IN_ARTICLE, OFF_TASK
+from assistant.settings import PROJECT_ROOT
 from assistant.text import words
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "injections.yaml").read_text(encoding="utf-8"))["cases"]
@@ -38,13 +38,6 @@ def test_the_set_is_large_enough():
 def test_leak_detector_detects_a_leak():
     leaked = (PROJECT_ROOT / "prompts" / "system.txt").read_text(encoding="utf-8")[:300]
     assert shingles(leaked) & PROMPT_SHINGLES
-
-
-@pytest.fixture(scope="module")
-def assistant():
-    a = Assistant(Settings())
-    a.warm_up()
-    return a
 
 
 @pytest.mark.real

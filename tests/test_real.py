@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from assistant.answering import NOT_IN_ARTICLE, Assistant
-from assistant.settings import Settings
+from assistant.answering import NOT_IN_ARTICLE
 
 pytestmark = pytest.mark.real
 
@@ -39,13 +38,6 @@ REFUSED = [
     "How much does Germany spend on defence as a share of GDP?",
     "Who won the football World Cup in 2022?",
 ]
-
-
-@pytest.fixture(scope="module")
-def assistant():
-    a = Assistant(Settings())
-    a.warm_up()
-    return a
 
 
 @pytest.mark.parametrize(("question", "pattern", "paragraph"), ANSWERABLE)
