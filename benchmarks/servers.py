@@ -56,7 +56,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text(errors='replace')[-2000:]}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
             try:
                 if ready():
                     self.startup = time.perf_counter() - self.started
@@ -65,7 +65,13 @@ class Server:
                 pass
             time.sleep(0.25)
         self.stop()
-        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s; see {self.log_path}")
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, chars: int = 3000) -> str:
+        """The end of the server's log."""
+        if not self.log.closed:
+            self.log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -9,14 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +25,7 @@ from assistant.corpus import load_passages
 from assistant.guard import InvalidQuestion
 from assistant.indexing import IndexStoreError, PassageIndex
 from assistant.settings import PROJECT_ROOT, Settings
+from benchmarks.servers import Server, free_port, start_chroma
 
 MULTI_CORPUS = Path(__file__).parent / "data" / "multi-corpus"
 CORPUS = PROJECT_ROOT / "corpus"
@@ -40,69 +37,8 @@ SPENDING_REPLY = (
 
 
 # ----- helpers -------------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def fake(*replies: str) -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=iter([AIMessage(r) for r in replies]))
-
-
-class Server:
-    """A server process started by a test: its output goes to a log file, and it is always stopped."""
-
-    def __init__(self, name: str, command: list[str], log: Path, env: dict | None = None):
-        self.name, self.command, self.log_path = name, command, log
-        self.log = log.open("wb")
-        # A session of its own, so that stopping it also stops anything it spawned.
-        self.process = subprocess.Popen(
-            command, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
-            try:
-                if ready():
-                    return
-            except Exception:  # not listening yet
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not come up within {timeout:.0f} s:\n{self.tail()}")
-
-    def tail(self, chars: int = 3000) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")[-chars:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=30)
-        self.log.close()
-
-
-def start_chroma(folder: Path) -> tuple[Server, int]:
-    """Start `chroma run` on a free 127.0.0.1 port with its data in folder; return it once its heartbeat answers."""
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
-    chroma = Path(sys.executable).parent / "chroma"
-    port = free_port()
-    env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
-    command = [str(chroma), "run", "--path", str(folder / "data"), "--port", str(port), "--host", "127.0.0.1"]
-    server = Server("chroma", command, folder / "chroma.log", env)
-    settings = ChromaSettings(anonymized_telemetry=False)
-    server.wait_until(lambda: chromadb.HttpClient(host="127.0.0.1", port=port, settings=settings).heartbeat(), 60)
-    return server, port
 
 
 def start_llama_server(folder: Path) -> tuple[Server, int, str]:
