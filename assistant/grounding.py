@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from .corpus import Passage, split_sentences
-from .text import content_stems, entity_words, find_entity, fold, lowercase_words, numbers
+from .text import ALIASES, content_stems, entity_words, find_entity, fold, lowercase_words, numbers, words
 
 # The model's own references ("[2]", "(¶5)", "Paragraph 3:") are never trusted: citations are attached by code.
 _MODEL_MARKERS = re.compile(
@@ -30,7 +30,10 @@ _DECLINE = re.compile(
 _CLAUSE_SPLIT = re.compile(
     r",?\s+(?:and|but|while|whereas|because|although|as well as)\s+|;\s+|,\s+(?:which|who|whereas|while)\s+", re.I
 )
+_CAPITAL_RUN = re.compile(r"[A-Z][\w'’-]*(?: +(?:of +)?[A-Z][\w'’-]*)+")
+_ACRONYM_AFTER = re.compile(r"((?:[A-Z][\w'’-]* +)+)\(([A-Z]{2,})\)")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an ai\b)")
+_MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
 
 _WHEN = re.compile(
@@ -84,9 +87,24 @@ class Support:
     coverage: float
 
 
+def _abbreviates(acronym: str, phrase: str) -> bool:
+    """True when acronym's letters run, in order, through the letters of phrase's last few words ("SACEUR")."""
+    names = phrase.split()
+    for k in range(len(names)):
+        tail = fold(" ".join(names[k:]))
+        letters = iter(tail)
+        if tail.startswith(fold(acronym)[0]) and all(ch in letters for ch in fold(acronym)):
+            return True
+    return False
+
+
 def clean_sentence(sentence: str) -> str:
-    """Remove the model's own reference markers and list bullets from a sentence."""
+    """Remove the model's own reference markers, list bullets and acronyms it coined for the article's names."""
     sentence = _MODEL_MARKERS.sub("", sentence)
+    # "Supreme Allied Commander Europe (SACEUR)": the acronym is the model's, not the article's; the name is enough.
+    sentence = _ACRONYM_AFTER.sub(
+        lambda m: m.group(1).rstrip() if _abbreviates(m.group(2), m.group(1)) else m.group(), sentence
+    )
     sentence = _LEADS.sub("", sentence).strip()
     sentence = sentence[:1].upper() + sentence[1:]
     return re.sub(r"\s+([.,;:!?])", r"\1", sentence).strip()
@@ -117,6 +135,13 @@ class Grounder:
         self._stems = {p.passage_id: content_stems(p.text) for p in passages}
         self._numbers = {p.passage_id: numbers(p.text) for p in passages}
         self._vocabulary = lowercase_words(" ".join(p.text for p in passages))
+        self._links = {doc_id: title_links(text, passages) for doc_id, text in doc_texts.items()}
+
+    def _named(self, name: str, passage: Passage, text: str) -> bool:
+        """True when text mentions name, or the person the article gives that title or first name to."""
+        if find_entity(name, text):
+            return True
+        return any(find_entity(person, text) for person in self._links.get(passage.doc_id, {}).get(fold(name), ()))
 
     def claim_terms(self, sentence: str) -> tuple[set[str], list[str], set[str]]:
         """Content stems, names and numbers of a sentence: what a supporting passage must contain."""
@@ -133,17 +158,18 @@ class Grounder:
             return None  # the model talking about itself ("I can provide…") is never a fact from the article
         pool = candidates or self.passages
         asked = content_stems(question)
-        whole = self._single(sentence, pool, asked)
+        echoed = echoed_premise(sentence, question)
+        whole = self._single(sentence, pool, asked, echoed)
         if whole is not None:
             return whole
-        clauses = [c for c in _CLAUSE_SPLIT.split(sentence) if c and c.strip(" ,.")]
+        clauses = split_clauses(sentence)
         if len(clauses) < 2:
             return None
         parts = []
         for clause in clauses:
             if not content_stems(clause) - asked:
                 continue  # a clause that only repeats the question ("Rutte said") carries no claim of its own
-            part = self._single(clause, pool, asked)
+            part = self._single(clause, pool, asked, echoed)
             if part is None or len(self.claim_terms(clause)[0]) < _MIN_CLAUSE_WORDS:
                 return None
             parts.append(part)
@@ -160,8 +186,13 @@ class Grounder:
         chosen = tuple(v[0] for v in spans.values())
         return Support(sentence, chosen, tuple((v[1], v[2]) for v in spans.values()), coverage)
 
-    def _single(self, claim: str, pool: list[Passage], asked: set[str] = frozenset()) -> Support | None:
+    def _single(
+        self, claim: str, pool: list[Passage], asked: set[str] = frozenset(), echoed: tuple = (frozenset(), frozenset())
+    ) -> Support | None:
         stems, names, nums = self.claim_terms(claim)
+        echoed_names, premise = echoed
+        premise_names = [n for n in names if fold(n) in echoed_names]
+        names = [n for n in names if fold(n) not in echoed_names]
         # What the sentence adds to the question is the answer: it, not the echo of the question's own words,
         # needs support; a sentence that adds nothing ("The agreement came out of the talks") answers nothing.
         novel = stems - asked
@@ -173,15 +204,24 @@ class Grounder:
             # A name counts as covered in any spelling the passage uses ("the Netherlands" for "Dutch").
             found = novel & self._stems[passage.passage_id]
             for name, its_stems in name_stems.items():
-                if its_stems and find_entity(name, passage.text):
+                if its_stems and self._named(name, passage, passage.text):
                     found |= its_stems
             return found
 
         scored = sorted(((len(covered(p)), i, p) for i, p in enumerate(pool)), key=lambda t: (-t[0], t[1]))
+        # A bare answer ("Eldridge Colby") borrows its predicate from the question, so its passage must hold that
+        # predicate too: a name is no answer to "who agreed" when its paragraph says nothing about agreeing.
+        fragment = bool(asked) and not stems & asked
         for hits, _, passage in scored[:5]:
             coverage = hits / len(novel)
             if coverage < self.min_support:
                 break
+            if fragment and not asked & self._stems[passage.passage_id]:
+                continue
+            if not all(self._named(n, passage, passage.text) for n in premise_names) and not (
+                premise & self._stems[passage.passage_id]
+            ):
+                continue  # the question's premise names what this passage never speaks to
             # Names and numbers are where small models invent: each must stand in this very passage, and names
             # in or just before the sentence that carries the claim ("Rutte emphasized… That, he argued, …"), so a
             # minister is not credited with the words of the one quoted after him.
@@ -190,7 +230,7 @@ class Grounder:
         return None
 
     def _attributed(self, passage: Passage, novel: set[str], names: list[str]) -> bool:
-        if not all(find_entity(n, passage.text) for n in names):
+        if not all(self._named(n, passage, passage.text) for n in names):
             return False
         doc = self.doc_texts[passage.doc_id]
         spans = list(passage.sentences) or [(passage.start, passage.end)]
@@ -201,7 +241,7 @@ class Grounder:
             return True  # nothing locates the claim more closely than the passage, which holds every name
         for i in sorted(range(len(spans)), key=lambda j: -overlap[j])[:2]:
             window = doc[spans[max(0, i - 1)][0] : spans[i][1]]
-            if overlap[i] and all(find_entity(n, window) for n in names):
+            if overlap[i] and all(self._named(n, passage, window) for n in names):
                 return True
         return False
 
@@ -221,6 +261,75 @@ class Grounder:
                     best_alone = joined
                     break
         return start, end
+
+
+def echoed_premise(sentence: str, question: str) -> tuple[frozenset[str], frozenset[str]]:
+    """Names the sentence uses only inside a long phrase copied from the question, and that phrase's other stems.
+
+    "A key indicator that Europe's attitude has really changed is …": "Europe" belongs to the question's premise, not
+    to the claim, so the passage that backs the claim need not name it, as long as it speaks to the premise at all
+    ("A key sign of that shift…"). Short echoes ("Europe wants …") do not count.
+    """
+    import difflib
+
+    said, asked = words(sentence), words(question)
+    if not said or not asked:
+        return frozenset(), frozenset()
+    inside = [False] * len(said)
+    for block in difflib.SequenceMatcher(None, said, asked, autojunk=False).get_matching_blocks():
+        if block.size >= _MIN_ECHO_WORDS:
+            inside[block.a : block.a + block.size] = [True] * block.size
+    question_names = {fold(n) for n in entity_words(question)}
+    names = frozenset(n for n in question_names if n in said and all(inside[i] for i, w in enumerate(said) if w == n))
+    premise = content_stems(
+        " ".join(w for w, kept in zip(said, inside, strict=True) if kept and w not in question_names)
+    )
+    return names, frozenset(premise)
+
+
+def split_clauses(sentence: str) -> list[str]:
+    """Split a sentence at its joints ("and", "but", "because", ";"), keeping too-short pieces with their neighbour.
+
+    "a strong and lasting presence" must not become a clause "a strong" that carries no claim of its own.
+    """
+    pieces, start = [], 0
+    for match in _CLAUSE_SPLIT.finditer(sentence):
+        pieces.append(sentence[start : match.start()])
+        start = match.end()
+        pieces.append(match.group())
+    pieces.append(sentence[start:])
+    clauses: list[str] = []
+    current = ""
+    for i in range(0, len(pieces), 2):
+        current += pieces[i]
+        if len(content_stems(current)) >= _MIN_CLAUSE_WORDS or i == len(pieces) - 1:
+            clauses.append(current)
+            current = ""
+        else:
+            current += pieces[i + 1]
+    if len(clauses) > 1 and len(content_stems(clauses[-1])) < _MIN_CLAUSE_WORDS:
+        clauses[-2:] = [clauses[-2] + " and " + clauses[-1]]
+    return [c for c in clauses if c.strip(" ,.")]
+
+
+def title_links(text: str, passages: list[Passage]) -> dict[str, set[str]]:
+    """Titles and first names the article puts before a person's name: {"general": {"Rutte"}, "mark": {"Rutte"}}.
+
+    "NATO Secretary General Mark Rutte … Rutte emphasized": a claim about "the Secretary General" may stand on a
+    passage that only says "Rutte". Names that many passages use (Europe) are places and topics, not persons.
+    """
+    mentions: dict[str, int] = {}
+    for p in passages:
+        for name in set(map(fold, entity_words(p.text))):
+            mentions[name] = mentions.get(name, 0) + 1
+    links: dict[str, set[str]] = {}
+    for run in _CAPITAL_RUN.finditer(text):
+        names = entity_words(run.group())
+        if len(names) < 2 or not 0 < mentions.get(fold(names[-1]), 0) < 3 or fold(names[-1]) in ALIASES:
+            continue
+        for name in names[:-1]:
+            links.setdefault(fold(name), set()).add(names[-1])
+    return links
 
 
 def mark_sentence(sentence: str, markers: list[int]) -> str:

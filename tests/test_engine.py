@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage
 from assistant.answering import NOT_IN_ARTICLE, OFF_TASK, Answer, Assistant
 from assistant.corpus import load_passages, split_sentences
 from assistant.generation import PROMPT_PLACEHOLDERS, PromptError, load_prompt, placeholders
-from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, mark_sentence
+from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, mark_sentence, split_clauses
 from assistant.guard import InvalidQuestion, is_off_task, needs_rewrite, normalize_history, validate_question
 from assistant.indexing import PassageIndex
 from assistant.settings import PROJECT_ROOT, Settings
@@ -232,6 +232,70 @@ def test_two_paragraph_sentence_cites_both(grounder):
     )
     assert support is not None
     assert {p.passage_id for p in support.passages} == {"nato-3-0:p2", "nato-3-0:p5"}
+
+
+def test_titles_and_first_names_reach_the_person_the_article_gives_them_to(grounder):
+    g, _ = grounder
+    # Paragraph 10 only says "Rutte"; paragraph 4 calls him "NATO Secretary General Mark Rutte".
+    for who in ("Mark Rutte", "The Secretary General"):
+        support = g.support(f"{who} emphasized that the Supreme Allied Commander Europe must remain an American.")
+        assert support is not None and support.passages[0].passage_id == "nato-3-0:p10"
+    # The link runs from title to person only: Colby's title does not make him Rutte.
+    assert (
+        g.support("Eldridge Colby emphasized that the Supreme Allied Commander Europe must remain an American.") is None
+    )
+
+
+def test_short_pieces_of_a_joined_sentence_stay_with_their_clause(grounder):
+    g, _ = grounder
+    sentence = (
+        "It guarantees a strong and lasting US presence in Europe and reflects that the American economy accounts "
+        "for more than half of NATO's combined economic power."
+    )
+    assert split_clauses(sentence)[0] == "It guarantees a strong and lasting US presence in Europe"
+    assert g.support(sentence) is not None
+
+
+def test_a_bare_name_must_come_from_a_passage_about_the_question(grounder):
+    g, _ = grounder
+    question = "Who appeared to agree that the bloc must evolve?"
+    assert g.support("US Under Secretary of War Eldridge Colby", question=question) is None
+    assert g.support("US and European defence ministers", question=question) is not None
+
+
+def test_names_inside_a_restated_question_need_not_stand_in_the_passage(grounder):
+    g, _ = grounder
+    question = "What is a key indicator that Europe's attitude has really changed?"
+    answer = (
+        "A key indicator that Europe's attitude has really changed is that Denmark, Estonia, Latvia, Lithuania and "
+        "Poland will exceed the 3.5% target."
+    )
+    support = g.support(answer, question=question)
+    assert support is not None and support.passages[0].passage_id == "nato-3-0:p5"
+    # The restated premise must still be something the passage speaks to, and a short echo is no premise.
+    assert (
+        g.support(
+            "The decision about American troops rotating through Romania suggests that Europe is gradually taking on "
+            "more of the burden that the US has historically carried in conventional deterrence.",
+            question="What does the decision about American troops rotating through Romania suggest?",
+        )
+        is None
+    )
+    assert (
+        g.support(
+            "Europe wants to devote more attention and resources to the Indo-Pacific.",
+            question="What does Europe want?",
+        )
+        is None
+    )
+
+
+def test_acronyms_the_model_coins_are_removed():
+    assert (
+        clean_sentence("The Supreme Allied Commander Europe (SACEUR) should remain an American.")
+        == "The Supreme Allied Commander Europe should remain an American."
+    )
+    assert clean_sentence("It met the Foo Bar (XYZ) group.") == "It met the Foo Bar (XYZ) group."
 
 
 @pytest.mark.parametrize(
