@@ -34,7 +34,8 @@ _CAPITAL_RUN = re.compile(r"[A-Z][\w'’-]*(?: +(?:of +)?[A-Z][\w'’-]*)+")
 _ACRONYM_AFTER = re.compile(r"((?:[A-Z][\w'’-]* +)+)\(([A-Z]{2,})\)")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an ai\b)")
 _MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
-_MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
+_MIN_CLAUSE_WORDS = 3
+_MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Colby")  # a clause with fewer content words ("Germany and ...") is no claim of its own
 
 _WHEN = re.compile(
     r"^\W*(?:(?:on|in|at|by|from|until) )?(when|what (date|day|year|month|time)|which (date|day|year|month)|what year)\b",
@@ -159,7 +160,7 @@ class Grounder:
         pool = candidates or self.passages
         asked = content_stems(question)
         echoed = echoed_premise(sentence, question)
-        whole = self._single(sentence, pool, asked, echoed)
+        whole = self._single(sentence, pool, asked, echoed, question)
         if whole is not None:
             return whole
         clauses = split_clauses(sentence)
@@ -169,7 +170,7 @@ class Grounder:
         for clause in clauses:
             if not content_stems(clause) - asked:
                 continue  # a clause that only repeats the question ("Rutte said") carries no claim of its own
-            part = self._single(clause, pool, asked, echoed)
+            part = self._single(clause, pool, asked, echoed, question)
             if part is None or len(self.claim_terms(clause)[0]) < _MIN_CLAUSE_WORDS:
                 return None
             parts.append(part)
@@ -187,7 +188,12 @@ class Grounder:
         return Support(sentence, chosen, tuple((v[1], v[2]) for v in spans.values()), coverage)
 
     def _single(
-        self, claim: str, pool: list[Passage], asked: set[str] = frozenset(), echoed: tuple = (frozenset(), frozenset())
+        self,
+        claim: str,
+        pool: list[Passage],
+        asked: set[str] = frozenset(),
+        echoed: tuple = (frozenset(), frozenset()),
+        question: str = "",
     ) -> Support | None:
         stems, names, nums = self.claim_terms(claim)
         echoed_names, premise = echoed
@@ -211,12 +217,16 @@ class Grounder:
         scored = sorted(((len(covered(p)), i, p) for i, p in enumerate(pool)), key=lambda t: (-t[0], t[1]))
         # A bare answer ("Eldridge Colby") borrows its predicate from the question, so its passage must hold that
         # predicate too: a name is no answer to "who agreed" when its paragraph says nothing about agreeing.
-        fragment = bool(asked) and not stems & asked
+        fragment = bool(asked) and not stems & asked and len(words(claim)) <= _MAX_FRAGMENT_WORDS
+        question_names = entity_words(question) if fragment else []
         for hits, _, passage in scored[:5]:
             coverage = hits / len(novel)
             if coverage < self.min_support:
                 break
-            if fragment and not asked & self._stems[passage.passage_id]:
+            if fragment and not (
+                asked & self._stems[passage.passage_id]
+                or any(self._named(n, passage, passage.text) for n in question_names)
+            ):
                 continue
             if not all(self._named(n, passage, passage.text) for n in premise_names) and not (
                 premise & self._stems[passage.passage_id]

@@ -261,6 +261,13 @@ def test_a_bare_name_must_come_from_a_passage_about_the_question(grounder):
     question = "Who appeared to agree that the bloc must evolve?"
     assert g.support("US Under Secretary of War Eldridge Colby", question=question) is None
     assert g.support("US and European defence ministers", question=question) is not None
+    # A whole sentence says its own predicate, and a question's name counts in any spelling ("America", "US").
+    assert g.support(
+        "The US wants to devote more attention and resources to other strategic priorities, particularly the "
+        "Indo-Pacific.",
+        question="Why is America keen for its allies across the ocean to shoulder more?",
+    )
+    assert g.support("Greenland.", question="Which territory were Trump's remarks about?")
 
 
 def test_names_inside_a_restated_question_need_not_stand_in_the_passage(grounder):
