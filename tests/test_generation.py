@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from langchain_core.messages import HumanMessage
 
 from assistant.generation import LlamaCppChat
@@ -63,3 +64,33 @@ def test_abandoned_stream_releases_the_model():
     stream.close()
     done = chat.invoke([HumanMessage("after")])
     assert done.content == "after "
+
+
+@pytest.mark.real
+def test_saved_article_state_answers_exactly_like_reading_the_article(tmp_path):
+    from langchain_core.messages import SystemMessage
+
+    from assistant.models import chat_model_file
+    from assistant.settings import Settings
+
+    settings = Settings()
+    article = (settings.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
+    prefix = [SystemMessage(f"Answer from this article only.\n\n{article}")]
+    question = [*prefix, HumanMessage("Which countries will exceed the 3.5% target?")]
+
+    def fresh() -> LlamaCppChat:
+        path = str(chat_model_file(settings))
+        return LlamaCppChat(model_path=path, n_ctx=settings.llm_context, max_tokens=40, state_dir=str(tmp_path))
+
+    first = fresh()
+    assert first.warm(prefix) == "computed"
+    read = first.invoke(question).content
+    del first
+    second = fresh()
+    assert second.warm(prefix) == "restored"
+    assert second.invoke(question).content == read
+    assert "Denmark" in read
+    # A damaged state file is a lost shortcut, never an error.
+    for state in tmp_path.glob("state-*.pkl"):
+        state.write_bytes(state.read_bytes()[:1000])
+    assert fresh().warm(prefix) == "computed"
