@@ -11,10 +11,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .corpus import Document, Passage, load_passages
-from .generation import load_prompt, render_context
+from .generation import PROMPT_PLACEHOLDERS, load_prompt, render_context
 from .grounding import Grounder, Support, clean_sentence, fits_question, is_decline, mark_sentence, split_answer
 from .guard import (
     InvalidQuestion,
+    asks_for_several,
     is_greeting,
     is_off_task,
     needs_rewrite,
@@ -23,7 +24,7 @@ from .guard import (
     validate_question,
 )
 from .settings import Settings
-from .text import content_stems, entity_words
+from .text import content_stems, entity_words, find_entity
 
 log = logging.getLogger(__name__)
 _MARKERS = re.compile(r"\s*\[\d+\]")
@@ -165,9 +166,7 @@ class Assistant:
             self.grounder = Grounder(
                 self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
             )
-            self.templates = {
-                name: load_prompt(self.settings.prompts_dir, name) for name in ("system", "question", "condense")
-            }
+            self.templates = {name: load_prompt(self.settings.prompts_dir, name) for name in PROMPT_PLACEHOLDERS}
             self._views: dict[str | None, View] = {}
             self._loaded = self._fingerprint()
             self._ready = True
@@ -363,6 +362,14 @@ class Assistant:
                 yield from emit(sentence)
         timings["generate"] = time.perf_counter() - t
 
+        # A small model tends to stop after the first of two asked-for things: ask it once for the rest, and keep
+        # only a checked sentence that cites new text and is about what the question names.
+        if self.settings.grounding_check and len(kept) == 1 and not declined and asks_for_several(standalone):
+            t = time.perf_counter()
+            for sentence in self._the_rest(system, standalone, kept[0], candidates, citations):
+                yield from emit(sentence)
+            timings["complete"] = time.perf_counter() - t
+
         if self.settings.grounding_check and kept and not fits_question(standalone, " ".join(kept)):
             log.info("Answer %r does not fit the question %r", kept, standalone)
             kept = []
@@ -386,6 +393,28 @@ class Assistant:
         )
 
     # ----- helpers -------------------------------------------------------------------------------------------
+    def _the_rest(
+        self, system: str, question: str, first: str, candidates: list[Passage], citations: list[Citation]
+    ) -> list[str]:
+        """Ask for what the first answer left out; return the sentences worth checking (at most one)."""
+        turns = [{"role": "user", "content": question}, {"role": "assistant", "content": first}]
+        reply = "".join(self._model_tokens(self._messages(system, self.templates["more"], turns)))
+        names = entity_words(question, skip_first=True)
+        for sentence in split_answer(reply)[:2]:
+            sentence = clean_sentence(sentence)
+            if not sentence or is_decline(sentence) or (names and not any(find_entity(n, sentence) for n in names)):
+                continue
+            support = self.grounder.support(sentence, candidates, question)
+            cited = [(c.doc_id, c.start, c.end) for c in citations]
+            if support is None or any(
+                p.doc_id == doc and s < end and start < e
+                for p, (s, e) in zip(support.passages, support.quotes, strict=True)
+                for doc, start, end in cited
+            ):
+                continue  # unsupported, or the first answer's fact again in other words
+            return [sentence]
+        return []
+
     def _model_tokens(self, messages, **kwargs) -> Iterator[str]:
         """Stream the model's text; any failure becomes ModelUnavailable with a message that says what to do."""
         from .generation import ModelUnavailable

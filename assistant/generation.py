@@ -31,6 +31,7 @@ PROMPT_PLACEHOLDERS = {
     "system": {"title", "context"},
     "question": {"question"},
     "condense": {"history", "question"},
+    "more": set(),  # asked after a first answer that covered one of two asked-for things
 }
 
 

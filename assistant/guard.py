@@ -142,3 +142,14 @@ def needs_rewrite(question: str, history: list[dict]) -> bool:
     if not any(turn["role"] == "user" for turn in history) or is_greeting(question):
         return False
     return bool(_FOLLOW_UP_RE.search(question)) or len(question.split()) <= 3
+
+
+_MANY_PARTS_RE = re.compile(
+    r"\b(two|three|both)\b|,?\s+and\s+(what|which|who|whom|whose|why|how|where|when)\b|\bas well as\b", re.I
+)
+_YES_NO_RE = re.compile(r"^\W*(is|are|was|were|do|does|did|has|have|had|can|could|will|would|should|may|might)\b", re.I)
+
+
+def asks_for_several(question: str) -> bool:
+    """True when the question wants more than one thing ("What two issues…", "…, and which post…")."""
+    return bool(_MANY_PARTS_RE.search(question)) and not _YES_NO_RE.match(question)

@@ -16,7 +16,14 @@ from assistant.answering import NOT_IN_ARTICLE, OFF_TASK, Answer, Assistant
 from assistant.corpus import load_passages, split_sentences
 from assistant.generation import PROMPT_PLACEHOLDERS, PromptError, load_prompt, placeholders
 from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, mark_sentence, split_clauses
-from assistant.guard import InvalidQuestion, is_off_task, needs_rewrite, normalize_history, validate_question
+from assistant.guard import (
+    InvalidQuestion,
+    asks_for_several,
+    is_off_task,
+    needs_rewrite,
+    normalize_history,
+    validate_question,
+)
 from assistant.indexing import PassageIndex
 from assistant.settings import PROJECT_ROOT, Settings
 
@@ -553,3 +560,40 @@ def test_settings_come_from_the_environment(monkeypatch):
     assert s.top_k == 7 and s.llm_backend == "openai"
     for name, field in Settings.model_fields.items():
         assert field.description, f"setting {name} has no description"
+
+
+# ----- questions that ask for two things ---------------------------------------------------------------------------
+RUTTE_TWO = "What did Mark Rutte say about the meeting itself, and which post did he say must stay American?"
+RUTTE_FIRST = "Mark Rutte described the meeting as one of the most pivotal in his experience."
+
+
+def test_the_rest_of_a_two_part_question_is_asked_for_once(settings, embeddings):
+    assistant = make(settings, embeddings, RUTTE_FIRST, "The Supreme Allied Commander Europe must remain an American.")
+    answer = assistant.answer(RUTTE_TWO)
+    assert answer.text == f"{RUTTE_FIRST[:-1]} [1]. The Supreme Allied Commander Europe must remain an American [2]."
+    assert [c.passage_id for c in answer.citations] == ["nato-3-0:p4", "nato-3-0:p10"]
+    first_call, second_call = assistant.chat_model.prompts
+    more = (settings.prompts_dir / "more.txt").read_text(encoding="utf-8").strip()
+    assert RUTTE_FIRST in second_call[-2] and more in second_call[-1]
+    assert "complete" in answer.timings
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "Rutte called the meeting one of the most pivotal in his experience.",  # the first fact again
+        "Dutch Defence Minister Ruben Brekelmans highlighted the importance of transparency between allies.",  # off
+        "Rutte said the post will go to Italy.",  # unsupported
+    ],
+)
+def test_a_second_part_that_repeats_strays_or_invents_is_left_out(settings, embeddings, second):
+    answer = make(settings, embeddings, RUTTE_FIRST, second).answer(RUTTE_TWO)
+    assert answer.text == f"{RUTTE_FIRST[:-1]} [1]." and len(answer.citations) == 1
+
+
+def test_a_one_part_question_costs_one_model_call(settings, embeddings):
+    assistant = make(settings, embeddings, RUTTE_FIRST, "Unused.")
+    assistant.answer("How did Mark Rutte describe the meeting?")
+    assert len(assistant.chat_model.prompts) == 1
+    assert asks_for_several(RUTTE_TWO) and asks_for_several("What two issues involving Trump does it mention?")
+    assert not asks_for_several("Did Rutte and Colby both attend?")  # yes/no: nothing more to ask for
