@@ -136,7 +136,10 @@ class Grounder:
         self._stems = {p.passage_id: content_stems(p.text) for p in passages}
         self._numbers = {p.passage_id: numbers(p.text) for p in passages}
         self._vocabulary = lowercase_words(" ".join(p.text for p in passages))
-        self._links = {doc_id: title_links(text, passages) for doc_id, text in doc_texts.items()}
+        by_doc: dict[str, list[Passage]] = {}
+        for p in passages:
+            by_doc.setdefault(p.doc_id, []).append(p)
+        self._links = {doc_id: title_links(text, by_doc.get(doc_id, [])) for doc_id, text in doc_texts.items()}
 
     def _named(self, name: str, passage: Passage, text: str) -> bool:
         """True when text mentions name, or the person the article gives that title or first name to."""
@@ -323,7 +326,7 @@ def split_clauses(sentence: str) -> list[str]:
 
 
 def title_links(text: str, passages: list[Passage]) -> dict[str, set[str]]:
-    """Titles and first names the article puts before a person's name: {"general": {"Rutte"}, "mark": {"Rutte"}}.
+    """Titles and first names one article (text, its passages) puts before a person's name: {"mark": {"Rutte"}}.
 
     "NATO Secretary General Mark Rutte … Rutte emphasized": a claim about "the Secretary General" may stand on a
     passage that only says "Rutte". Names that many passages use (Europe) are places and topics, not persons.
