@@ -86,11 +86,17 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=1, help="use every Nth case of the set (the baseline is slow)")
     parser.add_argument("--out", type=Path, help="markdown file (default BENCHMARKS.md; --quick: none)")
     parser.add_argument("--plot", type=Path, help="PNG plot (default benchmarks/scale.png; --quick: none)")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="only rewrite the report from a run's JSON")
     args = parser.parse_args()
     sizes = args.sizes or ([1, 2] if args.quick else [1, 10, 100, 1000])
     repeats = args.repeats or (1 if args.quick else 3)
     out = args.out or (None if args.quick else ROOT / "BENCHMARKS.md")
     plot = args.plot or (None if args.quick else ROOT / "benchmarks" / "scale.png")
+    if args.render:
+        # The figures of an earlier run, written out again (after a change to the report's wording, say).
+        results = json.loads(args.render.read_text(encoding="utf-8"))
+        write_outputs(results, out, plot, json_too=False)
+        return 0
 
     import logging
 
@@ -112,7 +118,7 @@ def main() -> int:
     suite = load_suite(args.cases, documents)
     cases = suite.cases[:: max(1, len(suite.cases) // 4)][:4] if args.quick else suite.cases[:: args.every]
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    command = "python -m benchmarks " + " ".join(sys.argv[1:])
+    command = " ".join(["python -m benchmarks", *sys.argv[1:]])
     results: dict = {"machine": machine(), "date": datetime.date.today().isoformat(), "command": command}
     results["cases"] = len(cases)
 
@@ -221,20 +227,27 @@ def main() -> int:
                 "first_token_s": statistics.median(firsts),
                 "baseline_index_build_s": base_build_s,
                 "baseline_hit_rate": base_hits / len(probe),
+                "baseline_chunks": rag.chunks,
             }
         )
     results["scale"] = scale
 
+    write_outputs(results, out, plot)
+    return 0
+
+
+def write_outputs(results: dict, out: Path | None, plot: Path | None, json_too: bool = True) -> None:
+    """Print the markdown report and write it (with the run's JSON beside it) and the plot where asked."""
     report = render_markdown(results)
     print(report)
     if out:
         out.write_text(report, encoding="utf-8")
-        (out.with_suffix(".json")).write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
-        say(f"Wrote {out}")
+        if json_too:
+            out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
+        print(f"Wrote {out}", file=sys.stderr)
     if plot:
-        draw_plot(scale, plot)
-        say(f"Wrote {plot}")
-    return 0
+        draw_plot(results["scale"], plot)
+        print(f"Wrote {plot}", file=sys.stderr)
 
 
 def render_markdown(results: dict) -> str:
@@ -310,8 +323,40 @@ def render_markdown(results: dict) -> str:
         "reading them (~50 tokens/s on 2 cores), as the baseline always does. Index build grows linearly with the "
         "number of passages (embedding dominates); retrieval stays in milliseconds (HNSW plus BM25 over all passages).",
         "",
+        *scale_behind(results["scale"]),
     ]
     return "\n".join(lines)
+
+
+def scale_behind(scale: list[dict]) -> list[str]:
+    """Plain words on the corpus sizes where this project trails the baseline, and why."""
+    lines = []
+    slower = [s for s in scale if s["index_build_s"] > s["baseline_index_build_s"] and s["documents"] > 1]
+    if slower:
+        sizes = " and ".join(
+            f"{s['documents']:,} documents ({s['index_build_s']:.1f} s against {s['baseline_index_build_s']:.1f} s)"
+            for s in slower
+        )
+        lines.append(
+            f"- **Index build** is slower at {sizes}: this project embeds every paragraph (11 per article) where the "
+            "tutorial embeds fewer, larger 1,000-character chunks (5 for this article), and it also builds BM25 and "
+            "writes the persistent store. Both grow linearly; it is paid once, as above."
+        )
+    missed = [s for s in scale if s["hit_rate"] < s["baseline_hit_rate"]]
+    if missed:
+        sizes = " and ".join(
+            f"{s['documents']:,} document{'s' if s['documents'] > 1 else ''} ({s['hit_rate']:.2f} against "
+            f"{s['baseline_hit_rate']:.2f})"
+            for s in missed
+        )
+        lines.append(
+            f"- **Hit rate** is lower at {sizes}: four of the tutorial's 1,000-character chunks are most of "
+            "a 3,900-character article, four paragraphs about a third of it, so its top 4 nearly always holds the "
+            "evidence. While the whole corpus is in the prompt, this project's retrieval does not limit what the "
+            "model reads (it only feeds the relevance gate and the sources list); as the haystack grows, paragraphs "
+            "plus BM25 keep more of the evidence than the tutorial's chunks do."
+        )
+    return ["Where this project is not ahead at scale:", "", *lines, ""] if lines else []
 
 
 # Why this project can trail the baseline on a figure, said wherever the run shows it behind.
