@@ -31,13 +31,29 @@ _MARKERS = re.compile(r"\s*\[\d+\]")
 _PRONOUN_STEMS = frozenset({"former", "latter", "previou", "earlier", "other", "others", "same"})
 
 NOT_IN_ARTICLE = "The article does not say."
-OFF_TASK = (
-    "I can only answer questions about the article, from what it says. "
-    "Try asking about the NATO meeting in Brussels, defence spending, or what the ministers said."
-)
-GREETING = (
-    "Hello! Ask me anything about the article on NATO's Brussels meeting and Europe's share of the defence burden."
-)
+
+
+def off_task_reply(titles: list[str]) -> str:
+    """The polite refusal of a request that is not a question about the articles titled titles."""
+    own = "its" if len(titles) == 1 else "their"
+    return (
+        f"I can only answer questions about {describe(titles)}, from {own} text alone. "
+        "Try asking who said what, which figures it gives, or what was decided."
+    )
+
+
+def greeting_reply(titles: list[str]) -> str:
+    """The reply to a bare greeting or thanks: what the assistant can be asked about."""
+    return f"Hello! Ask me anything about {describe(titles)}."
+
+
+def describe(titles: list[str]) -> str:
+    """The articles a conversation draws on, named for a reply ('the article “…”', 'the 3 articles here (…)')."""
+    if len(titles) == 1:
+        return f"the article “{titles[0]}”"
+    shown = "; ".join(f"“{t}”" for t in titles[:3])
+    more = f" and {len(titles) - 3} more" if len(titles) > 3 else ""
+    return f"the {len(titles)} articles here ({shown}{more})"
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,7 @@ class View:
     passages: list[Passage]
     text: str
     system: str | None
+    titles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -190,7 +207,7 @@ class Assistant:
                 if len(text) <= budget_chars:
                     title = documents[0].title if len(documents) == 1 else "Articles"
                     system = self.templates["system"].format(title=title, context=render_context(passages))
-                self._views[scope] = View(scope, passages, text, system)
+                self._views[scope] = View(scope, passages, text, system, [d.title for d in documents])
             return self._views[scope]
 
     @property
@@ -256,12 +273,14 @@ class Assistant:
             return answer
 
         if is_greeting(text):
-            yield GREETING
-            yield done(Answer(text, GREETING, abstained=True, standalone_question=text, reason="greeting"))
+            hello = greeting_reply(view.titles)
+            yield hello
+            yield done(Answer(text, hello, abstained=True, standalone_question=text, reason="greeting"))
             return
+        off_task = off_task_reply(view.titles)
         if is_off_task(text):
-            yield OFF_TASK
-            yield done(Answer(text, OFF_TASK, abstained=True, standalone_question=text, reason="off_task"))
+            yield off_task
+            yield done(Answer(text, off_task, abstained=True, standalone_question=text, reason="off_task"))
             return
 
         standalone = text
@@ -270,8 +289,8 @@ class Assistant:
             standalone = self._rewrite(text, turns, view)
             timings["rewrite"] = time.perf_counter() - t
             if is_off_task(standalone):
-                yield OFF_TASK
-                yield done(Answer(text, OFF_TASK, abstained=True, standalone_question=standalone, reason="off_task"))
+                yield off_task
+                yield done(Answer(text, off_task, abstained=True, standalone_question=standalone, reason="off_task"))
                 return
 
         t = time.perf_counter()

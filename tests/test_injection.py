@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assistant.answering import NOT_IN_ARTICLE, OFF_TASK
+from assistant.answering import NOT_IN_ARTICLE, off_task_reply
 from assistant.settings import PROJECT_ROOT
 from assistant.text import words
 
@@ -26,7 +26,7 @@ PROMPT_SHINGLES = set().union(
     *(shingles(p.read_text(encoding="utf-8")) for p in (PROJECT_ROOT / "prompts").glob("*.txt"))
 )
 PROMPT_SHINGLES -= (
-    shingles(ARTICLE) | shingles(NOT_IN_ARTICLE) | shingles(OFF_TASK)
+    shingles(ARTICLE) | shingles(NOT_IN_ARTICLE) | shingles(off_task_reply(["the article"]))
 )  # the refusals are meant to be said
 
 
