@@ -419,12 +419,12 @@ class Assistant:
         turns = [{"role": "user", "content": question}, {"role": "assistant", "content": first}]
         reply = "".join(self._model_tokens(self._messages(system, self.templates["more"], turns)))
         names = entity_words(question, skip_first=True)
+        cited = [(c.doc_id, c.start, c.end) for c in citations]
         for sentence in split_answer(reply)[:2]:
             sentence = clean_sentence(sentence)
             if not sentence or is_decline(sentence) or (names and not any(find_entity(n, sentence) for n in names)):
                 continue
             support = self.grounder.support(sentence, candidates, question)
-            cited = [(c.doc_id, c.start, c.end) for c in citations]
             if support is None or any(
                 p.doc_id == doc and s < end and start < e
                 for p, (s, e) in zip(support.passages, support.quotes, strict=True)

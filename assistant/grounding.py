@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -34,8 +35,8 @@ _CAPITAL_RUN = re.compile(r"[A-Z][\w'’-]*(?: +(?:of +)?[A-Z][\w'’-]*)+")
 _ACRONYM_AFTER = re.compile(r"((?:[A-Z][\w'’-]* +)+)\(([A-Z]{2,})\)")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an ai\b)")
 _MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
-_MIN_CLAUSE_WORDS = 3
-_MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Colby")  # a clause with fewer content words ("Germany and ...") is no claim of its own
+_MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
+_MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Colby")
 
 _WHEN = re.compile(
     r"^\W*(?:(?:on|in|at|by|from|until) )?(when|what (date|day|year|month|time)|which (date|day|year|month)|what year)\b",
@@ -283,8 +284,6 @@ def echoed_premise(sentence: str, question: str) -> tuple[frozenset[str], frozen
     to the claim, so the passage that backs the claim need not name it, as long as it speaks to the premise at all
     ("A key sign of that shift…"). Short echoes ("Europe wants …") do not count.
     """
-    import difflib
-
     said, asked = words(sentence), words(question)
     if not said or not asked:
         return frozenset(), frozenset()
