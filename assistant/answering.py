@@ -85,6 +85,25 @@ class Citation:
     passage_start: int  # document offsets of the whole passage
     passage_end: int
 
+    @classmethod
+    def of(cls, passage: Passage, index: int, start: int, end: int, doc_text: str) -> Citation:
+        """Citation number index of the span start:end of passage's document (whose text is doc_text)."""
+        return cls(
+            index=index,
+            passage_id=passage.passage_id,
+            text=passage.text,
+            quote=doc_text[start:end],
+            start=start,
+            end=end,
+            source=passage.source,
+            doc_id=passage.doc_id,
+            title=passage.title,
+            number=passage.number,
+            section=passage.section,
+            passage_start=passage.start,
+            passage_end=passage.end,
+        )
+
     def to_dict(self) -> dict:
         """Return the citation as plain data (for JSON)."""
         return dict(self.__dict__)
@@ -525,23 +544,7 @@ class Assistant:
             else:
                 numbering[passage.passage_id] = len(numbering) + 1
                 doc_text = next(d.text for d in self.documents if d.doc_id == passage.doc_id)
-                citations.append(
-                    Citation(
-                        index=numbering[passage.passage_id],
-                        passage_id=passage.passage_id,
-                        text=passage.text,
-                        quote=doc_text[start:end],
-                        start=start,
-                        end=end,
-                        source=passage.source,
-                        doc_id=passage.doc_id,
-                        title=passage.title,
-                        number=passage.number,
-                        section=passage.section,
-                        passage_start=passage.start,
-                        passage_end=passage.end,
-                    )
-                )
+                citations.append(Citation.of(passage, numbering[passage.passage_id], start, end, doc_text))
             markers.append(numbering[passage.passage_id])
         return mark_sentence(support.sentence, markers)
 

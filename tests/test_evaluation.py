@@ -48,21 +48,7 @@ def cite(index: int, quote: str, number: int | None = None) -> Citation:
     """A Citation of quote as the engine would make it (quote located in the article)."""
     start = TEXT.index(quote)
     p = passage(number) if number else next(p for p in PASSAGES if p.start <= start < p.end)
-    return Citation(
-        index=index,
-        passage_id=p.passage_id,
-        text=p.text,
-        quote=quote,
-        start=start,
-        end=start + len(quote),
-        source=p.source,
-        doc_id=p.doc_id,
-        title=p.title,
-        number=p.number,
-        section=p.section,
-        passage_start=p.start,
-        passage_end=p.end,
-    )
+    return Citation.of(p, index, start, start + len(quote), TEXT)
 
 
 def answer(text: str, citations=(), abstained=False, retrieved=(1, 2, 3, 4), total=1.0) -> Answer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import logging
@@ -38,23 +39,7 @@ XSS = "<img src=x onerror=alert(1)>"
 def citation(passage=P5, quote=SPENDING_QUOTE, index=1, **changes) -> Citation:
     """A Citation of quote in passage, with the document offsets the engine would give it."""
     start = DOCUMENT.text.index(quote, passage.start)
-    fields = dict(
-        index=index,
-        passage_id=passage.passage_id,
-        text=passage.text,
-        quote=quote,
-        start=start,
-        end=start + len(quote),
-        source=passage.source,
-        doc_id=passage.doc_id,
-        title=passage.title,
-        number=passage.number,
-        section=passage.section,
-        passage_start=passage.start,
-        passage_end=passage.end,
-    )
-    fields.update(changes)
-    return Citation(**fields)
+    return dataclasses.replace(Citation.of(passage, index, start, start + len(quote), DOCUMENT.text), **changes)
 
 
 def done_turn(question="Which countries?", answer="Denmark and Poland will [1].", citations=None, **extra) -> dict:
