@@ -19,6 +19,8 @@ from .corpus import Document, load_documents
 DEFAULT_TOLERANCE = 0.02
 ANSWER_F1_MIN = 0.7  # token F1 at or above which a response counts as an accepted answer even without a substring match
 LATENCY_STAGES = ("rewrite", "retrieve", "first_token", "generate", "total")
+HEADER_FIELDS = ("corpus", "split", "thresholds", "tolerance", "cases")
+SPLITS = ("dev", "test")  # dev: tune thresholds and prompts on it; test: report only
 CASE_FIELDS = ("id", "question", "history", "answers", "must_contain", "must_not_contain", "evidence", "tags", "note")
 
 
@@ -38,6 +40,7 @@ METRICS = {
         Metric("answer", "answer", True, "answerable cases answered with an accepted answer"),
         Metric("f1", "f1", True, "mean token F1 of the response against its best accepted answer"),
         Metric("refusal", "refusal", True, "must-refuse cases that were refused"),
+        Metric("near-miss", "near-miss", True, "near-miss unanswerables (tagged near-miss) that were refused"),
         Metric("false-refusal", "false-refusal", False, "answerable cases that were refused"),
         Metric("evidence", "evidence@{k}", True, "answerable cases with an evidence passage among the retrieved"),
         Metric("mrr", "mrr", True, "mean reciprocal rank of the first retrieved passage holding evidence"),
@@ -97,6 +100,8 @@ class Suite:
     cases: list[Case]
     thresholds: dict[str, float] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)  # per metric; missing means DEFAULT_TOLERANCE
+    corpus: Path | None = None  # the case file's own corpus folder; None: the settings' corpus
+    split: str | None = None  # "dev" (for tuning) or "test" (for reporting only)
 
 
 def locate_evidence(quote: str, documents: list[Document]) -> Evidence:
@@ -181,7 +186,7 @@ def parse_case(raw, position: int, documents: list[Document]) -> Case:
         raise CaseError(f"case #{position}: must be a mapping with id, question, answers and evidence")
     case_id = raw.get("id")
     if not isinstance(case_id, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", case_id):
-        raise CaseError(f"case #{position}: field 'id' must be a word such as 'p2-colby-title', not {case_id!r}")
+        raise CaseError(f"case #{position}: field 'id' must be a word such as 'p2-mayor-title', not {case_id!r}")
     name = f"case {case_id!r}"
     unknown = sorted(set(raw) - set(CASE_FIELDS))
     if unknown:
@@ -244,9 +249,12 @@ def parse_suite(data, documents: list[Document]) -> Suite:
     """Return the Suite described by data (the parsed YAML), or raise CaseError."""
     if not isinstance(data, dict):
         raise CaseError("the file must be a mapping with 'thresholds:' and 'cases:'")
-    unknown = sorted(set(data) - {"thresholds", "tolerance", "cases"})
+    unknown = sorted(set(data) - set(HEADER_FIELDS))
     if unknown:
-        raise CaseError(f"header: unknown field {unknown[0]!r} (fields: thresholds, tolerance, cases)")
+        raise CaseError(f"header: unknown field {unknown[0]!r} (fields: {', '.join(HEADER_FIELDS)})")
+    split = data.get("split")
+    if split not in (None, *SPLITS):
+        raise CaseError(f"header: field 'split' must be one of {', '.join(SPLITS)}, not {split!r}")
     thresholds, tolerance_value = data.get("thresholds"), data.get("tolerance")
     if isinstance(thresholds, dict) and "tolerance" in thresholds:  # also accepted inside the thresholds block
         thresholds = dict(thresholds)
@@ -267,12 +275,18 @@ def parse_suite(data, documents: list[Document]) -> Suite:
             raise CaseError(f"case {case.id!r}: field 'id' is used twice")
         seen.add(case.id)
         cases.append(case)
-    return Suite(cases, _parse_gates(thresholds, "thresholds"), tolerance)
+    return Suite(cases, _parse_gates(thresholds, "thresholds"), tolerance, split=split)
 
 
-def load_suite(path: Path, documents: list[Document]) -> Suite:
-    """Read and validate a YAML case file; CaseError (with the file name) when it is malformed."""
+def load_suite(path: Path, default: Path | list[Document]) -> Suite:
+    """Read and validate a YAML case file; CaseError (with the file name) when it is malformed.
+
+    A file whose header names a `corpus:` folder (relative to the file) is checked against that corpus; otherwise
+    against default, a corpus folder or its loaded documents. Suite.corpus says which folder was used.
+    """
     import yaml
+
+    from .corpus import CorpusError
 
     path = Path(path)
     try:
@@ -281,10 +295,22 @@ def load_suite(path: Path, documents: list[Document]) -> Suite:
         raise CaseError(f"{path}: cannot read the case file ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise CaseError(f"{path}: not valid YAML ({exc})") from exc
+    corpus = data.get("corpus") if isinstance(data, dict) else None
     try:
-        return parse_suite(data, documents)
-    except CaseError as exc:
+        if corpus is not None:
+            if not isinstance(corpus, str) or not corpus.strip():
+                raise CaseError("header: field 'corpus' must be a folder path relative to the case file")
+            folder = (path.parent / corpus).resolve()
+            documents = load_documents(folder)
+        elif isinstance(default, list):
+            folder, documents = None, default
+        else:
+            folder, documents = Path(default), load_documents(default)
+        suite = parse_suite(data, documents)
+    except (CaseError, CorpusError) as exc:
         raise CaseError(f"{path}: {exc}") from exc
+    suite.corpus = folder
+    return suite
 
 
 # ----- matching -----------------------------------------------------------------------------------------------------
@@ -475,6 +501,7 @@ def compute_metrics(results: list[CaseResult]) -> dict[str, float | None]:
         "answer": _compute_share(r.answer_ok for r in answerable),
         "f1": sum(r.f1 or 0.0 for r in answerable) / len(answerable) if answerable else None,
         "refusal": _compute_share(r.refusal_ok for r in refuse),
+        "near-miss": _compute_share(r.refusal_ok for r in refuse if "near-miss" in r.case.tags),
         "false-refusal": _compute_share(not r.refusal_ok for r in answerable),
         "evidence": _compute_share(r.evidence_hit for r in answerable),
         "mrr": sum(1 / r.rank if r.rank else 0.0 for r in answerable) / len(answerable) if answerable else None,
@@ -828,9 +855,21 @@ def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: in
     return results
 
 
+def for_corpus(settings, corpus: Path):
+    """Settings that answer from corpus, with an index of its own beside the cache (the main index stays as it is)."""
+    import hashlib
+
+    key = hashlib.sha256(str(corpus).encode()).hexdigest()[:12]
+    return settings.model_copy(
+        update={"corpus_dir": corpus, "index_dir": Path(settings.cache_dir) / "indexes" / f"{corpus.name}-{key}"}
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `assistant eval` to parser."""
-    parser.add_argument("cases", type=Path, help="YAML case file, e.g. tests/questions.yaml")
+    parser.add_argument(
+        "cases", type=Path, nargs="+", help="YAML case file(s), e.g. tests/questions.yaml; each may name its corpus"
+    )
     parser.add_argument("--baseline", type=Path, help="baseline JSON to compare against (or to write)")
     parser.add_argument("--report", type=Path, help="folder for eval.json and eval.html")
     parser.add_argument(
@@ -840,11 +879,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-grounding", action="store_true", help="turn the grounding check off (to measure what it buys)"
     )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="turn verification by meaning off (to measure what it buys)"
+    )
     parser.add_argument("--only", nargs="+", metavar="ID", help="run only these case ids")
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run the suite: 0 when every gate passes, 1 when a threshold or the baseline fails, 2 on bad input."""
+@dataclass
+class Plan:
+    """One case file to run: its cases, the settings (corpus and index) to answer them with, and its baseline."""
+
+    path: Path
+    suite: Suite
+    cases: list[Case]
+    settings: object  # assistant.settings.Settings
+    baseline: dict | None
+
+
+def plan_runs(args: argparse.Namespace) -> list[Plan]:
+    """Read and check every case file (and the options) before any model loads; CaseError or BaselineError."""
     from .settings import Settings
 
     overrides = {}
@@ -852,68 +905,74 @@ def main(args: argparse.Namespace) -> int:
         overrides["top_k"] = args.top_k
     if args.no_grounding:
         overrides["grounding_check"] = False
-    try:
-        settings = Settings(**overrides)
-        documents = load_documents(settings.corpus_dir)
-        suite = load_suite(args.cases, documents)
+    if args.no_verify:
+        overrides["verify"] = False
+    base = Settings(**overrides)
+    if len(args.cases) > 1 and (args.baseline or args.only):
+        raise CaseError("--baseline, --update-baseline and --only take one case file")
+    if args.update_baseline and (args.baseline is None or args.only):
+        raise CaseError("--update-baseline needs --baseline and the whole case set (no --only)")
+    plans = []
+    for path in args.cases:
+        suite = load_suite(path, base.corpus_dir)
+        settings = base
+        if suite.corpus is not None and suite.corpus != Path(base.corpus_dir).resolve():
+            settings = for_corpus(base, suite.corpus)
         cases = suite.cases
         if args.only:
             unknown = [i for i in args.only if i not in {c.id for c in cases}]
             if unknown:
-                raise CaseError(f"--only: no case with id {', '.join(map(repr, unknown))} in {args.cases}")
+                raise CaseError(f"--only: no case with id {', '.join(map(repr, unknown))} in {path}")
             cases = [c for c in cases if c.id in set(args.only)]
-        if args.update_baseline and (args.baseline is None or args.only):
-            raise CaseError("--update-baseline needs --baseline and the whole case set (no --only)")
         baseline = read_baseline(args.baseline) if args.baseline and not args.update_baseline else None
-    except ValueError as exc:  # CaseError, BaselineError, or a setting out of range (-k 0)
-        print(f"Error: {exc}", file=sys.stderr)
-        return 2
+        plans.append(Plan(Path(path), suite, cases, settings, baseline))
+    return plans
 
-    from .answering import Assistant
 
-    print(f"Loading the index and the model for {len(cases)} cases…", file=sys.stderr, flush=True)
-    assistant = Assistant(settings)
-    assistant.warm_up()
-    doc_texts = {d.doc_id: d.text for d in documents}
-    results = run_cases(assistant, cases, doc_texts, settings.top_k)
-
-    metrics = compute_metrics(results)
-    run_settings = {
+def run_settings(settings, only: list[str]) -> dict:
+    """The settings a report records: what changes the figures."""
+    return {
         "top_k": settings.top_k,
         "grounding_check": settings.grounding_check,
+        "verify": settings.verify,
+        "verify_threshold": settings.verify_threshold,
         "max_distance": settings.max_distance,
         "min_support": settings.min_support,
         "llm_backend": settings.llm_backend,
-        "only": list(args.only or []),
+        "only": list(only or []),
     }
-    failures = check_gates(
-        metrics, suite.thresholds, baseline["metrics"] if baseline else None, suite.tolerance, settings.top_k
-    )
+
+
+def report_plan(plan: Plan, results: list[CaseResult], args: argparse.Namespace, folder: Path | None) -> list[str]:
+    """Gate, print and write one case file's results; return its failures."""
+    baseline, recorded = plan.baseline, run_settings(plan.settings, args.only)
+    metrics = compute_metrics(results)
+    limits = baseline["metrics"] if baseline else None
+    failures = check_gates(metrics, plan.suite.thresholds, limits, plan.suite.tolerance, plan.settings.top_k)
     report = build_report(
         results,
-        case_file=str(args.cases),
-        settings=run_settings,
-        thresholds=suite.thresholds,
-        baseline=baseline["metrics"] if baseline else None,
+        case_file=str(plan.path),
+        settings=recorded,
+        thresholds=plan.suite.thresholds,
+        baseline=limits,
         failures=failures,
     )
     print()
     print(report["metric_line"])
-    passed = report["summary"]["passed"]
-    print(f"{passed}/{len(results)} cases passed")
+    print(f"{report['summary']['passed']}/{len(results)} cases passed")
     if baseline:
         before = baseline.get("passed") or {}
         newly = [r.case.id for r in results if before.get(r.case.id) and not r.passed]
         if newly:
             print(f"Newly failing since the baseline (not gated): {', '.join(newly)}")
         old = baseline.get("settings") or {}
-        changed = [f"{k} {old[k]}->{v}" for k, v in run_settings.items() if k in old and old[k] != v and k != "only"]
+        changed = [f"{k} {old[k]}->{v}" for k, v in recorded.items() if k in old and old[k] != v and k != "only"]
         if changed:
             print(f"Note: settings differ from the baseline's: {', '.join(changed)}")
         if args.only:
-            print(f"Note: {len(results)} of {len(suite.cases)} cases compared against the whole-set baseline")
-    if args.report:
-        json_path, html_path = write_report(report, args.report)
+            print(f"Note: {len(results)} of {len(plan.suite.cases)} cases compared against the whole-set baseline")
+    if folder:
+        json_path, html_path = write_report(report, folder)
         print(f"Report: {json_path} {html_path}")
     if args.update_baseline:
         args.baseline.parent.mkdir(parents=True, exist_ok=True)
@@ -921,6 +980,45 @@ def main(args: argparse.Namespace) -> int:
         print(f"Baseline written to {args.baseline}")
     for failure in failures:
         print(f"FAILED: {failure}")
-    if not failures:
-        print("PASSED")
-    return 1 if failures else 0
+    return failures
+
+
+def report_folder(args: argparse.Namespace, path: Path) -> Path | None:
+    """Where one case file's report goes: --report itself, or a folder per file when there are several."""
+    if not args.report:
+        return None
+    if len(args.cases) == 1:
+        return args.report
+    return args.report / f"{Path(path).resolve().parent.name}-{Path(path).stem}"
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the suites: 0 when every gate passes, 1 when a threshold or the baseline fails, 2 on bad input.
+
+    Several case files (each may name its own corpus) share one chat model and one embedding model.
+    """
+    try:
+        plans = plan_runs(args)
+    except ValueError as exc:  # CaseError, BaselineError, or a setting out of range (-k 0)
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+
+    from .answering import Assistant
+
+    failed, model, embeddings = [], None, None
+    for plan in plans:
+        print(f"{plan.path}: loading the index and the model for {len(plan.cases)} cases…", file=sys.stderr, flush=True)
+        assistant = Assistant(plan.settings, chat_model=model, embeddings=embeddings)
+        assistant.warm_up()
+        model, embeddings = assistant.chat_model, assistant.index.embeddings
+        doc_texts = {d.doc_id: d.text for d in assistant.documents}
+        results = run_cases(assistant, plan.cases, doc_texts, plan.settings.top_k)
+        if report_plan(plan, results, args, report_folder(args, plan.path)):
+            failed.append(str(plan.path))
+    if len(plans) > 1:
+        print(
+            f"\n{len(plans) - len(failed)}/{len(plans)} case files passed"
+            + (f"; failed: {', '.join(failed)}" if failed else "")
+        )
+    print("FAILED" if failed else "PASSED")
+    return 1 if failed else 0

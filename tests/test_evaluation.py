@@ -8,6 +8,7 @@ import subprocess
 import sys
 from argparse import Namespace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -263,6 +264,7 @@ def test_metrics_on_hand_built_answers():
         "answer": 0.5,
         "f1": pytest.approx(1 / 6),
         "refusal": 0.5,
+        "near-miss": None,  # no case is tagged near-miss
         "false-refusal": 0.5,
         "evidence": 0.5,
         "mrr": 0.25,  # (1/2 + 0) / 2
@@ -274,7 +276,9 @@ def test_metrics_on_hand_built_answers():
     assert latency["total"]["p50"] == pytest.approx(2.5) and latency["total"]["p95"] == pytest.approx(4.7)
     assert "rewrite" not in latency
     line = evaluation.format_metric_line(metrics, latency, 4)
-    assert line.startswith("answer 0.50  f1 0.17  refusal 0.50  false-refusal 0.50  evidence@4 0.50  mrr 0.25")
+    assert line.startswith(
+        "answer 0.50  f1 0.17  refusal 0.50  near-miss n/a  false-refusal 0.50  evidence@4 0.50  mrr 0.25"
+    )
     assert line.endswith("p50 2.5 s  p95 4.7 s")
 
 
@@ -319,8 +323,10 @@ def test_check_gates_thresholds_and_baseline():
 class FakeAssistant:
     """Stands in for the Assistant: answers every question with Colby, cited, or refuses must-refuse ones."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, chat_model=None, embeddings=None):
         self.settings = settings
+        self.chat_model, self.index = chat_model or object(), SimpleNamespace(embeddings=embeddings)
+        self.documents = DOCUMENTS
 
     def warm_up(self):
         return "skipped"
@@ -359,7 +365,7 @@ def test_main_writes_reports_and_baseline_then_gates_on_it(tmp_path, monkeypatch
     assert evaluation.main(eval_args(cases, baseline=baseline, report=report, update_baseline=True)) == 0
     out = capsys.readouterr().out
     assert re.search(r"^who\s+ok\s+ok\s+ok\s+ok\s+\d+$", out, re.M), out
-    assert "answer 1.00  f1 0.50  refusal 1.00  false-refusal 0.00  evidence@4 1.00  mrr 0.50" in out
+    assert "answer 1.00  f1 0.50  refusal 1.00  near-miss n/a  false-refusal 0.00  evidence@4 1.00  mrr 0.50" in out
     stored = json.loads(baseline.read_text())
     assert stored["metrics"]["mrr"] == 0.5 and stored["passed"] == {"who": True, "age": True}
     data = json.loads((report / "eval.json").read_text())
@@ -381,7 +387,7 @@ def test_main_writes_reports_and_baseline_then_gates_on_it(tmp_path, monkeypatch
 
 
 def test_main_rejects_bad_input_before_loading_models(tmp_path, monkeypatch, capsys):
-    def boom(settings):
+    def boom(settings, **models):
         raise AssertionError("the models must not load")
 
     monkeypatch.setattr("assistant.answering.Assistant", boom)
@@ -403,8 +409,10 @@ def test_cli_parses_eval_options():
     args = build_parser().parse_args(
         ["eval", "q.yaml", "--baseline", "b.json", "--report", "r", "-k", "1", "--no-grounding", "--only", "a", "b"]
     )
-    assert (args.cases, args.baseline, args.report) == (Path("q.yaml"), Path("b.json"), Path("r"))
+    assert (args.cases, args.baseline, args.report) == ([Path("q.yaml")], Path("b.json"), Path("r"))
     assert (args.top_k, args.no_grounding, args.only, args.update_baseline) == (1, True, ["a", "b"], False)
+    args = build_parser().parse_args(["eval", "a.yaml", "b.yaml", "--no-verify"])
+    assert (args.cases, args.no_verify) == ([Path("a.yaml"), Path("b.yaml")], True)
 
 
 def test_evaluation_imports_nothing_heavy():
