@@ -20,11 +20,11 @@ from .guard import (
     is_off_task,
     needs_rewrite,
     normalize_history,
-    unknown_entities,
     validate_question,
 )
 from .settings import Settings
 from .text import content_stems, entity_words, find_entity
+from .verify import Verdict, Verifier
 
 log = logging.getLogger(__name__)
 _MARKERS = re.compile(r"\s*\[\d+\]")
@@ -120,8 +120,9 @@ class Answer:
     passages: list[Passage] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     standalone_question: str = ""
-    reason: str = "answered"  # answered | not_in_article | unsupported | off_task | greeting
+    reason: str = "answered"  # answered | not_in_article | unsupported | unverified | off_task | greeting
     draft: str = ""  # what the model wrote, before the grounding check
+    verdicts: list[Verdict] = field(default_factory=list)  # the verification of each checked sentence
 
     def to_dict(self) -> dict:
         """Return the answer as plain data (for JSON and the web API)."""
@@ -135,7 +136,31 @@ class Answer:
             "passages": [p.to_dict() for p in self.passages],
             "timings": self.timings,
             "draft": self.draft,
+            "verdicts": [v.to_dict() for v in self.verdicts],
         }
+
+
+@dataclass
+class _Run:
+    """What one answer has produced so far: the sentences kept, their citations and verdicts, and the model's draft."""
+
+    question: str
+    system: str
+    candidates: list[Passage]
+    kept: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)  # sentences without content words ("Yes."), shown with the next
+    numbering: dict[str, int] = field(default_factory=dict)
+    citations: list[Citation] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    draft: str = ""
+    declined: bool = False
+    failed: bool = False  # some sentence failed verification
+
+    def reset(self, system: str, candidates: list[Passage]) -> None:
+        """Start over with another prompt (the retry): nothing of the first attempt was shown."""
+        self.system, self.candidates, self.declined = system, candidates, False
+        self.pending.clear()
+        self.draft += "\n"
 
 
 class Assistant:
@@ -244,6 +269,23 @@ class Assistant:
                 self._chat_model = build_chat_model(self.settings)
             return self._chat_model
 
+    @property
+    def verifier(self) -> Verifier | None:
+        """The verification stage, judging with the chat model; None when verification is off."""
+        if not (self.settings.verify and self.settings.grounding_check):
+            return None
+        return Verifier(
+            self.chat_model, self.templates["verify"], self.settings.verify_threshold, self.settings.verify_top_logprobs
+        )
+
+    @property
+    def _verify_with_article(self) -> bool:
+        with_article = self.settings.verify_with_article
+        return self.settings.llm_backend != "llamacpp" if with_article is None else with_article
+
+    def _doc_text(self, doc_id: str) -> str:
+        return next(d.text for d in self.documents if d.doc_id == doc_id)
+
     def warm_up(self) -> str:
         """Load everything and have the model read the article prefix now, so the first question is fast."""
         self.load()
@@ -317,14 +359,14 @@ class Assistant:
         timings["retrieve"] = time.perf_counter() - t
         refusal = Answer(text, NOT_IN_ARTICLE, abstained=True, passages=found.passages, standalone_question=standalone)
 
-        # Answerability by code: an unrelated question, or one about names the corpus never mentions, is refused
-        # before the model can make something up.
+        # Only a question far from every passage is refused without the model: a word the article lacks is no
+        # reason to refuse (the user may name a region, a capital or a country in other words); verification by
+        # meaning decides what the answer may say.
         if self.settings.grounding_check:
             unrelated = found.best_distance > self.settings.max_distance and found.lexical_overlap < 0.5
-            strangers = unknown_entities(standalone, view.text)
-            if unrelated or strangers:
+            if unrelated:
                 refusal.reason = "not_in_article"
-                log.info("Refused %r: distance %.2f, unknown names %s", standalone, found.best_distance, strangers)
+                log.info("Refused %r: best distance %.2f", standalone, found.best_distance)
                 yield NOT_IN_ARTICLE
                 yield done(refusal)
                 return
@@ -337,83 +379,37 @@ class Assistant:
             messages = self._messages(system, text, turns[-2:])
         else:
             messages = self._messages(system, standalone)
-        candidates = view.passages if view.system else found.passages
-
-        numbering: dict[str, int] = {}
-        citations: list[Citation] = []
-        kept: list[str] = []
-        pending: list[str] = []  # sentences without content words ("Yes."), shown with the next supported one
-        draft = ""
-        buffer = ""
-        declined = False
+        run = _Run(standalone, system, view.passages if view.system else found.passages)
         t = time.perf_counter()
-        first_token = None
-
-        def check(sentence: str) -> str | None:
-            nonlocal declined
-            sentence = clean_sentence(sentence)
-            if not sentence:
-                return None
-            if is_decline(sentence):
-                declined = True
-                return None
-            if not self.settings.grounding_check:
-                return sentence
-            support = self.grounder.support(sentence, candidates, standalone)
-            if support is None:
-                if not self.grounder.claim_terms(sentence)[0]:
-                    pending.append(sentence)
-                else:
-                    log.info("Dropped unsupported sentence: %r", sentence)
-                return None
-            return self._cite(support, numbering, citations)
-
-        def emit(sentence: str) -> Iterator[str]:
-            marked = check(sentence)
-            if marked and not declined:
-                piece = " ".join(pending + [marked])
-                pending.clear()
-                kept.append(piece)
-                # The first checked text a reader sees (the model's first token comes earlier, unchecked).
-                timings.setdefault("first_text", time.perf_counter() - t)
-                yield (" " if len(kept) > 1 else "") + piece
-
-        try:
-            for token in self._model_tokens(messages):
-                if first_token is None and token:
-                    first_token = time.perf_counter() - t
-                draft += token
-                buffer += token
-                sentences = split_answer(buffer)
-                # All but the last sentence are complete; the last may still grow.
-                if len(sentences) > 1 or buffer.endswith("\n"):
-                    complete = sentences if buffer.endswith("\n") else sentences[:-1]
-                    for sentence in complete:
-                        yield from emit(sentence)
-                    buffer = "" if buffer.endswith("\n") else sentences[-1]
-                if declined:
-                    break
-        finally:
-            timings["first_token"] = first_token if first_token is not None else time.perf_counter() - t
-        if not declined:
-            for sentence in split_answer(buffer):
-                yield from emit(sentence)
+        yield from self._generate(run, messages, timings, t)
         timings["generate"] = time.perf_counter() - t
+
+        # A small model often reads a short context better: when it declines a question that retrieval matched
+        # closely, ask once more with only the best passages (and verify that answer like any other).
+        if run.declined and not run.kept and found.best_distance <= self.settings.retry_distance:
+            t = time.perf_counter()
+            best = found.passages[: self.settings.retry_passages]
+            retry_system = self.templates["system"].format(title="Articles", context=render_context(best))
+            run.reset(retry_system, best)
+            yield from self._generate(run, self._messages(retry_system, standalone), timings, t)
+            timings["retry"] = time.perf_counter() - t
 
         # A small model tends to stop after the first of two asked-for things: ask it once for the rest, and keep
         # only a checked sentence that cites new text and is about what the question names.
-        if self.settings.grounding_check and len(kept) == 1 and not declined and asks_for_several(standalone):
+        if self.settings.grounding_check and len(run.kept) == 1 and not run.declined and asks_for_several(standalone):
             t = time.perf_counter()
-            for sentence in self._the_rest(system, standalone, kept[0], candidates, citations):
-                yield from emit(sentence)
+            for sentence in self._the_rest(run.system, standalone, run.kept[0], run.candidates, run.citations):
+                yield from self._emit(run, sentence, timings, t)
             timings["complete"] = time.perf_counter() - t
 
+        kept = run.kept
         if self.settings.grounding_check and kept and not fits_question(standalone, " ".join(kept)):
             log.info("Answer %r does not fit the question %r", kept, standalone)
             kept = []
-        if declined or not kept:
-            refusal.reason = "not_in_article" if declined else "unsupported"
-            refusal.draft = draft
+        if run.declined or not kept:
+            refusal.reason = "not_in_article" if run.declined else ("unverified" if run.failed else "unsupported")
+            refusal.draft = run.draft
+            refusal.verdicts = run.verdicts
             yield NOT_IN_ARTICLE
             yield done(refusal)
             return
@@ -423,12 +419,80 @@ class Assistant:
             Answer(
                 text,
                 " ".join(kept),
-                citations=citations,
+                citations=run.citations,
                 passages=found.passages,
                 standalone_question=standalone,
-                draft=draft,
+                draft=run.draft,
+                verdicts=run.verdicts,
             )
         )
+
+    def _generate(self, run: _Run, messages, timings: dict, t: float) -> Iterator[str]:
+        """Stream the model's answer to messages, yielding each sentence once it is checked, verified and cited."""
+        buffer = ""
+        first_token = None
+        try:
+            for token in self._model_tokens(messages):
+                if first_token is None and token:
+                    first_token = time.perf_counter() - t
+                run.draft += token
+                buffer += token
+                sentences = split_answer(buffer)
+                # All but the last sentence are complete; the last may still grow.
+                if len(sentences) > 1 or buffer.endswith("\n"):
+                    complete = sentences if buffer.endswith("\n") else sentences[:-1]
+                    for sentence in complete:
+                        yield from self._emit(run, sentence, timings, t)
+                    buffer = "" if buffer.endswith("\n") else sentences[-1]
+                if run.declined:
+                    break
+        finally:
+            timings.setdefault("first_token", first_token if first_token is not None else time.perf_counter() - t)
+        if not run.declined:
+            for sentence in split_answer(buffer):
+                yield from self._emit(run, sentence, timings, t)
+
+    def _emit(self, run: _Run, sentence: str, timings: dict, t: float) -> Iterator[str]:
+        marked = self._check(run, sentence, timings)
+        if marked and not run.declined:
+            piece = " ".join(run.pending + [marked])
+            run.pending.clear()
+            run.kept.append(piece)
+            # The first checked text a reader sees (the model's first token comes earlier, unchecked).
+            timings.setdefault("first_text", time.perf_counter() - t)
+            yield (" " if len(run.kept) > 1 else "") + piece
+
+    def _check(self, run: _Run, sentence: str, timings: dict) -> str | None:
+        """The sentence with its citation markers when the passages support it and verification passes, else None."""
+        sentence = clean_sentence(sentence)
+        if not sentence:
+            return None
+        if is_decline(sentence):
+            run.declined = True
+            return None
+        if not self.settings.grounding_check:
+            return sentence
+        support = self.grounder.support(sentence, run.candidates, run.question)
+        if support is None:
+            if not self.grounder.claim_terms(sentence)[0]:
+                run.pending.append(sentence)
+            else:
+                log.info("Dropped unsupported sentence: %r", sentence)
+            return None
+        if self.verifier is not None:
+            started = time.perf_counter()
+            claim = " ".join(run.pending + [sentence])
+            evidence = [
+                self._doc_text(p.doc_id)[s:e] for p, (s, e) in zip(support.passages, support.quotes, strict=True)
+            ]
+            context = run.system if self._verify_with_article else None
+            verdict = self.verifier.judge(run.question, claim, evidence, context)
+            timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - started
+            run.verdicts.append(verdict)
+            if not verdict.passed:
+                run.failed = True
+                return None
+        return self._cite(support, run.numbering, run.citations)
 
     # ----- helpers -------------------------------------------------------------------------------------------
     def _the_rest(
@@ -534,16 +598,15 @@ class Assistant:
     def _cite(self, support: Support, numbering: dict[str, int], citations: list[Citation]) -> str:
         markers = []
         for passage, (start, end) in zip(support.passages, support.quotes, strict=True):
+            doc_text = self._doc_text(passage.doc_id)
             if passage.passage_id in numbering:
                 # Another sentence cites the same passage: widen its quote to cover both spans.
                 i = numbering[passage.passage_id] - 1
                 old = citations[i]
                 lo, hi = min(old.start, start), max(old.end, end)
-                doc_text = next(d.text for d in self.documents if d.doc_id == passage.doc_id)
                 citations[i] = replace(old, start=lo, end=hi, quote=doc_text[lo:hi])
             else:
                 numbering[passage.passage_id] = len(numbering) + 1
-                doc_text = next(d.text for d in self.documents if d.doc_id == passage.doc_id)
                 citations.append(Citation.of(passage, numbering[passage.passage_id], start, end, doc_text))
             markers.append(numbering[passage.passage_id])
         return mark_sentence(support.sentence, markers)

@@ -32,7 +32,10 @@ PROMPT_PLACEHOLDERS = {
     "question": {"question"},
     "condense": {"history", "question"},
     "more": set(),  # asked after a first answer that covered one of two asked-for things
+    "verify": {"evidence", "question"},  # the verification stage's yes/no judgement
 }
+# Placeholders a template may use besides those: the judgement may also be shown the answer sentence itself.
+OPTIONAL_PLACEHOLDERS = {"verify": {"answer"}}
 
 
 class PromptError(RuntimeError):
@@ -56,9 +59,10 @@ def load_prompt(prompts_dir: Path, name: str) -> str:
     except OSError as exc:
         raise PromptError(f"Prompt template {path} is missing; restore it from the repository.") from exc
     expected = PROMPT_PLACEHOLDERS.get(name)
-    if expected is not None and placeholders(template) != expected:
+    used = placeholders(template) - OPTIONAL_PLACEHOLDERS.get(name, set())
+    if expected is not None and used != expected:
         raise PromptError(
-            f"Prompt template {path} must use the placeholders {sorted(expected)}, not {sorted(placeholders(template))}."
+            f"Prompt template {path} must use the placeholders {sorted(expected)}, not {sorted(used)}."
         )
     return template.strip()
 
@@ -95,6 +99,8 @@ class LlamaCppChat(BaseChatModel):
 
     _llm: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
+    _prefix: Any = PrivateAttr(default=None)  # (system text, tokens, KV bytes) of the warmed prompt, kept in RAM
+    _away: bool = PrivateAttr(default=False)  # the cache holds another prompt than the warmed one
 
     @property
     def _llm_type(self) -> str:
@@ -126,12 +132,62 @@ class LlamaCppChat(BaseChatModel):
                 log.info("Loaded %s in %.1f s", Path(self.model_path).name, time.perf_counter() - started)
             return self._llm
 
+    def _ready_for(self, messages: list[BaseMessage]):
+        """The loaded model, its cache holding the warmed article prefix again when messages start with it.
+
+        A judgement without the article, or a retry on a short context, leaves other tokens in llama.cpp's single
+        cache; reading the article again would cost many seconds, so its KV cache, kept in RAM since the warm-up,
+        is put back (a copy of some tens of MB).
+        """
+        llm = self.load()
+        system = str(messages[0].content) if messages and messages[0].type == "system" else None
+        if self._prefix is None:
+            return llm
+        if system != self._prefix[0]:
+            self._away = True
+        elif self._away:
+            self._put_back(llm)
+        return llm
+
+    def _keep_prefix(self, llm, system: str) -> None:
+        """Copy the cache of the prompt just read (the article prefix) to RAM."""
+        import ctypes
+
+        import llama_cpp
+
+        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, 0) != size:
+            return  # nothing kept: the article is read again when needed, as before
+        self._prefix = (system, list(llm.input_ids[: llm.n_tokens]), buffer, size)
+        self._away = False
+
+    def _put_back(self, llm) -> None:
+        import llama_cpp
+
+        _, tokens, buffer, size = self._prefix
+        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, size, 0) != size:
+            llm.reset()  # the prefix is read again from scratch
+            self._prefix = None
+            return
+        llm.input_ids[: len(tokens)] = tokens
+        llm.n_tokens = len(tokens)
+        llm._requires_eval = True
+        self._away = False
+
     @staticmethod
     def _as_dicts(messages: list[BaseMessage]) -> list[dict]:
         roles = {"system": "system", "human": "user", "ai": "assistant"}
         return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
 
     def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
+        if kwargs.get("logprobs"):  # a judgement inside a streamed chain: one token, as in _generate
+            message = self._first_token_logprobs(messages, int(kwargs.get("top_logprobs") or 20)).generations[0].message
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(content=message.content, response_metadata=message.response_metadata)
+            )
+            return
         # One worker thread holds the lock for the whole generation: a generator may be resumed on another thread
         # (Gradio does), and a lock must be released by the thread that took it.
         tokens: queue.Queue = queue.Queue()
@@ -140,7 +196,7 @@ class LlamaCppChat(BaseChatModel):
         def produce() -> None:
             try:
                 with self._lock:
-                    llm = self.load()
+                    llm = self._ready_for(messages)
                     parts = llm.create_chat_completion(
                         self._as_dicts(messages),
                         temperature=0.0,
@@ -172,8 +228,43 @@ class LlamaCppChat(BaseChatModel):
             cancelled.set()  # the reader stopped early (a refusal, a closed page): stop generating
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        if kwargs.get("logprobs"):
+            return self._first_token_logprobs(messages, int(kwargs.get("top_logprobs") or 20))
         text = "".join(c.message.content for c in self._stream(messages, stop, run_manager, **kwargs))
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _first_token_logprobs(self, messages, top: int) -> ChatResult:
+        """One token, with the log-probabilities of the top candidates in OpenAI's response format.
+
+        llama-cpp-python's own logprobs need logits_all=True (a logits row per prompt token: gigabytes); the last
+        position's logits, which a logits processor sees before sampling, are all the first token needs. The prompt
+        still goes through create_chat_completion, so the cached article prefix is reused.
+        """
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        seen: list = []
+
+        def capture(_input_ids, scores):
+            seen.append(np.array(scores, dtype=np.float64))
+            return scores
+
+        with self._lock:
+            llm = self._ready_for(messages)
+            reply = llm.create_chat_completion(
+                self._as_dicts(messages), temperature=0.0, max_tokens=1, logits_processor=LogitsProcessorList([capture])
+            )
+            logits = seen[0]
+            logprobs = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))
+            best = np.argsort(-logprobs)[:top]
+            candidates = [
+                {"token": llm.detokenize([int(i)]).decode("utf-8", errors="replace"), "logprob": float(logprobs[i])}
+                for i in best
+            ]
+        text = reply["choices"][0]["message"]["content"] or ""
+        first = {"token": candidates[0]["token"], "logprob": candidates[0]["logprob"], "top_logprobs": candidates}
+        message = AIMessage(content=text, response_metadata={"logprobs": {"content": [first]}})
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
     def warm(self, messages: list[BaseMessage]) -> str:
         """Make the model read messages' prompt now (or restore that state from disk); return what was done."""
@@ -182,17 +273,20 @@ class LlamaCppChat(BaseChatModel):
             prompt = self._as_dicts(messages)
             key = hashlib.sha256(repr((Path(self.model_path).name, self.n_ctx, prompt)).encode()).hexdigest()[:24]
             state_file = Path(self.state_dir) / f"state-{key}.pkl" if self.state_dir else None
+            how = "computed"
             if state_file and state_file.is_file():
                 try:
                     self._restore(llm, state_file)
-                    return "restored"
+                    how = "restored"
                 except Exception as exc:  # a damaged state file is only a lost shortcut
                     log.warning("Ignoring unreadable model state %s (%s)", state_file, exc)
                     state_file.unlink(missing_ok=True)
-            llm.create_chat_completion(prompt, temperature=0.0, max_tokens=1)
-            if state_file:
-                self._save(llm, state_file)
-            return "computed"
+            if how == "computed":
+                llm.create_chat_completion(prompt, temperature=0.0, max_tokens=1)
+                if state_file:
+                    self._save(llm, state_file)
+            self._keep_prefix(llm, prompt[0]["content"])
+            return how
 
     @staticmethod
     def _save(llm, path: Path) -> None:

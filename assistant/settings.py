@@ -60,6 +60,30 @@ class Settings(BaseSettings):
         0.5, description="Share of an answer sentence's content words a passage must contain to support it."
     )
 
+    # Verification (by meaning, with the chat model as judge)
+    verify: bool = Field(
+        True,
+        description="Before an answer sentence is shown, ask the model whether the sentences it cites state it as the answer to this question, and drop it when they do not.",
+    )
+    verify_threshold: float = Field(
+        0.78,
+        ge=0.0,
+        le=1.0,
+        description="Lowest probability of 'yes' (against 'no', from the judgement's first token) for a sentence to pass verification; 0.78 gave the best balanced accuracy on the dev split (python -m benchmarks.verification).",
+    )
+    verify_with_article: bool | None = Field(
+        None,
+        description="Show the judgement the article (the answer's system prompt) before the evidence; unset: only for remote backends, whose cached article prefix the in-process put-back cannot restore.",
+    )
+    verify_top_logprobs: int = Field(
+        20, ge=2, le=100, description="Candidates of the judgement's first token searched for 'yes' and 'no'."
+    )
+    retry_distance: float = Field(
+        0.55,
+        description="When the model declines a question whose best passage is at most this cosine distance away, ask once more with only the best passages.",
+    )
+    retry_passages: int = Field(2, ge=1, le=10, description="How many of the best passages the retry shows the model.")
+
     # Generation
     llm_backend: Literal["llamacpp", "openai", "ollama"] = Field(
         "llamacpp", description="Which model runs the answers."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
 from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
 from assistant.corpus import load_passages, split_sentences
@@ -30,19 +32,37 @@ from assistant.settings import PROJECT_ROOT, Settings
 CORPUS = PROJECT_ROOT / "corpus"
 
 
+def judgement(p_yes: float) -> ChatResult:
+    """A one-token reply with OpenAI-style log-probabilities of "Yes" and "No", as the verifier reads them."""
+    top = [{"token": "Yes", "logprob": math.log(p_yes)}, {"token": "No", "logprob": math.log(1 - p_yes)}]
+    top.sort(key=lambda c: -c["logprob"])
+    message = AIMessage(top[0]["token"], response_metadata={"logprobs": {"content": [{**top[0], "top_logprobs": top}]}})
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
 class RecordingModel(GenericFakeChatModel):
-    """A fake chat model that replies from a list and remembers every prompt it was sent."""
+    """A fake chat model that replies from a list and remembers every prompt it was sent.
+
+    Verification judgements (calls asking for logprobs) are answered with P(yes) = p_yes, or the next of p_yes_seq,
+    and recorded apart, in judgements, so the answer replies stay in order.
+    """
 
     prompts: list = []
+    judgements: list = []
+    p_yes: float = 0.95
+    p_yes_seq: list = []
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        if kwargs.get("logprobs"):
+            self.judgements.append([m.content for m in messages])
+            return judgement(self.p_yes_seq.pop(0) if self.p_yes_seq else self.p_yes)
         # GenericFakeChatModel streams through _generate too, so every call passes here once.
         self.prompts.append([m.content for m in messages])
         return super()._generate(messages, stop, run_manager, **kwargs)
 
 
-def fake(*replies: str) -> RecordingModel:
-    return RecordingModel(messages=iter([AIMessage(r) for r in replies]), prompts=[])
+def fake(*replies: str, p_yes: float = 0.95) -> RecordingModel:
+    return RecordingModel(messages=iter([AIMessage(r) for r in replies]), prompts=[], judgements=[], p_yes=p_yes)
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +79,8 @@ def settings(tmp_path):
     return Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
 
 
-def make(settings, embeddings, *replies):
-    return Assistant(settings, chat_model=fake(*replies), embeddings=embeddings)
+def make(settings, embeddings, *replies, p_yes: float = 0.95):
+    return Assistant(settings, chat_model=fake(*replies, p_yes=p_yes), embeddings=embeddings)
 
 
 # ----- corpus ------------------------------------------------------------------------------------------------------
@@ -401,17 +421,29 @@ def test_unsupported_sentence_is_dropped_and_rest_kept(settings, embeddings):
 
 
 def test_model_decline_is_a_refusal(settings, embeddings):
-    assistant = make(settings, embeddings, "The article does not say.")
+    # Retrieval matches the question closely, so a first decline is asked once more with only the best passages.
+    assistant = make(settings, embeddings, "The article does not say.", "The article does not say.")
     answer = assistant.answer("How many soldiers are in the rotating brigade in Romania?")
     assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.reason == "not_in_article"
+    assert len(assistant.chat_model.prompts) == 2
 
 
-def test_unrelated_or_unknown_names_refused_without_model(settings, embeddings):
+def test_unrelated_question_refused_without_model(settings, embeddings):
     assistant = make(settings, embeddings)  # no replies: calling the model would fail
-    for question in ("What is the capital of Australia?", "What did Italy's defence minister say?"):
-        answer = assistant.answer(question)
-        assert answer.abstained and answer.text == NOT_IN_ARTICLE
+    answer = assistant.answer("What is the capital of Australia?")
+    assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.reason == "not_in_article"
     assert assistant.chat_model.prompts == []
+
+
+def test_a_name_the_article_lacks_is_left_to_verification(settings, embeddings):
+    # No lexical rule refuses a question for a name the article never uses: the model answers, and the verifier
+    # judges whether the cited text states that answer to this question.
+    reply = "Italy's defence minister said it is only natural for Europe to take on more of the burden."
+    refused = make(settings, embeddings, reply, p_yes=0.2).answer("What did Italy's defence minister say?")
+    assert refused.abstained and refused.reason == "unverified" and refused.citations == []
+    assert [v.passed for v in refused.verdicts] == [False]
+    accepted = make(settings, embeddings, reply, p_yes=0.9).answer("What did Italy's defence minister say?")
+    assert not accepted.abstained and accepted.citations[0].passage_id == "nato-3-0:p7"
 
 
 def test_off_task_refused_without_model(settings, embeddings):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -94,3 +95,27 @@ def test_saved_article_state_answers_exactly_like_reading_the_article(tmp_path):
     for state in tmp_path.glob("state-*.pkl"):
         state.write_bytes(state.read_bytes()[:1000])
     assert fresh().warm(prefix) == "computed"
+
+
+@pytest.mark.real
+def test_the_article_prefix_is_put_back_after_another_prompt(assistant):
+    # A judgement or a retry without the article takes llama.cpp's only cache; the article's KV cache, kept in RAM
+    # since the warm-up, comes back for the next question, which answers exactly as before.
+    model = assistant.chat_model
+    question = assistant._messages(assistant.view().system, "Which countries will exceed the 3.5% target?")
+    before = model.invoke(question).content
+    model.invoke([HumanMessage("Reply with one word: hello")])
+    assert model._away
+    after = model.invoke(question).content
+    assert after == before and not model._away
+
+
+@pytest.mark.real
+def test_first_token_logprobs_come_from_the_real_model(assistant):
+    model = assistant.chat_model
+    messages = assistant._messages(assistant.view().system, "Is the article about NATO? Reply with yes or no.")
+    reply = model.invoke(messages, logprobs=True, top_logprobs=10, max_tokens=1)
+    (first,) = reply.response_metadata["logprobs"]["content"]
+    probabilities = [math.exp(c["logprob"]) for c in first["top_logprobs"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0.5 < sum(probabilities) <= 1.0001
+    assert first["token"].strip().lower() == "yes" and reply.content.strip().lower() == "yes"
