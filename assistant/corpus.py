@@ -27,6 +27,7 @@ class Document:
     source: str
     text: str
     sha256: str
+    examples: tuple[str, ...] = ()  # example questions from NAME.meta.json, shown by the web chat
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class Passage:
 
     @property
     def label(self) -> str:
-        """Human-readable place of the passage, e.g. 'nato-3-0 ¶5'."""
+        """Human-readable place of the passage, e.g. 'harbour-news ¶5'."""
         return f"{self.doc_id} ¶{self.number}"
 
     def with_scores(self, score: float, distance: float | None) -> Passage:
@@ -138,6 +139,7 @@ def load_documents(corpus_dir: Path) -> list[Document]:
                 source=str(meta.get("source") or path.name),
                 text=text,
                 sha256=hashlib.sha256(raw).hexdigest(),
+                examples=tuple(str(q) for q in meta.get("examples") or () if str(q).strip()),
             )
         )
     if not documents:

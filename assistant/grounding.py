@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from .corpus import Passage, split_sentences
-from .text import ALIASES, content_stems, entity_words, find_entity, fold, lowercase_words, numbers, words
+from .text import CAPITAL_RUN, content_stems, entity_words, find_entity, fold, lowercase_words, numbers, words
 
 # The model's own references ("[2]", "(¶5)", "Paragraph 3:") are never trusted: citations are attached by code.
 _MODEL_MARKERS = re.compile(
@@ -31,12 +31,11 @@ _DECLINE = re.compile(
 _CLAUSE_SPLIT = re.compile(
     r",?\s+(?:and|but|while|whereas|because|although|as well as)\s+|;\s+|,\s+(?:which|who|whereas|while)\s+", re.I
 )
-_CAPITAL_RUN = re.compile(r"[A-Z][\w'’-]*(?: +(?:of +)?[A-Z][\w'’-]*)+")
 _ACRONYM_AFTER = re.compile(r"((?:[A-Z][\w'’-]* +)+)\(([A-Z]{2,})\)")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an ai\b)")
 _MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
-_MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Colby")
+_MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Smith")
 
 _WHEN = re.compile(
     r"^\W*(?:(?:on|in|at|by|from|until) )?(when|what (date|day|year|month|time)|which (date|day|year|month)|what year)\b",
@@ -90,7 +89,7 @@ class Support:
 
 
 def _abbreviates(acronym: str, phrase: str) -> bool:
-    """True when acronym's letters run, in order, through the letters of phrase's last few words ("SACEUR")."""
+    """True when acronym's letters run, in order, through the letters of phrase's last few words ("WHO")."""
     names = phrase.split()
     for k in range(len(names)):
         tail = fold(" ".join(names[k:]))
@@ -103,7 +102,7 @@ def _abbreviates(acronym: str, phrase: str) -> bool:
 def clean_sentence(sentence: str) -> str:
     """Remove the model's own reference markers, list bullets and acronyms it coined for the article's names."""
     sentence = _MODEL_MARKERS.sub("", sentence)
-    # "Supreme Allied Commander Europe (SACEUR)": the acronym is the model's, not the article's; the name is enough.
+    # "World Health Organization (WHO)" where the article never writes "WHO": the acronym is the model's, not the article's; the name is enough.
     sentence = _ACRONYM_AFTER.sub(
         lambda m: m.group(1).rstrip() if _abbreviates(m.group(2), m.group(1)) else m.group(), sentence
     )
@@ -137,6 +136,7 @@ class Grounder:
         self._stems = {p.passage_id: content_stems(p.text) for p in passages}
         self._numbers = {p.passage_id: numbers(p.text) for p in passages}
         self._vocabulary = lowercase_words(" ".join(p.text for p in passages))
+        self._corpus_words = frozenset(w for p in passages for w in words(p.text))
         by_doc: dict[str, list[Passage]] = {}
         for p in passages:
             by_doc.setdefault(p.doc_id, []).append(p)
@@ -147,6 +147,10 @@ class Grounder:
         if find_entity(name, text):
             return True
         return any(find_entity(person, text) for person in self._links.get(passage.doc_id, {}).get(fold(name), ()))
+
+    def _stranger(self, name: str, question: str) -> bool:
+        """True when name comes from the question and no passage of the corpus uses it."""
+        return find_entity(name, question) and not all(w in self._corpus_words for w in words(name))
 
     def claim_terms(self, sentence: str) -> tuple[set[str], list[str], set[str]]:
         """Content stems, names and numbers of a sentence: what a supporting passage must contain."""
@@ -173,7 +177,7 @@ class Grounder:
         parts = []
         for clause in clauses:
             if not content_stems(clause) - asked:
-                continue  # a clause that only repeats the question ("Rutte said") carries no claim of its own
+                continue  # a clause that only repeats the question ("Smith said") carries no claim of its own
             part = self._single(clause, pool, asked, echoed, question)
             if part is None or len(self.claim_terms(clause)[0]) < _MIN_CLAUSE_WORDS:
                 return None
@@ -202,7 +206,9 @@ class Grounder:
         stems, names, nums = self.claim_terms(claim)
         echoed_names, premise = echoed
         premise_names = [n for n in names if fold(n) in echoed_names]
-        names = [n for n in names if fold(n) not in echoed_names]
+        # A name the question brings and the corpus never uses ("Burma" for "Myanmar") is the user's own
+        # wording: words cannot settle it either way, so verification by meaning does.
+        names = [n for n in names if fold(n) not in echoed_names and not self._stranger(n, question)]
         # What the sentence adds to the question is the answer: it, not the echo of the question's own words,
         # needs support; a sentence that adds nothing ("The agreement came out of the talks") answers nothing.
         novel = stems - asked
@@ -211,7 +217,7 @@ class Grounder:
         name_stems = {n: content_stems(n) & novel for n in names}
 
         def covered(passage: Passage) -> set[str]:
-            # A name counts as covered in any spelling the passage uses ("the Netherlands" for "Dutch").
+            # A name counts as covered in any spelling the passage uses ("Norway" for "Norwegian").
             found = novel & self._stems[passage.passage_id]
             for name, its_stems in name_stems.items():
                 if its_stems and self._named(name, passage, passage.text):
@@ -219,7 +225,7 @@ class Grounder:
             return found
 
         scored = sorted(((len(covered(p)), i, p) for i, p in enumerate(pool)), key=lambda t: (-t[0], t[1]))
-        # A bare answer ("Eldridge Colby") borrows its predicate from the question, so its passage must hold that
+        # A bare answer ("Jane Smith") borrows its predicate from the question, so its passage must hold that
         # predicate too: a name is no answer to "who agreed" when its paragraph says nothing about agreeing.
         fragment = bool(asked) and not stems & asked and len(words(claim)) <= _MAX_FRAGMENT_WORDS
         question_names = entity_words(question) if fragment else []
@@ -237,7 +243,7 @@ class Grounder:
             ):
                 continue  # the question's premise names what this passage never speaks to
             # Names and numbers are where small models invent: each must stand in this very passage, and names
-            # in or just before the sentence that carries the claim ("Rutte emphasized… That, he argued, …"), so a
+            # in or just before the sentence that carries the claim ("Smith emphasized… That, she argued, …"), so a
             # minister is not credited with the words of the one quoted after him.
             if nums <= self._numbers[passage.passage_id] and self._attributed(passage, novel, names):
                 return Support(claim, (passage,), (self._quote(passage, stems),), coverage)
@@ -280,9 +286,9 @@ class Grounder:
 def echoed_premise(sentence: str, question: str) -> tuple[frozenset[str], frozenset[str]]:
     """Names the sentence uses only inside a long phrase copied from the question, and that phrase's other stems.
 
-    "A key indicator that Europe's attitude has really changed is …": "Europe" belongs to the question's premise, not
+    "A key sign that Norway's policy has really changed is …": "Norway" belongs to the question's premise, not
     to the claim, so the passage that backs the claim need not name it, as long as it speaks to the premise at all
-    ("A key sign of that shift…"). Short echoes ("Europe wants …") do not count.
+    ("A key sign of that shift…"). Short echoes ("Norway wants …") do not count.
     """
     said, asked = words(sentence), words(question)
     if not said or not asked:
@@ -325,19 +331,19 @@ def split_clauses(sentence: str) -> list[str]:
 
 
 def title_links(text: str, passages: list[Passage]) -> dict[str, set[str]]:
-    """Titles and first names one article (text, its passages) puts before a person's name: {"mark": {"Rutte"}}.
+    """Titles and first names one article (text, its passages) puts before a person's name: {"jane": {"Smith"}}.
 
-    "NATO Secretary General Mark Rutte … Rutte emphasized": a claim about "the Secretary General" may stand on a
-    passage that only says "Rutte". Names that many passages use (Europe) are places and topics, not persons.
+    "UN Special Envoy Jane Smith … Smith emphasized": a claim about "the Special Envoy" may stand on a
+    passage that only says "Smith". Names that many passages use (a country) are places and topics, not persons.
     """
     mentions: dict[str, int] = {}
     for p in passages:
         for name in set(map(fold, entity_words(p.text))):
             mentions[name] = mentions.get(name, 0) + 1
     links: dict[str, set[str]] = {}
-    for run in _CAPITAL_RUN.finditer(text):
+    for run in CAPITAL_RUN.finditer(text):
         names = entity_words(run.group())
-        if len(names) < 2 or not 0 < mentions.get(fold(names[-1]), 0) < 3 or fold(names[-1]) in ALIASES:
+        if len(names) < 2 or not 0 < mentions.get(fold(names[-1]), 0) < 3:
             continue
         for name in names[:-1]:
             links.setdefault(fold(name), set()).add(names[-1])

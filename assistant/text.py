@@ -196,34 +196,6 @@ STOPWORDS = frozenset(
         "every",
     ]
 )
-# "us" is a stop word in English prose but the article's "US" is a country: handled by is_entity_token.
-
-# Spellings the article may use for a name the user (or the model) wrote differently.
-ALIASES = {
-    "netherlands": ("dutch", "netherlands", "holland"),
-    "holland": ("dutch", "netherlands"),
-    "dutch": ("dutch", "netherlands"),
-    "france": ("france", "french"),
-    "french": ("france", "french"),
-    "denmark": ("denmark", "danish"),
-    "danish": ("denmark", "danish"),
-    "poland": ("poland", "polish"),
-    "polish": ("poland", "polish"),
-    "america": ("america", "us", "united states"),
-    "american": ("american", "us", "united states"),
-    "americans": ("american", "us", "united states"),
-    "usa": ("us", "united states", "america"),
-    "us": ("us", "united states", "america", "washington"),
-    "u.s": ("us", "united states", "america"),
-    "u.s.": ("us", "united states", "america"),
-    "united": ("united states", "united"),
-    "states": ("united states", "states"),
-    "britain": ("britain", "british", "uk", "united kingdom"),
-    "british": ("britain", "british", "uk"),
-    "uk": ("uk", "britain", "united kingdom"),
-    "eu": ("eu", "european union"),
-    "nato's": ("nato",),
-}
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
 _NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
@@ -239,7 +211,7 @@ def fold(text: str) -> str:
 
 
 def words(text: str) -> list[str]:
-    """Folded words of text, possessives cut ("Romania's" -> "romania")."""
+    """Folded words of text, possessives cut ("Norway's" -> "norway")."""
     out = []
     for word in _WORD_RE.findall(fold(text)):
         if word.endswith("'s"):
@@ -381,7 +353,7 @@ _NAME_RE = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ž][\w'’.-]*")
 
 
 def entity_words(text: str, skip_first: bool = False, lowercase_vocabulary: frozenset[str] = frozenset()) -> list[str]:
-    """Capitalised words and acronyms that look like names ("Italy", "Rutte", "NATO"), in order, without repeats.
+    """Capitalised words and acronyms that look like names ("Italy", "Smith", "UNESCO"), in order, without repeats.
 
     A sentence's first word is capitalised anyway: with skip_first it is passed over unless it is an acronym or a
     possessive; otherwise it counts unless it is a word lowercase_vocabulary knows in lower case.
@@ -413,14 +385,25 @@ def _roots(word: str) -> list[tuple[str, bool]]:
     if not w:
         return []
     key = " ".join(w)
-    # "Romanian" and "Romania", "Lithuanian" and "Lithuania" share a root; short names must match whole.
-    return [
-        (s[: max(5, len(s) - 3)], True) if len(s) > 5 and " " not in s else (s, False) for s in ALIASES.get(key, (key,))
-    ]
+    # A demonym and its country ("Norwegian", "Norway") share a root; short names must match whole.
+    return [(key[: max(5, len(key) - 3)], True) if len(key) > 5 and " " not in key else (key, False)]
+
+
+CAPITAL_RUN = re.compile(r"[A-Z][\w'’-]*(?: +(?:of +)?[A-Z][\w'’-]*)+")  # "Supreme Court of Norway"
+
+
+def spells_acronym(acronym: str, text: str) -> bool:
+    """True when text holds capitalised words in a row whose initials spell acronym ("the United States" for "US")."""
+    if not (2 <= len(acronym) <= 6 and acronym.isalpha() and acronym.isupper()):
+        return False
+    return any(acronym in "".join(w[0] for w in run.split() if w[0].isupper()) for run in CAPITAL_RUN.findall(text))
 
 
 def find_entity(word: str, text: str) -> bool:
-    """True when text mentions the name word, allowing demonyms, aliases and inflections."""
+    """True when text mentions the name word, allowing demonyms and inflections that share its spelling, and an
+    acronym spelled out."""
+    if spells_acronym(word, text):
+        return True
     haystack = " " + " ".join(words(text)) + " "
     for root, prefix in _roots(word):
         if prefix:

@@ -23,26 +23,21 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-EXAMPLES = [
-    "Who described the moment as NATO 3.0?",
-    "Which countries will exceed the new spending target?",
-    "Why does the US want Europe to take on more responsibility?",
-    "What must remain American, according to Rutte?",
-]
+MAX_EXAMPLES = 6  # example questions shown under the chat, from the documents' NAME.meta.json
 LOADING = "Loading the model… first answers may take a few seconds."
 READY = "Ready: ask a question about the article."
 HISTORY_MESSAGES = 20  # the engine reads only the last few turns; a long chat must not hit its history limit
 GENERIC_ERROR = "Something went wrong while answering; the error was logged. Please try again."
 API_DOC = """Answer a question about the article, from the article only, with citations.
 
-Call it with gradio_client: `Client("http://127.0.0.1:7860").predict("Who described the moment as NATO 3.0?",
+Call it with gradio_client: `Client("http://127.0.0.1:7860").predict("Who opened the new library?",
 "[]", api_name="/answer")`. The second argument, history_json, is an optional JSON list of earlier messages
 `[{"role": "user"|"assistant", "content": "..."}]` for follow-up questions. The result is a dict: text (with [n]
 citation markers), abstained (true when the article does not say or the request is off task), reason (answered,
 not_in_article, unsupported, off_task or greeting), standalone_question, citations (one per marker: index,
 passage_id, number (paragraph), section, text (the whole passage), quote (the exact supporting span), start/end and
 passage_start/passage_end (character offsets in the document), doc_id, title, source) and timings (seconds per
-stage). An optional third argument, article, names one document (its id, e.g. "nato-3-0") to answer from when
+stage). An optional third argument, article, names one document (its id: the file name without its suffix) to answer from when
 the corpus holds several. An invalid question (empty, too long) or history, or an unavailable model, raises an error with a readable
 message.
 """
@@ -404,7 +399,8 @@ class ChatHandlers:
     def answer(self, question: str, history_json: str = "[]", article: str = "") -> dict:
         """Answer a question about the article, from the article only, with citations (see API_DOC).
 
-        article, when given, is a document id (e.g. "nato-3-0") that restricts the answer to that document.
+        article, when given, is a document id (a corpus file name without its suffix) that restricts the answer to
+        that document.
         """
         try:
             history = json.loads(history_json or "[]")
@@ -439,7 +435,7 @@ def build_app(settings: Settings | None = None, assistant: Assistant | None = No
         done = warmup.state != "loading"
         return warmup.html(), gr.Timer(active=not done)
 
-    with gr.Blocks(title="NATO article assistant", analytics_enabled=False) as demo:
+    with gr.Blocks(title="Article assistant", analytics_enabled=False) as demo:
         gr.Markdown(
             f"## Ask the article\nQuestions about *{escape(passages[0].title)}*, answered from the article only, "
             "with citations. Click a marker like [1] to see the quoted passage."
@@ -481,7 +477,9 @@ def build_app(settings: Settings | None = None, assistant: Assistant | None = No
                         )
                         send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
                         clear = gr.Button("New chat", elem_id="new-chat", scale=1, min_width=80)
-                    gr.Examples(examples=[[q] for q in EXAMPLES], inputs=[textbox], label="Example questions")
+                    examples = [q for d in documents for q in d.examples][:MAX_EXAMPLES]
+                    if examples:
+                        gr.Examples(examples=[[q] for q in examples], inputs=[textbox], label="Example questions")
                 with gr.Column(scale=2):
                     gr.Markdown("### Sources")
                     sources = gr.HTML(sources_html([]), elem_id="sources")
@@ -577,4 +575,4 @@ def serve(settings: Settings) -> None:
         raise SystemExit(f"Cannot serve the web chat on {settings.host}:{settings.port}: {exc}") from exc
 
 
-__all__ = ["API_DOC", "EXAMPLES", "ChatHandlers", "WarmUp", "build_app", "launch", "serve"]
+__all__ = ["API_DOC", "ChatHandlers", "WarmUp", "build_app", "launch", "serve"]
