@@ -238,10 +238,15 @@ def main() -> int:
 
 def write_outputs(results: dict, out: Path | None, plot: Path | None, json_too: bool = True) -> None:
     """Print the markdown report and write it (with the run's JSON beside it) and the plot where asked."""
+    from benchmarks.generalization import END, START
+
     report = render_markdown(results)
     print(report)
     if out:
-        out.write_text(report, encoding="utf-8")
+        # The per-article section comes from `python -m benchmarks.generalization`: keep it.
+        old = out.read_text(encoding="utf-8") if out.exists() else ""
+        kept = old[old.index(START) : old.index(END) + len(END)] if START in old and END in old else ""
+        out.write_text(report + (f"\n\n{kept}\n" if kept else ""), encoding="utf-8")
         if json_too:
             out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
         print(f"Wrote {out}", file=sys.stderr)
