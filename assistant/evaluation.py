@@ -281,8 +281,8 @@ def parse_suite(data, documents: list[Document]) -> Suite:
 def load_suite(path: Path, default: Path | list[Document]) -> Suite:
     """Read and validate a YAML case file; CaseError (with the file name) when it is malformed.
 
-    A file whose header names a `corpus:` folder (relative to the file) is checked against that corpus; otherwise
-    against default, a corpus folder or its loaded documents. Suite.corpus says which folder was used.
+    A file whose header names a `corpus:` folder (relative to the file) is checked against that corpus, which
+    Suite.corpus then gives; otherwise against default, a corpus folder or its loaded documents.
     """
     import yaml
 
@@ -302,10 +302,8 @@ def load_suite(path: Path, default: Path | list[Document]) -> Suite:
                 raise CaseError("header: field 'corpus' must be a folder path relative to the case file")
             folder = (path.parent / corpus).resolve()
             documents = load_documents(folder)
-        elif isinstance(default, list):
-            folder, documents = None, default
         else:
-            folder, documents = Path(default), load_documents(default)
+            folder, documents = None, default if isinstance(default, list) else load_documents(default)
         suite = parse_suite(data, documents)
     except (CaseError, CorpusError) as exc:
         raise CaseError(f"{path}: {exc}") from exc
@@ -917,7 +915,7 @@ def plan_runs(args: argparse.Namespace) -> list[Plan]:
         suite = load_suite(path, base.corpus_dir)
         settings = base
         if suite.corpus is not None and suite.corpus != Path(base.corpus_dir).resolve():
-            settings = for_corpus(base, suite.corpus)
+            settings = for_corpus(base, suite.corpus)  # the file's own corpus, with an index of its own
         cases = suite.cases
         if args.only:
             unknown = [i for i in args.only if i not in {c.id for c in cases}]
