@@ -486,7 +486,10 @@ class Assistant:
                 self._doc_text(p.doc_id)[s:e] for p, (s, e) in zip(support.passages, support.quotes, strict=True)
             ]
             context = run.system if self._verify_with_article else None
-            verdict = self.verifier.judge(run.question, claim, evidence, context)
+            try:
+                verdict = self.verifier.judge(run.question, claim, evidence, context)
+            except Exception as exc:
+                raise self._model_failure(exc) from exc
             timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - started
             run.verdicts.append(verdict)
             if not verdict.passed:
@@ -528,19 +531,24 @@ class Assistant:
         except ModelUnavailable:
             raise
         except Exception as exc:
-            s = self.settings
-            if s.llm_backend == "llamacpp":
-                hint = "The local model failed; restart the assistant, or check the model file."
-            else:
-                # The message names the endpoint but never the API key.
-                hint = (
-                    f"The {s.llm_backend} endpoint {s.llm_base_url} failed or did not answer within {s.llm_timeout:g} s. "
-                    "Check that the server is running, or unset ASSISTANT_LLM_BACKEND to use the local model."
-                )
-            secret = s.llm_api_key.get_secret_value()
-            detail = str(exc).replace(secret, "***") if secret else str(exc)
-            log.error("Model call failed: %s: %s", type(exc).__name__, detail)
-            raise ModelUnavailable(f"{hint} ({type(exc).__name__})") from exc
+            raise self._model_failure(exc) from exc
+
+    def _model_failure(self, exc: Exception):
+        """The ModelUnavailable to raise for a failed model call: what to do, never the API key."""
+        from .generation import ModelUnavailable
+
+        s = self.settings
+        if s.llm_backend == "llamacpp":
+            hint = "The local model failed; restart the assistant, or check the model file."
+        else:
+            hint = (
+                f"The {s.llm_backend} endpoint {s.llm_base_url} failed or did not answer within {s.llm_timeout:g} s. "
+                "Check that the server is running, or unset ASSISTANT_LLM_BACKEND to use the local model."
+            )
+        secret = s.llm_api_key.get_secret_value()
+        detail = str(exc).replace(secret, "***") if secret else str(exc)
+        log.error("Model call failed: %s: %s", type(exc).__name__, detail)
+        return ModelUnavailable(f"{hint} ({type(exc).__name__})")
 
     def _retrieve(self, question: str, doc_id: str | None):
         try:

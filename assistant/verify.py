@@ -100,8 +100,8 @@ class Verifier:
         """P(yes) for a judgement prompt, and how it was read ("logprobs" or "text")."""
         try:
             reply = self.model.invoke(messages, logprobs=True, top_logprobs=self.top_logprobs, max_tokens=1)
-        except (TypeError, ValueError) as exc:  # a backend that takes no such options: ask for words instead
-            log.info("The model takes no logprobs options (%s); judging from its words.", exc)
+        except Exception as exc:  # a backend or server that takes no such options: ask for words instead
+            log.info("The model refused logprobs options (%s: %s); judging from its words.", type(exc).__name__, exc)
             reply = self.model.invoke(messages)
         p = yes_probability((reply.response_metadata or {}).get("logprobs"))
         if p is not None:

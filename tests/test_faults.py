@@ -9,17 +9,12 @@ import threading
 import time
 
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from fakes import fake
 
 from assistant.answering import NOT_IN_ARTICLE, Assistant
 from assistant.generation import ModelUnavailable, build_chat_model
 from assistant.models import DEFAULT_MODEL_FILE, ModelError, chat_model_file
 from assistant.settings import PROJECT_ROOT, Settings
-
-
-def fake(*replies):
-    return GenericFakeChatModel(messages=iter([AIMessage(r) for r in replies]))
 
 
 @pytest.fixture(scope="module")

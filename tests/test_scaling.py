@@ -17,8 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
+from fakes import fake
 
 from assistant.answering import NOT_IN_ARTICLE, Assistant
 from assistant.corpus import load_passages
@@ -37,8 +36,6 @@ SPENDING_REPLY = (
 
 
 # ----- helpers -------------------------------------------------------------------------------------------------------
-def fake(*replies: str) -> GenericFakeChatModel:
-    return GenericFakeChatModel(messages=iter([AIMessage(r) for r in replies]))
 
 
 def start_llama_server(folder: Path) -> tuple[Server, int, str]:
@@ -357,7 +354,8 @@ def remote(tmp_path_factory, llama_server, embeddings) -> Assistant:
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory, embeddings) -> Assistant:
     tmp = tmp_path_factory.mktemp("in-process")
-    settings = Settings(index_dir=tmp / "index", cache_dir=Settings().cache_dir)  # the assembled model and its states
+    # The assembled model and its states; the judgement reads the article first, as it does for a remote server.
+    settings = Settings(index_dir=tmp / "index", cache_dir=Settings().cache_dir, verify_with_article=True)
     assistant = Assistant(settings, embeddings=embeddings)
     assistant.warm_up()
     return assistant
@@ -378,7 +376,9 @@ def test_model_server_answers_with_citations(remote):
 def test_model_server_question_the_article_does_not_answer_is_refused(remote):
     answer = remote.answer("What did Italy's defence minister say?")
     assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.citations == []
-    assert answer.reason == "not_in_article"
+    # The model declines, or the judgement of its answer (logprobs from the server) refuses it.
+    assert answer.reason in ("not_in_article", "unverified", "unsupported")
+    assert all(v.source == "logprobs" for v in answer.verdicts)
 
 
 @pytest.mark.real

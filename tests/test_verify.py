@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from fakes import fake, judgement
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from test_engine import embeddings, fake, judgement, make, settings  # noqa: F401 - fixtures shared with the engine tests
+from test_engine import embeddings, make, settings  # noqa: F401 - fixtures shared with the engine tests
 
 from assistant.answering import NOT_IN_ARTICLE
 from assistant.verify import Verifier, text_verdict, yes_probability
