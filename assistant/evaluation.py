@@ -853,6 +853,23 @@ def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: in
     return results
 
 
+def for_suite(settings, suite: Suite):
+    """The settings to answer suite's cases with: its own corpus (and index) when it names one, else settings."""
+    if suite.corpus is None or suite.corpus == Path(settings.corpus_dir).resolve():
+        return settings
+    return for_corpus(settings, suite.corpus)
+
+
+def warmed(settings, shared=None):
+    """A warmed Assistant for settings, sharing the chat and embedding models of shared (an earlier one) if given."""
+    from .answering import Assistant
+
+    models = {"chat_model": shared.chat_model, "embeddings": shared.index.embeddings} if shared else {}
+    assistant = Assistant(settings, **models)
+    assistant.warm_up()
+    return assistant
+
+
 def for_corpus(settings, corpus: Path):
     """Settings that answer from corpus, with an index of its own beside the cache (the main index stays as it is)."""
     import hashlib
@@ -913,9 +930,7 @@ def plan_runs(args: argparse.Namespace) -> list[Plan]:
     plans = []
     for path in args.cases:
         suite = load_suite(path, base.corpus_dir)
-        settings = base
-        if suite.corpus is not None and suite.corpus != Path(base.corpus_dir).resolve():
-            settings = for_corpus(base, suite.corpus)  # the file's own corpus, with an index of its own
+        settings = for_suite(base, suite)
         cases = suite.cases
         if args.only:
             unknown = [i for i in args.only if i not in {c.id for c in cases}]
@@ -1001,14 +1016,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
 
-    from .answering import Assistant
-
-    failed, model, embeddings = [], None, None
+    failed, assistant = [], None
     for plan in plans:
         print(f"{plan.path}: loading the index and the model for {len(plan.cases)} cases…", file=sys.stderr, flush=True)
-        assistant = Assistant(plan.settings, chat_model=model, embeddings=embeddings)
-        assistant.warm_up()
-        model, embeddings = assistant.chat_model, assistant.index.embeddings
+        assistant = warmed(plan.settings, assistant)
         doc_texts = {d.doc_id: d.text for d in assistant.documents}
         results = run_cases(assistant, plan.cases, doc_texts, plan.settings.top_k)
         if report_plan(plan, results, args, report_folder(args, plan.path)):

@@ -61,9 +61,7 @@ def load_prompt(prompts_dir: Path, name: str) -> str:
     expected = PROMPT_PLACEHOLDERS.get(name)
     used = placeholders(template) - OPTIONAL_PLACEHOLDERS.get(name, set())
     if expected is not None and used != expected:
-        raise PromptError(
-            f"Prompt template {path} must use the placeholders {sorted(expected)}, not {sorted(used)}."
-        )
+        raise PromptError(f"Prompt template {path} must use the placeholders {sorted(expected)}, not {sorted(used)}.")
     return template.strip()
 
 

@@ -58,23 +58,18 @@ def run(case_files: list[Path], baseline_every: int) -> dict:
 
     The tutorial skips dev splits: their figures only serve to tune this project.
     """
-    from assistant.answering import Assistant
-    from assistant.evaluation import for_corpus, load_suite, run_cases
-    from assistant.indexing import load_embeddings
+    from assistant.evaluation import for_suite, load_suite, run_cases, warmed
     from assistant.settings import Settings
     from benchmarks.tutorial import TutorialRAG
 
     base = Settings()
-    embeddings = load_embeddings(base)
     null = open(os.devnull, "w")  # noqa: SIM115
-    model, out = None, {}
+    ours, out = None, {}
     for path in case_files:
         suite = load_suite(path, base.corpus_dir)
-        settings = for_corpus(base, suite.corpus) if suite.corpus else base
-        ours = Assistant(settings, chat_model=model, embeddings=embeddings)
-        ours.warm_up()
-        model = ours.chat_model
-        tutorial = TutorialRAG(embeddings, model)
+        settings = for_suite(base, suite)
+        ours = warmed(settings, ours)
+        tutorial = TutorialRAG(ours.index.embeddings, ours.chat_model)
         tutorial.build_index(ours.documents)
         texts = {d.doc_id: d.text for d in ours.documents}
         mine, theirs = [], []

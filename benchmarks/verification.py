@@ -33,20 +33,15 @@ def auc(positive: list[float], negative: list[float]) -> float:
 
 def collect(case_files: list[Path]) -> tuple[list[dict], object]:
     """Answer every case of case_files (threshold 0); return one record per checked sentence, and the chat model."""
-    from assistant.answering import Assistant
-    from assistant.evaluation import for_corpus, load_suite, score_case
-    from assistant.indexing import load_embeddings
+    from assistant.evaluation import for_suite, load_suite, score_case, warmed
     from assistant.settings import Settings
 
     base = Settings(verify_threshold=0.0)
-    embeddings = load_embeddings(base)
-    records, model = [], None
+    records, bot = [], None
     for path in case_files:
         suite = load_suite(path, base.corpus_dir)
-        settings = for_corpus(base, suite.corpus) if suite.corpus else base
-        bot = Assistant(settings, chat_model=model, embeddings=embeddings)
-        bot.warm_up()
-        model = bot.chat_model
+        settings = for_suite(base, suite)
+        bot = warmed(settings, bot)
         texts = {d.doc_id: d.text for d in bot.documents}
         for case in suite.cases:
             answer = bot.answer(case.question, list(case.history) or None)
@@ -67,7 +62,7 @@ def collect(case_files: list[Path]) -> tuple[list[dict], object]:
                     }
                 )
             print(f"{case.id}: {answer.text[:90]!r} {[v.p_yes for v in answer.verdicts]}", file=sys.stderr)
-    return records, model
+    return records, bot.chat_model
 
 
 def missing_terms(question: str, evidence: list[str]) -> str:
