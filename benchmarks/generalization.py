@@ -53,12 +53,12 @@ def figures(results) -> dict:
     }
 
 
-def run(case_files: list[Path], baseline_every: int) -> dict:
+def run(case_files: list[Path], baseline_every: int, reports: Path | None = None) -> dict:
     """Answer every case of case_files with this project, and every baseline_every-th with the tutorial.
 
     The tutorial skips dev splits: their figures only serve to tune this project.
     """
-    from assistant.evaluation import for_suite, load_suite, run_cases, warmed
+    from assistant.evaluation import build_report, for_suite, load_suite, run_cases, run_settings, warmed, write_report
     from assistant.settings import Settings
     from benchmarks.tutorial import TutorialRAG
 
@@ -79,6 +79,11 @@ def run(case_files: list[Path], baseline_every: int) -> dict:
                 theirs += run_cases(tutorial, [case], texts, 4, out=null)
             print(f"{path.parent.name}/{path.name} {case.id}: {mine[-1].answer.text[:80]!r}", file=sys.stderr)
         name = str(path.relative_to(ROOT))
+        if reports:  # the eval report of this project's answers, as `assistant eval` writes it (for a baseline)
+            report = build_report(
+                mine, case_file=name, settings=run_settings(settings, []), thresholds={}, baseline=None, failures=[]
+            )
+            write_report(report, reports / name.replace("/", "-").removesuffix(".yaml"))
         out[name] = {
             "split": suite.split or "all",
             "ours": figures(mine),
@@ -98,7 +103,8 @@ def render(results: dict) -> str:
         "## Answerability by meaning, per article",
         "",
         f"Machine: {results['machine']}. Date: {results['date']}. Commit: `{results['commit']}`. "
-        f"Command: `{results['command']}`.",
+        f"Command: `{results['command']}`."
+        + (f" Tutorial figures from the run at {results['baseline_from']}." if results.get("baseline_from") else ""),
         "",
         "Case sets: `tests/questions.yaml` (the NATO article) and the generalization set in "
         "`tests/data/generalization/` (four articles written for this project, each split into dev, used to tune "
@@ -165,6 +171,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md", help="report to write the section into")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "generalization.json")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only rewrite the section from a run's JSON")
+    parser.add_argument(
+        "--baseline-from", type=Path, metavar="JSON", help="take the tutorial's figures from an earlier run's JSON"
+    )
+    parser.add_argument("--reports", type=Path, help="also write each case file's eval report into this folder")
     args = parser.parse_args()
     if args.render:
         results = json.loads(args.render.read_text(encoding="utf-8"))
@@ -180,8 +190,14 @@ def main() -> int:
             "date": datetime.date.today().isoformat(),
             "commit": commit.stdout.strip() or "unknown",
             "command": " ".join(["python -m benchmarks.generalization", *sys.argv[1:]]),
-            "files": run(args.files or CASE_FILES, args.baseline_every),
+            "files": run(args.files or CASE_FILES, args.baseline_every, args.reports),
         }
+        if args.baseline_from:
+            # The tutorial pipeline does not change with this project's code: its figures of an earlier run stand.
+            earlier = json.loads(args.baseline_from.read_text(encoding="utf-8"))
+            for name, entry in results["files"].items():
+                entry["baseline"] = entry["baseline"] or earlier["files"].get(name, {}).get("baseline")
+            results["baseline_from"] = f"{earlier['commit']} ({earlier['command']})"
         args.json.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
     section = render(results)
     print(section)
