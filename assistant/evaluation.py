@@ -667,6 +667,7 @@ def serialize_result(result: CaseResult, top_k: int) -> dict:
             for p in answer.passages[:top_k]
         ],
         "timings": {} if answer is None else dict(answer.timings),
+        "verdicts": [v.to_dict() for v in getattr(answer, "verdicts", None) or []],
         "checks": {
             "answer": result.answer_ok,
             "refusal": result.refusal_ok,
