@@ -472,7 +472,7 @@ SUBSET = [
     "na-uk-minister",
     "na-rutte-predecessor",
     "mh-who-said-what",
-    "mh-nordic-spender-greenland",
+    "mh-commands-but-saceur",
 ]
 
 
