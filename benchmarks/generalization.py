@@ -104,7 +104,12 @@ def render(results: dict) -> str:
         "",
         f"Machine: {results['machine']}. Date: {results['date']}. Commit: `{results['commit']}`. "
         f"Command: `{results['command']}`."
-        + (f" Tutorial figures from the run at {results['baseline_from']}." if results.get("baseline_from") else ""),
+        + (
+            f" Tutorial figures from the run at {results['baseline_from']}; both at once: "
+            "`python -m benchmarks.generalization --baseline-every 3` (about 35 minutes)."
+            if results.get("baseline_from")
+            else ""
+        ),
         "",
         "Case sets: `tests/questions.yaml` (the NATO article) and the generalization set in "
         "`tests/data/generalization/` (four articles written for this project, each split into dev, used to tune "
