@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .text import entity_words, find_entity
-
 
 class InvalidQuestion(ValueError):
     """The question cannot be answered as given (empty, too long, not text); the message says what to change."""
@@ -123,11 +121,6 @@ def is_off_task(question: str) -> bool:
 def is_greeting(question: str) -> bool:
     """True for a bare greeting or thanks, which deserves a friendly pointer rather than a refusal."""
     return bool(_GREETING_RE.match(question.strip()))
-
-
-def unknown_entities(question: str, corpus_text: str) -> list[str]:
-    """Names in the question (capitalised words) that the corpus never mentions, in any spelling it knows."""
-    return [word for word in entity_words(question, skip_first=True) if not find_entity(word, corpus_text)]
 
 
 _FOLLOW_UP_RE = re.compile(
