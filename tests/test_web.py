@@ -566,3 +566,22 @@ def test_serve_explains_a_busy_port(monkeypatch, free_port):
         monkeypatch.setattr(web, "build_app", tiny_app)
         with pytest.raises(SystemExit, match=f"Cannot serve the web chat on 127.0.0.1:{port}"):
             web.serve(Settings(port=port))
+
+
+def test_example_questions_come_from_the_corpus(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "bridge.md").write_text("# Bridge\nThe mayor opened the bridge in 1998.\n", encoding="utf-8")
+    meta = {"title": "The bridge", "examples": ["When did the mayor open the bridge?"]}
+    (corpus / "bridge.meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
+    config = json.dumps(
+        web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False).config, default=str
+    )
+    assert "When did the mayor open the bridge?" in config and "NATO" not in config
+    # Without examples in the corpus, the page shows none (never another article's).
+    (corpus / "bridge.meta.json").write_text(json.dumps({"title": "The bridge"}), encoding="utf-8")
+    config = json.dumps(
+        web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False).config, default=str
+    )
+    assert "Example questions" not in config and "NATO" not in config
