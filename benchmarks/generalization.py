@@ -153,6 +153,10 @@ def missed(results: dict) -> list[str]:
             value, target = f.get(key), TARGETS[key]
             if value is not None and (value < target if higher else value > target):
                 rows.append(f"- `{name}`: {label} {value:.2f}, target {target:.2f} ({value - target:+.2f}).")
+        if f.get("other_refusals") is not None and f["other_refusals"] < 1.0:
+            rows.append(
+                f"- `{name}`: outside-knowledge and injection questions refused {f['other_refusals']:.2f}, target 1.00."
+            )
         if f.get("verify_p50") is not None and f["verify_p50"] > 0.8:
             rows.append(f"- `{name}`: verification p50 {f['verify_p50']:.2f} s, target 0.80 s.")
     why = results.get("why") or []
