@@ -47,6 +47,13 @@ def machine() -> str:
     )
 
 
+def commit() -> str:
+    """The commit the benchmark runs on (with '+changes' when the work tree differs from it)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    return (head.stdout.strip() or "unknown") + ("+changes" if dirty.stdout.strip() else "")
+
+
 def dir_size(path: Path) -> int:
     """Bytes used by the files under path."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
@@ -119,7 +126,12 @@ def main() -> int:
     cases = suite.cases[:: max(1, len(suite.cases) // 4)][:4] if args.quick else suite.cases[:: args.every]
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     command = " ".join(["python -m benchmarks", *sys.argv[1:]])
-    results: dict = {"machine": machine(), "date": datetime.date.today().isoformat(), "command": command}
+    results: dict = {
+        "machine": machine(),
+        "date": datetime.date.today().isoformat(),
+        "command": command,
+        "commit": commit(),
+    }
     results["cases"] = len(cases)
 
     # 1. Index build, alternating so that machine noise hits both.
@@ -274,7 +286,8 @@ def render_markdown(results: dict) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Machine: {results['machine']}. Date: {results['date']}. Command: `{results['command']}`.",
+        f"Machine: {results['machine']}. Date: {results['date']}. Commit: `{results.get('commit', 'not recorded')}`. "
+        f"Command: `{results['command']}`.",
         "",
         "Baseline: LangChain's RAG tutorial pipeline (`benchmarks/tutorial.py`): RecursiveCharacterTextSplitter "
         "(1000/200, start index), Chroma with the same MiniLM embeddings, top-4 similarity search, the tutorial's "

@@ -17,7 +17,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
@@ -190,14 +189,13 @@ def main() -> int:
     else:
         import logging
 
-        from benchmarks.__main__ import machine
+        from benchmarks.__main__ import commit, machine
 
         logging.disable(logging.WARNING)
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         results = {
             "machine": machine(),
             "date": datetime.date.today().isoformat(),
-            "commit": commit.stdout.strip() or "unknown",
+            "commit": commit(),
             "command": " ".join(["python -m benchmarks.generalization", *sys.argv[1:]]),
             "files": run(args.files or CASE_FILES, args.baseline_every, args.reports),
         }

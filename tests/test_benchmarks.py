@@ -32,6 +32,8 @@ def test_quick_benchmark_runs_and_reports_both_pipelines(tmp_path):
     ):
         assert f"| {figure}" in report
     assert "| 1 | 11 |" in report  # the scale table's one-article row
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert f"Commit: `{head.stdout.strip()}" in report  # the figures name the code they measured
     assert (tmp_path / "scale.png").stat().st_size > 1000
 
 
