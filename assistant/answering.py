@@ -154,7 +154,11 @@ class _Run:
     verdicts: list[Verdict] = field(default_factory=list)
     draft: str = ""
     declined: bool = False
-    failed: bool = False  # some sentence failed verification
+
+    @property
+    def failed(self) -> bool:
+        """True when some sentence failed verification."""
+        return any(not v.passed for v in self.verdicts)
 
     def reset(self, system: str, candidates: list[Passage]) -> None:
         """Start over with another prompt (the retry): nothing of the first attempt was shown."""
@@ -479,7 +483,8 @@ class Assistant:
             else:
                 log.info("Dropped unsupported sentence: %r", sentence)
             return None
-        if self.verifier is not None:
+        verifier = self.verifier
+        if verifier is not None:
             started = time.perf_counter()
             claim = " ".join(run.pending + [sentence])
             evidence = [
@@ -487,13 +492,12 @@ class Assistant:
             ]
             context = run.system if self._verify_with_article else None
             try:
-                verdict = self.verifier.judge(run.question, claim, evidence, context)
+                verdict = verifier.judge(run.question, claim, evidence, context)
             except Exception as exc:
                 raise self._model_failure(exc) from exc
             timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - started
             run.verdicts.append(verdict)
             if not verdict.passed:
-                run.failed = True
                 return None
         return self._cite(support, run.numbering, run.citations)
 
@@ -522,14 +526,11 @@ class Assistant:
 
     def _model_tokens(self, messages, **kwargs) -> Iterator[str]:
         """Stream the model's text; any failure becomes ModelUnavailable with a message that says what to do."""
-        from .generation import ModelUnavailable
 
         model = self.chat_model
         try:
             for chunk in model.stream(messages, **kwargs):
                 yield chunk.content if isinstance(chunk.content, str) else str(chunk.content)
-        except ModelUnavailable:
-            raise
         except Exception as exc:
             raise self._model_failure(exc) from exc
 
@@ -537,6 +538,8 @@ class Assistant:
         """The ModelUnavailable to raise for a failed model call: what to do, never the API key."""
         from .generation import ModelUnavailable
 
+        if isinstance(exc, ModelUnavailable):
+            return exc  # it already says what to do (a missing or damaged model file)
         s = self.settings
         if s.llm_backend == "llamacpp":
             hint = "The local model failed; restart the assistant, or check the model file."
