@@ -6,6 +6,7 @@ import argparse
 import html
 import json
 import re
+import statistics
 import string
 import sys
 import time
@@ -13,15 +14,30 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Literal, get_args
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from .cite import MARKER, highlight, marker_numbers, strip_markers
 from .corpus import Document, load_documents
+from .text import fold
 
 DEFAULT_TOLERANCE = 0.02
 ANSWER_F1_MIN = 0.7  # token F1 at or above which a response counts as an accepted answer even without a substring match
 LATENCY_STAGES = ("rewrite", "retrieve", "first_token", "generate", "total")
-HEADER_FIELDS = ("corpus", "split", "thresholds", "tolerance", "cases")
-SPLITS = ("dev", "test")  # dev: tune thresholds and prompts on it; test: report only
-CASE_FIELDS = ("id", "question", "history", "answers", "must_contain", "must_not_contain", "evidence", "tags", "note")
+Split = Literal["dev", "test"]  # dev: tune thresholds and prompts on it; test: report only
+SPLITS = get_args(Split)
 
 
 @dataclass(frozen=True)
@@ -119,105 +135,13 @@ def locate_evidence(quote: str, documents: list[Document]) -> Evidence:
     if hits:
         places = ", ".join(f"{h.doc_id}@{h.start}" for h in hits)
         raise ValueError(f"evidence quote {quote!r} occurs {len(hits)} times ({places}); quote more words")
-    folded = fold_quotes(quote)
+    folded = fold(quote)
     hint = (
-        " (it does after folding quotes and dashes: copy the corpus's own ’ “ ” — characters)"
-        if any(folded in fold_quotes(d.text) for d in documents)
+        " (it does after folding quotes, dashes, accents and case: copy the corpus's own characters, such as ’ “ ” —)"
+        if any(folded in fold(d.text) for d in documents)
         else ""
     )
     raise ValueError(f"evidence quote {quote!r} is not in the corpus{hint}")
-
-
-def fold_quotes(text: str) -> str:
-    """Return text with curly quotes and dashes made plain (for hints only; evidence must match exactly)."""
-    table = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "-", "–": "-"})
-    return text.translate(table)
-
-
-def _parse_strings(value, where: str, *, allow_empty: bool = True) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise CaseError(f"{where} must be a list of non-empty strings")
-    if not value and not allow_empty:
-        raise CaseError(f"{where} must not be empty")
-    return tuple(value)
-
-
-def _parse_groups(value, where: str) -> tuple[tuple[str, ...], ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise CaseError(f"{where} must be a list of groups, each a list of regex alternatives")
-    groups = []
-    for i, group in enumerate(value):
-        alternatives = _parse_strings(group, f"{where}[{i}]", allow_empty=False)
-        for pattern in alternatives:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise CaseError(f"{where}[{i}]: invalid regex {pattern!r} ({exc})") from exc
-        groups.append(alternatives)
-    return tuple(groups)
-
-
-def _parse_history(value, where: str) -> tuple[dict, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise CaseError(f"{where} must be a list of {{role, content}} messages")
-    messages = []
-    for i, message in enumerate(value):
-        if not isinstance(message, dict) or set(message) != {"role", "content"}:
-            raise CaseError(f"{where}[{i}] must be a mapping with exactly 'role' and 'content'")
-        if message["role"] not in ("user", "assistant"):
-            raise CaseError(f"{where}[{i}].role must be 'user' or 'assistant', not {message['role']!r}")
-        if not isinstance(message["content"], str) or not message["content"].strip():
-            raise CaseError(f"{where}[{i}].content must be non-empty text")
-        messages.append({"role": message["role"], "content": message["content"]})
-    return tuple(messages)
-
-
-def parse_case(raw, position: int, documents: list[Document]) -> Case:
-    """Return the Case described by raw (one entry of `cases:`), or raise CaseError naming the case and field."""
-    if not isinstance(raw, dict):
-        raise CaseError(f"case #{position}: must be a mapping with id, question, answers and evidence")
-    case_id = raw.get("id")
-    if not isinstance(case_id, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]*", case_id):
-        raise CaseError(f"case #{position}: field 'id' must be a word such as 'p2-mayor-title', not {case_id!r}")
-    name = f"case {case_id!r}"
-    unknown = sorted(set(raw) - set(CASE_FIELDS))
-    if unknown:
-        raise CaseError(f"{name}: unknown field {unknown[0]!r} (fields: {', '.join(CASE_FIELDS)})")
-    question = raw.get("question")
-    if not isinstance(question, str) or not question.strip():
-        raise CaseError(f"{name}: field 'question' must be non-empty text")
-    if "answers" not in raw:
-        raise CaseError(f"{name}: field 'answers' is missing (use 'answers: []' when the assistant must refuse)")
-    answers = _parse_strings(raw["answers"], f"{name}: field 'answers'")
-    if answers and not any(normalize_answer(a) for a in answers):
-        raise CaseError(f"{name}: field 'answers' holds only punctuation or articles")
-    evidence_quotes = _parse_strings(raw.get("evidence"), f"{name}: field 'evidence'")
-    if answers and not evidence_quotes:
-        raise CaseError(f"{name}: field 'evidence' is missing; an answerable case needs at least one quote")
-    evidence = []
-    for i, quote in enumerate(evidence_quotes):
-        try:
-            evidence.append(locate_evidence(quote, documents))
-        except ValueError as exc:
-            raise CaseError(f"{name}: field 'evidence[{i}]': {exc}") from exc
-    return Case(
-        id=case_id,
-        question=question,
-        answers=answers,
-        history=_parse_history(raw.get("history"), f"{name}: field 'history'"),
-        must_contain=_parse_groups(raw.get("must_contain"), f"{name}: field 'must_contain'"),
-        must_not_contain=_parse_groups(raw.get("must_not_contain"), f"{name}: field 'must_not_contain'"),
-        evidence=tuple(evidence),
-        tags=_parse_strings(raw.get("tags"), f"{name}: field 'tags'"),
-    )
 
 
 def resolve_metric(name: str) -> str | None:
@@ -229,60 +153,343 @@ def resolve_metric(name: str) -> str | None:
     return None
 
 
-def _parse_gates(value, what: str) -> dict[str, float]:
+# The case file's schema. Validators raise ValueError with what is wrong, worded to follow "field 'x' ...".
+_CASE_ID = re.compile(r"[A-Za-z0-9][\w.-]*")
+
+
+def _listed(value):
+    """None as no items, and one string as a list of it."""
     if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise CaseError(f"header: field '{what}' must map metric names to numbers")
-    gates = {}
-    for name, number in value.items():
-        key = resolve_metric(str(name))
-        if key is None:
-            raise CaseError(f"header: field '{what}.{name}' is not a metric (metrics: {', '.join(METRICS)})")
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 <= number <= 1:
-            raise CaseError(f"header: field '{what}.{name}' must be a number from 0 to 1, not {number!r}")
-        gates[key] = float(number)
-    return gates
+        return ()
+    return (value,) if isinstance(value, str) else value
+
+
+def _non_empty_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must be non-empty text")
+    return value
+
+
+def _non_empty(items: tuple) -> tuple:
+    if not items:
+        raise ValueError("must not be empty")
+    return items
+
+
+def _regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {pattern!r} ({exc})") from None
+    return pattern
+
+
+def _case_id(value: str) -> str:
+    if not _CASE_ID.fullmatch(value):
+        raise ValueError(f"must be a word such as 'p2-mayor-title', not {value!r}")
+    return value
+
+
+def _share(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"must be a number from 0 to 1, not {value!r}")
+    return float(value)
+
+
+def _metric(name: str) -> str:
+    key = resolve_metric(name)
+    if key is None:
+        raise ValueError(f"is not a metric (metrics: {', '.join(METRICS)})")
+    return key
+
+
+def _located(quote, info: ValidationInfo) -> Evidence:
+    """The evidence quote found in the documents the validation was given (its context)."""
+    return locate_evidence(quote, (info.context or {}).get("documents", []))
+
+
+Text = Annotated[str, AfterValidator(_non_empty_text)]
+Alternatives = Annotated[  # one group of must_contain: regexes of which one must match
+    tuple[Annotated[str, AfterValidator(_non_empty_text), AfterValidator(_regex)], ...],
+    BeforeValidator(_listed),
+    AfterValidator(_non_empty),
+]
+Share = Annotated[float, PlainValidator(_share)]
+MetricName = Annotated[str, AfterValidator(_metric)]
+
+
+class Message(BaseModel):
+    """One earlier turn of a follow-up case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: Text
+
+
+class CaseEntry(BaseModel):
+    """One entry of a case file's `cases:` list, as written; its evidence quotes are located in the documents given
+    as the validation context ({"documents": [...]})."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Annotated[str, AfterValidator(_case_id)]
+    question: Text
+    history: tuple[Message, ...] = ()
+    answers: tuple[Text, ...]  # required: `answers: []` when the assistant must refuse
+    must_contain: tuple[Alternatives, ...] = ()
+    must_not_contain: tuple[Alternatives, ...] = ()
+    evidence: tuple[Annotated[Evidence, PlainValidator(_located)], ...] = Field((), validate_default=True)
+    tags: tuple[Text, ...] = ()
+    note: str | None = None
+
+    @field_validator("history", "must_contain", "must_not_contain", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value):
+        return () if value is None else value
+
+    @field_validator("answers", "evidence", "tags", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return _listed(value)
+
+    @field_validator("answers")
+    @classmethod
+    def _some_words(cls, answers: tuple[str, ...]) -> tuple[str, ...]:
+        if answers and not any(normalize_answer(a) for a in answers):
+            raise ValueError("holds only punctuation or articles")
+        return answers
+
+    @field_validator("evidence")
+    @classmethod
+    def _needed(cls, evidence: tuple[Evidence, ...], info: ValidationInfo) -> tuple[Evidence, ...]:
+        if info.data.get("answers") and not evidence:
+            raise ValueError("is missing; an answerable case needs at least one quote")
+        return evidence
+
+    def to_case(self) -> Case:
+        """The Case this entry describes."""
+        return Case(
+            id=self.id,
+            question=self.question,
+            answers=self.answers,
+            history=tuple(m.model_dump() for m in self.history),
+            must_contain=self.must_contain,
+            must_not_contain=self.must_not_contain,
+            evidence=self.evidence,
+            tags=self.tags,
+        )
+
+
+class CaseFile(BaseModel):
+    """A case file as written: its header, then its cases (validated with the same context as CaseEntry)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    corpus: Text | None = None  # a folder relative to the file; load_suite reads it before the rest
+    split: Split | None = None
+    thresholds: dict[MetricName, Share] = {}
+    tolerance: dict[MetricName, Share] = {}  # or one number for every metric
+    cases: list[CaseEntry]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tolerance_in_thresholds(cls, data):
+        """Also accept the tolerance inside the thresholds block."""
+        thresholds = data.get("thresholds") if isinstance(data, dict) else None
+        if isinstance(thresholds, dict) and "tolerance" in thresholds:
+            thresholds = dict(thresholds)
+            data = {**data, "tolerance": thresholds.pop("tolerance"), "thresholds": thresholds}
+        return data
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _no_thresholds(cls, value):
+        return {} if value is None else value
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _one_for_all(cls, value):
+        if value is None:
+            return {}
+        if isinstance(value, (int, float)):  # one for every metric (a bool is refused by _share)
+            return dict.fromkeys(METRICS, _share(value))
+        return value
+
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _some_cases(cls, value):
+        if not isinstance(value, list) or not value:
+            raise ValueError("must be a non-empty list")
+        return value
+
+
+HEADER_FIELDS = tuple(CaseFile.model_fields)
+CASE_FIELDS = tuple(CaseEntry.model_fields)
+_MODELS = {
+    "CaseEntry": "a mapping with id, question, answers and evidence",
+    "Message": "a mapping with role and content",
+}
+_TYPES = {"valid string": "text", "valid tuple": "a list", "valid list": "a list", "valid dictionary": "a mapping"}
+
+
+def _field_name(loc: tuple) -> str:
+    """('history', 0, 'role') -> 'history[0].role'; ('thresholds', 'answer') -> 'thresholds.answer'."""
+    name = ""
+    for part in loc:
+        if part != "[key]":  # pydantic's mark of a mapping key (rather than its value)
+            name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name
+
+
+def _problem(error: dict) -> str:
+    """What one pydantic error says is wrong, worded to follow a field name."""
+    kind, msg = error["type"], error["msg"]
+    if kind == "missing":
+        hint = " (use 'answers: []' when the assistant must refuse)" if error["loc"] == ("answers",) else ""
+        return f"is missing{hint}"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    if kind == "model_type":
+        return f"must be {_MODELS.get(error['ctx']['class_name'], 'a mapping')}, not {error['input']!r}"
+    if msg.startswith("Input should be "):
+        wanted = msg.removeprefix("Input should be ")
+        if wanted.startswith("a valid "):
+            wanted = wanted.split(",")[0]  # "a valid number, unable to parse string as a number"
+        for pydantic_word, word in _TYPES.items():
+            wanted = wanted.replace(f"a {pydantic_word}", word).replace(pydantic_word, word)
+        return f"must be {wanted}, not {error['input']!r}"
+    return msg[:1].lower() + msg[1:]
+
+
+def describe_error(error: dict, fields: tuple[str, ...]) -> str:
+    """One pydantic error of a case or the header (loc relative to it) as "field 'x' must be ..."."""
+    loc = error["loc"]
+    if error["type"] == "extra_forbidden" and len(loc) == 1:
+        return f"unknown field {loc[0]!r} (fields: {', '.join(fields)})"
+    problem = _problem(error)
+    if not loc:
+        return problem
+    separator = " " if problem.startswith(("must ", "is ", "holds ")) else ": "
+    return f"field {_field_name(loc)!r}{separator}{problem}"
+
+
+def case_name(raw, position: int) -> str:
+    """How messages name a case: by its id (by its position when that is no id), and its line when known."""
+    case_id = raw.get("id") if isinstance(raw, dict) else None
+    valid = isinstance(case_id, str) and _CASE_ID.fullmatch(case_id)
+    name = f"case {case_id!r}" if valid else f"case #{position}"
+    line = getattr(raw, "line", None)
+    return f"{name} (line {line})" if line else name
+
+
+def _summary(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return problems[0]
+    return f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems)
+
+
+def parse_case(raw, position: int, documents: list[Document]) -> Case:
+    """Return the Case described by raw (one entry of `cases:`); CaseError naming the case and every bad field."""
+    try:
+        entry = CaseEntry.model_validate(raw, context={"documents": documents})
+    except ValidationError as exc:
+        name = case_name(raw, position)
+        raise CaseError(_summary([f"{name}: {describe_error(e, CASE_FIELDS)}" for e in exc.errors()])) from exc
+    return entry.to_case()
+
+
+def _file_problems(exc: ValidationError, raw_cases: list) -> list[tuple[int, str]]:
+    """Each error of a whole file, with the position of its case (0: the header)."""
+    problems = []
+    for error in exc.errors():
+        loc = error["loc"]
+        if loc[:1] == ("cases",) and len(loc) > 1 and isinstance(loc[1], int):
+            position = loc[1] + 1
+            in_case = error | {"loc": loc[2:]}
+            problems.append(
+                (position, f"{case_name(raw_cases[loc[1]], position)}: {describe_error(in_case, CASE_FIELDS)}")
+            )
+        else:
+            problems.append((0, f"header: {describe_error(error, HEADER_FIELDS)}"))
+    return problems
+
+
+def _duplicate_ids(raw_cases: list) -> list[tuple[int, str]]:
+    """A problem for each case whose id an earlier case has, with the position of the case."""
+    problems, first = [], {}
+    for position, raw in enumerate(raw_cases, 1):
+        case_id = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(case_id, str):
+            continue
+        if case_id in first:
+            problems.append(
+                (position, f"{case_name(raw, position)}: field 'id' is used twice (first {first[case_id]})")
+            )
+        else:
+            first[case_id] = f"at line {raw.line}" if getattr(raw, "line", None) else f"as case #{position}"
+    return problems
 
 
 def parse_suite(data, documents: list[Document]) -> Suite:
-    """Return the Suite described by data (the parsed YAML), or raise CaseError."""
+    """Return the Suite described by data (the parsed YAML); CaseError listing every problem, case by case."""
     if not isinstance(data, dict):
         raise CaseError("the file must be a mapping with 'thresholds:' and 'cases:'")
-    unknown = sorted(set(data) - set(HEADER_FIELDS))
-    if unknown:
-        raise CaseError(f"header: unknown field {unknown[0]!r} (fields: {', '.join(HEADER_FIELDS)})")
-    split = data.get("split")
-    if split not in (None, *SPLITS):
-        raise CaseError(f"header: field 'split' must be one of {', '.join(SPLITS)}, not {split!r}")
-    thresholds, tolerance_value = data.get("thresholds"), data.get("tolerance")
-    if isinstance(thresholds, dict) and "tolerance" in thresholds:  # also accepted inside the thresholds block
-        thresholds = dict(thresholds)
-        tolerance_value = thresholds.pop("tolerance")
-    if isinstance(tolerance_value, (int, float)) and not isinstance(tolerance_value, bool):
-        if not 0 <= tolerance_value <= 1:
-            raise CaseError(f"header: field 'tolerance' must be a number from 0 to 1, not {tolerance_value!r}")
-        tolerance = {key: float(tolerance_value) for key in METRICS}
-    else:
-        tolerance = _parse_gates(tolerance_value, "tolerance")
-    raw_cases = data.get("cases")
-    if not isinstance(raw_cases, list) or not raw_cases:
-        raise CaseError("header: field 'cases' must be a non-empty list")
-    cases, seen = [], set()
-    for position, raw in enumerate(raw_cases, 1):
-        case = parse_case(raw, position, documents)
-        if case.id in seen:
-            raise CaseError(f"case {case.id!r}: field 'id' is used twice")
-        seen.add(case.id)
-        cases.append(case)
-    return Suite(cases, _parse_gates(thresholds, "thresholds"), tolerance, split=split)
+    raw_cases = data.get("cases") if isinstance(data.get("cases"), list) else []
+    parsed, problems = None, []
+    try:
+        parsed = CaseFile.model_validate(data, context={"documents": documents})
+    except ValidationError as exc:
+        problems = _file_problems(exc, raw_cases)
+    problems += _duplicate_ids(raw_cases)
+    if problems:
+        raise CaseError(_summary([message for _, message in sorted(problems, key=lambda p: p[0])]))
+    cases = [entry.to_case() for entry in parsed.cases]
+    return Suite(cases, parsed.thresholds, parsed.tolerance, split=parsed.split)
+
+
+class _Mapping(dict):
+    """A mapping of a YAML file that knows the line it starts on."""
+
+    line: int | None = None
+
+
+def read_yaml(text: str):
+    """Parse YAML as yaml.safe_load does, except that every mapping is a dict that knows its line (`.line`, from 1)."""
+    import yaml
+
+    class LineLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: LineLoader, node):
+        mapping = _Mapping()
+        mapping.line = node.start_mark.line + 1
+        yield mapping  # first, as SafeLoader does, so that a mapping may hold itself
+        mapping.update(loader.construct_mapping(node))
+
+    LineLoader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
+    return yaml.load(text, Loader=LineLoader)  # noqa: S506 (LineLoader is a SafeLoader)
+
+
+def _suite_documents(path: Path, data, default: Path | list[Document]) -> tuple[Path | None, list[Document]]:
+    """The corpus folder the case file names (None when it names none) and the documents to check it against."""
+    corpus = data.get("corpus") if isinstance(data, dict) else None
+    if corpus is None:
+        return None, default if isinstance(default, list) else load_documents(default)
+    if not isinstance(corpus, str) or not corpus.strip():
+        raise CaseError("header: field 'corpus' must be a folder path relative to the case file")
+    folder = (path.parent / corpus).resolve()
+    return folder, load_documents(folder)
 
 
 def load_suite(path: Path, default: Path | list[Document]) -> Suite:
     """Read and validate a YAML case file; CaseError (with the file name) when it is malformed.
 
     A file whose header names a `corpus:` folder (relative to the file) is checked against that corpus, which
-    Suite.corpus then gives; otherwise against default, a corpus folder or its loaded documents.
+    Suite.corpus then gives; otherwise against default, a corpus folder or its loaded documents. Every problem of
+    the file is reported at once, each with its case's id and line.
     """
     import yaml
 
@@ -290,20 +497,13 @@ def load_suite(path: Path, default: Path | list[Document]) -> Suite:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise CaseError(f"{path}: cannot read the case file ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise CaseError(f"{path}: not valid YAML ({exc})") from exc
-    corpus = data.get("corpus") if isinstance(data, dict) else None
     try:
-        if corpus is not None:
-            if not isinstance(corpus, str) or not corpus.strip():
-                raise CaseError("header: field 'corpus' must be a folder path relative to the case file")
-            folder = (path.parent / corpus).resolve()
-            documents = load_documents(folder)
-        else:
-            folder, documents = None, default if isinstance(default, list) else load_documents(default)
+        folder, documents = _suite_documents(path, data, default)
         suite = parse_suite(data, documents)
     except (CaseError, CorpusError) as exc:
         raise CaseError(f"{path}: {exc}") from exc
@@ -312,17 +512,14 @@ def load_suite(path: Path, default: Path | list[Document]) -> Suite:
 
 
 # ----- matching -----------------------------------------------------------------------------------------------------
-_MARKER = re.compile(r"\[(\d+)\]")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def normalize_answer(text: str) -> str:
-    """SQuAD-style normalisation: fold accents and curly quotes, lowercase, drop possessives, punctuation, articles and
-    extra space."""
-    text = _MARKER.sub(" ", text)
-    text = unicodedata.normalize("NFKD", fold_quotes(text))
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    text = re.sub(r"(?<=\w)'s\b", "", text).replace("-", " ")  # possessives: "Germany's" matches "Germany"
+    """SQuAD-style normalisation: fold (lowercase, accents, quotes, dashes and hyphens), drop citation markers,
+    possessives, punctuation, articles and extra space."""
+    text = fold(MARKER.sub(" ", text))
+    text = re.sub(r"(?<=\w)'s\b", "", text)  # possessives: "Germany's" matches "Germany"
     text = "".join(
         ch for ch in text if ch not in string.punctuation and not unicodedata.category(ch).startswith(("P", "S"))
     )
@@ -379,7 +576,7 @@ def cites_evidence(citation, evidence: Evidence) -> bool:
 def check_citations(answer, doc_texts: dict[str, str]) -> list[str]:
     """Return what is wrong with the answer's citations: markers without a citation, unused or malformed citations."""
     problems = []
-    markers = {int(n) for n in _MARKER.findall(answer.text)}
+    markers = set(marker_numbers(answer.text))
     indices = [c.index for c in answer.citations]
     if len(set(indices)) != len(indices):
         problems.append(f"duplicate citation indices {sorted(indices)}")
@@ -447,7 +644,7 @@ def score_case(case: Case, answer, doc_texts: dict[str, str], top_k: int) -> Cas
     text = answer.text
     pattern_problems = []
     if case.must_refuse or not answer.abstained:  # a refused answerable case fails on that alone
-        pattern_problems = check_patterns(_MARKER.sub("", text), case.must_contain, case.must_not_contain)
+        pattern_problems = check_patterns(strip_markers(text), case.must_contain, case.must_not_contain)
     result.problems.extend(pattern_problems)
     if case.must_refuse:
         result.refusal_ok = bool(answer.abstained) and not pattern_problems
@@ -467,7 +664,7 @@ def score_case(case: Case, answer, doc_texts: dict[str, str], top_k: int) -> Cas
             result.scored_citations = len(answer.citations)
             result.precise_citations = sum(any(cites_evidence(c, e) for e in case.evidence) for c in answer.citations)
         result.covered_evidence = sum(any(cites_evidence(c, e) for c in answer.citations) for e in case.evidence)
-    if not answer.abstained or answer.citations or _MARKER.search(text):
+    if not answer.abstained or answer.citations or MARKER.search(text):
         citation_problems = check_citations(answer, doc_texts)
         result.citations_ok = not citation_problems
         result.problems.extend(citation_problems)
@@ -510,14 +707,18 @@ def compute_metrics(results: list[CaseResult]) -> dict[str, float | None]:
 
 
 def compute_percentile(values: list[float], q: float) -> float | None:
-    """Return the q-th percentile (0-100) of values, linearly interpolated; None for no values."""
-    if not values:
-        return None
+    """Return the q-th percentile (q a whole number from 0 to 100) of values, interpolated between the closest ranks
+    (statistics.quantiles' inclusive method, numpy's default); None for no values."""
+    if q != int(q) or not 0 <= q <= 100:
+        raise ValueError(f"q must be a whole number from 0 to 100, not {q!r}")
     ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    if not ordered:
+        return None
+    if q == 0 or len(ordered) == 1:
+        return float(ordered[0])
+    if q == 100:
+        return float(ordered[-1])
+    return statistics.quantiles(ordered, n=100, method="inclusive")[int(q) - 1]
 
 
 def compute_latency(results: list[CaseResult]) -> dict[str, dict[str, float]]:
@@ -715,16 +916,12 @@ def render_chart(
     return "".join(parts)
 
 
-def _highlight(citation) -> str:
-    passage, quote = citation.get("text") or "", citation.get("quote") or ""
-    offset = citation.get("start", 0) - citation.get("passage_start", 0)
-    if quote and offset >= 0 and passage[offset : offset + len(quote)] == quote:
-        return (
-            html.escape(passage[:offset])
-            + f"<mark>{html.escape(quote)}</mark>"
-            + html.escape(passage[offset + len(quote) :])
-        )
-    return f"<mark>{html.escape(quote)}</mark>"
+def _render_quote(citation: dict) -> str:
+    """The citation's passage with its quote marked; just the quote, marked, when the offsets are missing or wrong."""
+    passage, offset, start, end = (citation.get(k) for k in ("text", "passage_start", "start", "end"))
+    if passage and None not in (offset, start, end) and offset <= start < end <= offset + len(passage):
+        return highlight(passage, offset, [(start, end)])
+    return f"<mark>{html.escape(citation.get('quote') or '')}</mark>"
 
 
 def _render_badge(value: bool | None, name: str) -> str:
@@ -732,42 +929,44 @@ def _render_badge(value: bool | None, name: str) -> str:
     return f'<span class="badge {css}">{html.escape(name)} {html.escape(_format_flag(value))}</span>'
 
 
+def _render_case(n: int, case: dict, top_k: int) -> str:
+    """One case of the report as an HTML section: its question, answer (markers link to citations) and checks."""
+    e, anchor = html.escape, f"c{n}"
+    answer = MARKER.sub(lambda m: f'<a href="#{anchor}-{m.group(1)}">[{m.group(1)}]</a>', e(case["answer"] or ""))
+    history = "".join(f'<div class="turn"><b>{e(t["role"])}:</b> {e(t["content"])}</div>' for t in case["history"])
+    citations = "".join(
+        f'<li id="{anchor}-{int(c["index"])}">[{int(c["index"])}] {e(str(c.get("doc_id", "")))} '
+        f"¶{e(str(c.get('number', '')))}: {_render_quote(c)}</li>"
+        for c in case["citations"]
+    )
+    evidence = "".join(f"<li>{e(x['quote'])}</li>" for x in case["evidence"])
+    expected = "must refuse" if case["must_refuse"] else " | ".join(case["expected"])
+    checks = case["checks"]
+    return (
+        f'<section class="case {"pass" if case["passed"] else "failed"}" id="{e(case["id"])}">'
+        f"<h3>{e(case['id'])} {'✔' if case['passed'] else '✘'} "
+        f"{_render_badge(checks['answer'], 'answer')}{_render_badge(checks['refusal'], 'refusal')}"
+        f"{_render_badge(checks['evidence'], f'evidence@{top_k}')}{_render_badge(checks['citations'], 'cites')}</h3>"
+        f"{history}<p><b>Q:</b> {e(case['question'])}</p>"
+        + (
+            f'<p class="meta">rewritten as: {e(case["standalone_question"])}</p>'
+            if case["history"] and case["standalone_question"]
+            else ""
+        )
+        + f'<p><b>A:</b> {answer} <span class="meta">({e(str(case["reason"]))})</span></p>'
+        f'<p class="meta"><b>Expected:</b> {e(expected)}</p>'
+        + (f"<ul class='cites'>{citations}</ul>" if citations else "")
+        + (f"<details><summary>evidence</summary><ul>{evidence}</ul></details>" if evidence else "")
+        + (f"<p class='problems'>{e('; '.join(case['problems']))}</p>" if case["problems"] else "")
+        + "</section>"
+    )
+
+
 def render_html(report: dict) -> str:
     """Return a self-contained HTML page of the report; every piece of text is escaped."""
     e = html.escape
     top_k = report["settings"]["top_k"]
-    cases_html = []
-    for n, case in enumerate(report["cases"]):
-        anchor = f"c{n}"
-        answer = e(case["answer"] or "")
-        answer = _MARKER.sub(lambda m, a=anchor: f'<a href="#{a}-{m.group(1)}">[{m.group(1)}]</a>', answer)
-        history = "".join(f'<div class="turn"><b>{e(t["role"])}:</b> {e(t["content"])}</div>' for t in case["history"])
-        citations = "".join(
-            f'<li id="{anchor}-{int(c["index"])}">[{int(c["index"])}] {e(str(c.get("doc_id", "")))} '
-            f"¶{e(str(c.get('number', '')))}: {_highlight(c)}</li>"
-            for c in case["citations"]
-        )
-        evidence = "".join(f"<li>{e(x['quote'])}</li>" for x in case["evidence"])
-        expected = "must refuse" if case["must_refuse"] else " | ".join(case["expected"])
-        checks = case["checks"]
-        cases_html.append(
-            f'<section class="case {"pass" if case["passed"] else "failed"}" id="{e(case["id"])}">'
-            f"<h3>{e(case['id'])} {'✔' if case['passed'] else '✘'} "
-            f"{_render_badge(checks['answer'], 'answer')}{_render_badge(checks['refusal'], 'refusal')}"
-            f"{_render_badge(checks['evidence'], f'evidence@{top_k}')}{_render_badge(checks['citations'], 'cites')}</h3>"
-            f"{history}<p><b>Q:</b> {e(case['question'])}</p>"
-            + (
-                f'<p class="meta">rewritten as: {e(case["standalone_question"])}</p>'
-                if case["history"] and case["standalone_question"]
-                else ""
-            )
-            + f'<p><b>A:</b> {answer} <span class="meta">({e(str(case["reason"]))})</span></p>'
-            f'<p class="meta"><b>Expected:</b> {e(expected)}</p>'
-            + (f"<ul class='cites'>{citations}</ul>" if citations else "")
-            + (f"<details><summary>evidence</summary><ul>{evidence}</ul></details>" if evidence else "")
-            + (f"<p class='problems'>{e('; '.join(case['problems']))}</p>" if case["problems"] else "")
-            + "</section>"
-        )
+    cases_html = [_render_case(n, case, top_k) for n, case in enumerate(report["cases"])]
     failures = "".join(f"<li>{e(f)}</li>" for f in report["failures"])
     failed = frozenset(k for k in METRICS for f in report["failures"] if f.startswith(format_label(k, top_k) + " "))
     status = "FAILED" if report["failures"] else "PASSED"

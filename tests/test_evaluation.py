@@ -133,14 +133,16 @@ def test_locate_evidence_rejects_missing_and_ambiguous_quotes():
     [
         ({"question": ""}, r"case 'c1': field 'question'"),
         ({"answers": "Colby"}, None),  # a single string is accepted as one answer
-        ({"answers": [1, 2]}, r"case 'c1': field 'answers'"),
+        ({"answers": [1, 2]}, r"case 'c1': field 'answers\[0\]' must be text, not 1\n.*'answers\[1\]'"),
         ({"evidence": ["Giorgia Meloni"]}, r"case 'c1': field 'evidence\[0\]'.*not in the corpus"),
         ({"evidence": ["Eldridge Colby", "Rutte"]}, r"case 'c1': field 'evidence\[1\]'.*occurs"),
         ({"evidence": []}, r"case 'c1': field 'evidence' is missing"),
-        ({"must_contain": [["(unclosed"]]}, r"case 'c1': field 'must_contain'\[0\]: invalid regex"),
+        ({"must_contain": [["(unclosed"]]}, r"case 'c1': field 'must_contain\[0\]\[0\]': invalid regex"),
         ({"must_not_contain": "x"}, r"case 'c1': field 'must_not_contain' must be a list"),
-        ({"history": [{"role": "system", "content": "hi"}]}, r"case 'c1': field 'history'\[0\]\.role"),
-        ({"history": [{"role": "user"}]}, r"case 'c1': field 'history'\[0\]"),
+        ({"history": [{"role": "system", "content": "hi"}]}, r"case 'c1': field 'history\[0\]\.role' must be 'user'"),
+        ({"history": [{"role": "user"}]}, r"case 'c1': field 'history\[0\]\.content' is missing"),
+        ({"history": [{"role": "user", "content": "hi", "name": "x"}]}, r"field 'history\[0\]\.name' is not a known"),
+        ({"answers": ["the ."]}, r"case 'c1': field 'answers' holds only punctuation or articles"),
         ({"answer": ["Colby"]}, r"case 'c1': unknown field 'answer'"),
         ({"id": "has space"}, r"case #1: field 'id'"),
     ],
@@ -175,12 +177,50 @@ def test_suite_validation_header_and_duplicates():
         parse_suite({"thresholds": {"answer": 90}, "cases": [good]}, DOCUMENTS)
     with pytest.raises(CaseError, match=r"header: field 'cases'"):
         parse_suite({"thresholds": {}}, DOCUMENTS)
+    with pytest.raises(CaseError, match=r"header: field 'split' must be 'dev' or 'test', not 'train'"):
+        parse_suite({"split": "train", "cases": [good]}, DOCUMENTS)
+    with pytest.raises(CaseError, match=r"header: field 'tolerance' must be a number from 0 to 1, not 2"):
+        parse_suite({"tolerance": 2, "cases": [good]}, DOCUMENTS)
+    with pytest.raises(CaseError, match=r"header: unknown field 'threshold' \(fields: corpus, split, thresholds"):
+        parse_suite({"threshold": {}, "cases": [good]}, DOCUMENTS)
+    with pytest.raises(CaseError, match=r"case #2: must be a mapping with id, question, answers and evidence"):
+        parse_suite({"cases": [good, "Who?"]}, DOCUMENTS)
+
+
+def test_load_suite_reports_every_problem_with_its_case_and_line(tmp_path):
+    bad = tmp_path / "q.yaml"
+    bad.write_text(
+        "thresholds: {accuracy: 0.9}\n"
+        "cases:\n"
+        "  - id: good\n"
+        "    question: Who?\n"
+        "    answers: [Colby]\n"
+        "    evidence: [Eldridge Colby]\n"
+        "  - id: no-question\n"
+        "    answers: []\n"
+        "    tags: [unanswerable, '']\n"
+        "  - {id: bad-quote, question: 'Who?', answers: [Colby], evidence: [Nobody at all]}\n"
+        "  - id: good\n"
+        "    question: Who again?\n"
+        "    answers: []\n"
+    )
+    with pytest.raises(CaseError) as raised:
+        evaluation.load_suite(bad, DOCUMENTS)
+    first, *problems = str(raised.value).splitlines()
+    assert first == f"{bad}: 5 problems:"
+    assert problems == [
+        f"  header: field 'thresholds.accuracy' is not a metric (metrics: {', '.join(evaluation.METRICS)})",
+        "  case 'no-question' (line 7): field 'question' is missing",
+        "  case 'no-question' (line 7): field 'tags[1]' must be non-empty text",
+        "  case 'bad-quote' (line 10): field 'evidence[0]': evidence quote 'Nobody at all' is not in the corpus",
+        "  case 'good' (line 11): field 'id' is used twice (first at line 3)",
+    ]
 
 
 def test_load_suite_names_the_file(tmp_path):
     bad = tmp_path / "q.yaml"
     bad.write_text("cases:\n  - {id: x1, question: 'Who?', answers: [Colby], evidence: [Nobody at all]}\n")
-    with pytest.raises(CaseError, match=r"q\.yaml: case 'x1': field 'evidence\[0\]'"):
+    with pytest.raises(CaseError, match=r"q\.yaml: case 'x1' \(line 2\): field 'evidence\[0\]'"):
         evaluation.load_suite(bad, DOCUMENTS)
     bad.write_text("cases: [unclosed")
     with pytest.raises(CaseError, match="not valid YAML"):
@@ -280,6 +320,17 @@ def test_metrics_on_hand_built_answers():
         "answer 0.50  f1 0.17  refusal 0.50  near-miss n/a  false-refusal 0.50  evidence@4 0.50  mrr 0.25"
     )
     assert line.endswith("p50 2.5 s  p95 4.7 s")
+
+
+def test_compute_percentile_interpolates_between_closest_ranks():
+    percentile = evaluation.compute_percentile
+    assert percentile([], 50) is None
+    assert percentile([3.0], 95) == 3.0
+    assert (percentile([4, 1, 3, 2], 0), percentile([4, 1, 3, 2], 100)) == (1.0, 4.0)
+    assert percentile([5, 1, 3, 2], 50) == pytest.approx(2.5)
+    assert percentile([5, 1, 3, 2], 95) == pytest.approx(4.7)  # 3 + 0.85 * (5 - 3)
+    with pytest.raises(ValueError, match="whole number from 0 to 100"):
+        percentile([1, 2], 101)
 
 
 def test_patterns_gate_answers_and_refusals():
@@ -402,7 +453,7 @@ def test_main_rejects_bad_input_before_loading_models(tmp_path, monkeypatch, cap
     assert "top_k" in capsys.readouterr().err
     cases.write_text("cases:\n  - {id: x, question: 'Who?', answers: [Colby]}\n")
     assert evaluation.main(eval_args(cases)) == 2
-    assert "case 'x': field 'evidence' is missing" in capsys.readouterr().err
+    assert "case 'x' (line 2): field 'evidence' is missing" in capsys.readouterr().err
 
 
 def test_cli_parses_eval_options():
@@ -443,6 +494,10 @@ def test_html_report_escapes_all_text_and_is_self_contained():
     assert "<mark>Eldridge Colby</mark>" in page  # the quote is highlighted inside its passage
     assert "US Under Secretary of War <mark>" in page
     assert "<svg" in page and "</svg>" in page
+    # Without the passage's offsets, the quote alone is shown (marked).
+    del report["cases"][0]["citations"][0]["passage_start"]
+    page = render_html(report)
+    assert "<mark>Eldridge Colby</mark>" in page and "US Under Secretary of War <mark>" not in page
     assert not re.search(r"(src|href)=\"(?!#)|<link|@import|url\(", page)  # no external assets
 
 
