@@ -18,16 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from assistant.evaluation import compute_percentile
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile of values (q in 0..100)."""
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
+    """The q-th percentile of values (q in 0..100) as `assistant eval` computes it; NaN (shown as –) for none."""
+    value = compute_percentile(values, q)
+    return float("nan") if value is None else value
 
 
 def machine() -> str:

@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ def share(flags: list[bool]) -> float | None:
 
 def figures(results) -> dict:
     """The issue's figures for one pipeline's results on one case file."""
-    from assistant.evaluation import compute_metrics
+    from assistant.evaluation import compute_metrics, compute_percentile
 
     metrics = compute_metrics(results)
     refuse = [r for r in results if r.case.must_refuse]
@@ -45,8 +44,8 @@ def figures(results) -> dict:
         "false_refusal": metrics["false-refusal"],
         "answer": metrics["answer"],
         "citation_precision": metrics["citation-precision"],
-        "p50": statistics.median(totals) if totals else None,
-        "verify_p50": statistics.median(verify) if verify else None,
+        "p50": compute_percentile(totals, 50),
+        "verify_p50": compute_percentile(verify, 50),
         "metrics": metrics,
         "failed": [r.case.id for r in results if not r.passed],
     }

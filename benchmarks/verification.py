@@ -81,6 +81,7 @@ def score_form(model, template: str, records: list[dict], with_article: bool = T
     """
     from langchain_core.messages import HumanMessage, SystemMessage
 
+    from assistant.evaluation import compute_percentile
     from assistant.verify import Verifier
 
     verifier = Verifier(model, template, threshold=0.5)
@@ -110,7 +111,7 @@ def score_form(model, template: str, records: list[dict], with_article: bool = T
         "best_threshold": best,
         "kept_right": sum(p >= best for p in positive) / max(1, len(positive)),
         "refused_near_miss": sum(p < best for p in negative) / max(1, len(negative)),
-        "p50_seconds": statistics.median(seconds) if seconds else None,
+        "p50_seconds": compute_percentile(seconds, 50),
         "n": (len(positive), len(negative)),
         "scores": [(r["case"], r["label"], round(p, 4)) for r, p in scored],
     }

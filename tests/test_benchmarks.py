@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -88,3 +89,11 @@ def test_report_says_where_the_project_is_behind_and_why():
     # At scale too: a slower build is named with its figures, a better hit rate is not listed as behind.
     assert "slower at 1,000 documents (68.0 s against 58.0 s)" in behind
     assert "**Hit rate** is lower" not in behind
+
+
+def test_report_percentiles_are_the_evaluations():
+    from benchmarks.__main__ import percentile
+
+    assert percentile([5.0, 1.0, 3.0, 2.0], 95) == pytest.approx(4.7)  # interpolated, as `assistant eval` reports
+    assert percentile([2.0], 50) == 2.0
+    assert math.isnan(percentile([], 50))  # shown as "–" in the report
