@@ -8,17 +8,24 @@ import logging
 import os
 import pickle
 import queue
-import string
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.prompts import (
+    ChatPromptTemplate,
+    HumanMessagePromptTemplate,
+    MessagesPlaceholder,
+    PromptTemplate,
+    SystemMessagePromptTemplate,
+)
 from pydantic import PrivateAttr
 
 from .corpus import Passage
@@ -26,16 +33,16 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-# The placeholders each template must use: checked by the tests and at load time.
-PROMPT_PLACEHOLDERS = {
+# The variables each template must use: checked when it is loaded.
+PROMPT_VARIABLES = {
     "system": {"title", "context"},
     "question": {"question"},
     "condense": {"history", "question"},
     "more": set(),  # asked after a first answer that covered one of two asked-for things
     "verify": {"evidence", "question"},  # the verification stage's yes/no judgement
 }
-# Placeholders a template may use besides those: the judgement may also be shown the answer sentence itself.
-OPTIONAL_PLACEHOLDERS = {"verify": {"answer"}}
+# Variables a template may use besides those: the judgement may also be shown the answer sentence itself.
+OPTIONAL_VARIABLES = {"verify": {"answer"}}
 
 
 class PromptError(RuntimeError):
@@ -46,23 +53,58 @@ class ModelUnavailable(RuntimeError):
     """The chat model could not be loaded or reached; the message says what to do."""
 
 
-def placeholders(template: str) -> set[str]:
-    """Return the {names} a format template uses."""
-    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
-
-
-def load_prompt(prompts_dir: Path, name: str) -> str:
-    """Read prompts/<name>.txt and check it uses exactly the placeholders the code fills in."""
+def load_prompt(prompts_dir: Path, name: str) -> PromptTemplate:
+    """Read prompts/<name>.txt as a PromptTemplate and check it uses exactly the variables the code fills in."""
     path = Path(prompts_dir) / f"{name}.txt"
     try:
-        template = path.read_text(encoding="utf-8")
+        template = PromptTemplate.from_template(path.read_text(encoding="utf-8").strip())
     except OSError as exc:
         raise PromptError(f"Prompt template {path} is missing; restore it from the repository.") from exc
-    expected = PROMPT_PLACEHOLDERS.get(name)
-    used = placeholders(template) - OPTIONAL_PLACEHOLDERS.get(name, set())
+    except ValueError as exc:  # unbalanced braces
+        raise PromptError(f"Prompt template {path} cannot be read as a template ({exc}).") from exc
+    expected = PROMPT_VARIABLES.get(name)
+    used = set(template.input_variables) - OPTIONAL_VARIABLES.get(name, set())
     if expected is not None and used != expected:
         raise PromptError(f"Prompt template {path} must use the placeholders {sorted(expected)}, not {sorted(used)}.")
-    return template.strip()
+    return template
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """The chat prompts, built from the templates in prompts/: every message the models are sent comes from here."""
+
+    system: PromptTemplate  # the rules and the article: the fixed prefix llama.cpp caches
+    question: PromptTemplate
+    answer: ChatPromptTemplate  # system, earlier turns (history), question
+    condense: ChatPromptTemplate  # system, the rewrite request
+    more: ChatPromptTemplate  # system, the question and the first answer (history), "and the other one?"
+    verify: PromptTemplate  # the judgement (the verifier makes it a chat prompt)
+
+    def history(self, turns: list[dict]) -> list[BaseMessage]:
+        """Earlier turns as chat messages: questions as the model was asked them, answers without their markers."""
+        from .cite import strip_markers
+
+        return [
+            HumanMessage(self.question.format(question=t["content"]))
+            if t["role"] == "user"
+            else AIMessage(strip_markers(t["content"]))
+            for t in turns
+        ]
+
+
+def load_prompts(prompts_dir: Path) -> Prompts:
+    """Load and check every template in prompts_dir, and compose the chat prompts from them."""
+    t = {name: load_prompt(prompts_dir, name) for name in PROMPT_VARIABLES}
+    system = SystemMessagePromptTemplate(prompt=t["system"])
+    history = MessagesPlaceholder("history", optional=True)
+    return Prompts(
+        system=t["system"],
+        question=t["question"],
+        answer=ChatPromptTemplate([system, history, HumanMessagePromptTemplate(prompt=t["question"])]),
+        condense=ChatPromptTemplate([system, HumanMessagePromptTemplate(prompt=t["condense"])]),
+        more=ChatPromptTemplate([system, history, HumanMessagePromptTemplate(prompt=t["more"])]),
+        verify=t["verify"],
+    )
 
 
 def render_context(passages: list[Passage]) -> str:

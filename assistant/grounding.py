@@ -126,6 +126,16 @@ def split_answer(text: str) -> list[str]:
     return [s for s in out if s]
 
 
+def complete_sentences(buffer: str) -> tuple[list[str], str]:
+    """Split streamed text into the sentences that are complete and the rest, which may still grow."""
+    parts = split_answer(buffer)
+    if buffer.endswith("\n"):
+        return parts, ""
+    if len(parts) > 1:
+        return parts[:-1], parts[-1]
+    return [], buffer
+
+
 class Grounder:
     """Decides which passages support an answer sentence; built once per corpus."""
 
@@ -348,15 +358,6 @@ def title_links(text: str, passages: list[Passage]) -> dict[str, set[str]]:
         for name in names[:-1]:
             links.setdefault(fold(name), set()).add(names[-1])
     return links
-
-
-def mark_sentence(sentence: str, markers: list[int]) -> str:
-    """Put citation markers like [1][2] before a sentence's final stop, or after a closing quote."""
-    tags = "".join(f"[{m}]" for m in markers)
-    match = re.search(r"[.!?]+$", sentence)
-    if match:
-        return f"{sentence[: match.start()].rstrip()} {tags}{match.group()}"
-    return f"{sentence} {tags}"
 
 
 def folded_overlap(a: str, b: str) -> float:

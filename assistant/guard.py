@@ -146,3 +146,26 @@ _YES_NO_RE = re.compile(r"^\W*(is|are|was|were|do|does|did|has|have|had|can|coul
 def asks_for_several(question: str) -> bool:
     """True when the question wants more than one thing ("What two issues…", "…, and which post…")."""
     return bool(_MANY_PARTS_RE.search(question)) and not _YES_NO_RE.match(question)
+
+
+def off_task_reply(titles: list[str]) -> str:
+    """The polite refusal of a request that is not a question about the articles titled titles."""
+    own = "its" if len(titles) == 1 else "their"
+    return (
+        f"I can only answer questions about {describe(titles)}, from {own} text alone. "
+        "Try asking who said what, which figures it gives, or what was decided."
+    )
+
+
+def greeting_reply(titles: list[str]) -> str:
+    """The reply to a bare greeting or thanks: what the assistant can be asked about."""
+    return f"Hello! Ask me anything about {describe(titles)}."
+
+
+def describe(titles: list[str]) -> str:
+    """The articles a conversation draws on, named for a reply ('the article “…”', 'the 3 articles here (…)')."""
+    if len(titles) == 1:
+        return f"the article “{titles[0]}”"
+    shown = "; ".join(f"“{t}”" for t in titles[:3])
+    more = f" and {len(titles) - 3} more" if len(titles) > 3 else ""
+    return f"the {len(titles)} articles here ({shown}{more})"

@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from langchain_core.embeddings import Embeddings
+
 from .corpus import CHUNKING, Document, Passage, corpus_hash
 from .settings import Settings
 
@@ -152,12 +154,33 @@ def _progress_bar(total: int, label: str):
     return tqdm(total=total, desc=label, unit="passage", file=sys.stderr, disable=total == 0, leave=False)
 
 
+class QueryCache(Embeddings):
+    """Embeddings that remember recent queries: retrieval and the gate embed the same question once."""
+
+    def __init__(self, embeddings: Embeddings, size: int = 256):
+        self.inner = embeddings.inner if isinstance(embeddings, QueryCache) else embeddings
+        self.size = size
+        self._queries: dict[str, list[float]] = {}
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        vector = self._queries.pop(text, None)
+        if vector is None:
+            vector = self.inner.embed_query(text)
+        self._queries[text] = vector  # most recent last
+        while len(self._queries) > self.size:
+            self._queries.pop(next(iter(self._queries)))
+        return vector
+
+
 class PassageIndex:
     """The Chroma collection of a corpus's passages, kept in step with the corpus."""
 
     def __init__(self, settings: Settings, embeddings=None):
         self.settings = settings
-        self.embeddings = embeddings or load_embeddings(settings)
+        self.embeddings = QueryCache(embeddings or load_embeddings(settings))
         self.store = None
 
     def open(self, documents: list[Document], passages: list[Passage], rebuild: bool = False) -> IndexReport:
@@ -260,7 +283,7 @@ class PassageIndex:
 
 
 def _embedded_text(passage: Passage) -> str:
-    # The section heading gives a paragraph words it lacks ("spending", "cautiously") without being a passage itself.
+    # The section heading gives a paragraph words it lacks, without being a passage itself.
     return f"{passage.section}. {passage.text}" if passage.section else passage.text
 
 

@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     min_support: float = Field(
         0.5, description="Share of an answer sentence's content words a passage must contain to support it."
     )
+    min_lexical_overlap: float = Field(
+        0.5,
+        description="A question beyond max_distance is still answered when the best BM25 passage holds at least this share of its content words.",
+    )
+    retrieval_depth: int = Field(
+        20,
+        ge=1,
+        description="How many passages each retriever (dense and BM25) ranks before fusion; at least 4 × top_k are ranked.",
+    )
+    rrf_k: int = Field(
+        60,
+        ge=1,
+        description="Reciprocal-rank-fusion constant: larger values flatten rank differences deep in the lists.",
+    )
 
     # Verification (by meaning, with the chat model as judge)
     verify: bool = Field(
@@ -84,6 +98,24 @@ class Settings(BaseSettings):
     )
     retry_passages: int = Field(2, ge=1, le=10, description="How many of the best passages the retry shows the model.")
 
+    # Follow-up questions (the rewrite stage)
+    rewrite_messages: int = Field(
+        4,
+        ge=2,
+        description="How many of the last history messages the rewrite sees (a small model picks the wrong person when shown more).",
+    )
+    rewrite_message_chars: int = Field(
+        500, description="Each history message shown to the rewrite is cut to this length."
+    )
+    rewrite_max_tokens: int = Field(60, description="Upper bound on tokens of a rewritten question.")
+    rewrite_max_chars: int = Field(
+        300, description="A longer rewrite is rejected (the model answered instead of rewriting)."
+    )
+    rewrite_fallback_chars: int = Field(
+        200,
+        description="When the rewrite is rejected, this much of the last user question is added to the follow-up for retrieval.",
+    )
+
     # Generation
     llm_backend: Literal["llamacpp", "openai", "ollama"] = Field(
         "llamacpp", description="Which model runs the answers."
@@ -107,6 +139,16 @@ class Settings(BaseSettings):
     llm_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     llm_context: int = Field(4096, description="Context window (tokens) of the local model.")
     max_answer_tokens: int = Field(160, description="Upper bound on tokens generated per answer.")
+    prompt_margin_tokens: int = Field(
+        400,
+        description="Tokens of the context window kept free for the rules, the question and the history when deciding whether the whole text fits in the prompt.",
+    )
+    chars_per_token: float = Field(
+        3.0, description="Characters per token assumed when sizing text against the context window."
+    )
+    rest_sentences: int = Field(
+        2, ge=1, description="Sentences of the 'ask for the rest' reply checked for the second asked-for thing."
+    )
     persist_model_state: bool = Field(
         True, description="Save the model's state after reading the article, so a fresh process skips that work."
     )

@@ -83,18 +83,26 @@ class Verifier:
     """
 
     def __init__(self, model, template, threshold: float, top_logprobs: int = 20):
+        from langchain_core.prompts import ChatPromptTemplate, HumanMessagePromptTemplate, MessagesPlaceholder
+
         self.model = model
-        self.template = template  # a str.format template with {evidence} and {question}, optionally {answer}
+        # template: a PromptTemplate (or its text) using {evidence} and {question}, optionally {answer}
+        human = (
+            HumanMessagePromptTemplate.from_template(template)
+            if isinstance(template, str)
+            else HumanMessagePromptTemplate(prompt=template)
+        )
+        self.prompt = ChatPromptTemplate([MessagesPlaceholder("article", optional=True), human])
         self.threshold = threshold
         self.top_logprobs = top_logprobs
 
     def messages(self, question: str, sentence: str, evidence: list[str], context: str | None = None):
         """The judgement prompt: the claim against its evidence, after context (a system prompt) when given."""
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import SystemMessage
 
         quoted = "\n".join(f"- {e}" for e in evidence)
-        prompt = HumanMessage(self.template.format(evidence=quoted, question=question, answer=sentence))
-        return [SystemMessage(context), prompt] if context else [prompt]
+        article = [SystemMessage(context)] if context else []
+        return self.prompt.format_messages(article=article, evidence=quoted, question=question, answer=sentence)
 
     def probability(self, messages) -> tuple[float, str]:
         """P(yes) for a judgement prompt, and how it was read ("logprobs" or "text")."""

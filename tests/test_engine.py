@@ -13,8 +13,9 @@ from fakes import fake
 
 from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
 from assistant.corpus import load_passages, split_sentences
-from assistant.generation import PROMPT_PLACEHOLDERS, PromptError, load_prompt, placeholders
-from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, mark_sentence, split_clauses
+from assistant.generation import OPTIONAL_VARIABLES, PROMPT_VARIABLES, PromptError, load_prompt, load_prompts
+from assistant.cite import mark_sentence
+from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, split_clauses
 from assistant.guard import (
     InvalidQuestion,
     asks_for_several,
@@ -334,15 +335,32 @@ def test_declines_are_recognised(text):
 
 
 # ----- prompts -----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", sorted(PROMPT_PLACEHOLDERS))
+@pytest.mark.parametrize("name", sorted(PROMPT_VARIABLES))
 def test_prompt_templates_have_their_placeholders(name):
-    template = (PROJECT_ROOT / "prompts" / f"{name}.txt").read_text(encoding="utf-8")
-    assert placeholders(template) == PROMPT_PLACEHOLDERS[name]
-    assert load_prompt(PROJECT_ROOT / "prompts", name)
+    template = load_prompt(PROJECT_ROOT / "prompts", name)
+    used = set(template.input_variables)
+    assert PROMPT_VARIABLES[name] <= used <= PROMPT_VARIABLES[name] | OPTIONAL_VARIABLES.get(name, set())
 
 
-def test_prompt_with_wrong_placeholder_is_refused(tmp_path):
-    (tmp_path / "question.txt").write_text("Q: {query}")
+def test_prompts_are_chat_prompt_templates():
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+    from langchain_core.prompts import ChatPromptTemplate
+
+    prompts = load_prompts(PROJECT_ROOT / "prompts")
+    assert isinstance(prompts.answer, ChatPromptTemplate)
+    assert set(prompts.answer.input_variables) == {"title", "context", "question"}  # history is optional
+    turns = [{"role": "user", "content": "Who spoke?"}, {"role": "assistant", "content": "Ann spoke [1]."}]
+    messages = prompts.answer.format_messages(
+        title="T", context="Ann spoke {loudly}.", question="Why?", history=prompts.history(turns)
+    )
+    assert [type(m) for m in messages] == [SystemMessage, HumanMessage, AIMessage, HumanMessage]
+    assert "Ann spoke {loudly}." in messages[0].content  # the article's braces are text, not placeholders
+    assert messages[2].content == "Ann spoke." and messages[-1].content.endswith("Why?")
+
+
+@pytest.mark.parametrize("text", ["Q: {query}", "Q: {question", "No question at all"])
+def test_prompt_with_wrong_placeholder_is_refused(tmp_path, text):
+    (tmp_path / "question.txt").write_text(text)
     with pytest.raises(PromptError, match="question"):
         load_prompt(tmp_path, "question")
 

@@ -1,0 +1,244 @@
+"""The answer pipeline: named stages over one AnswerState, in the order run() reads them.
+
+    guard → rewrite → retrieve → gate → generate → retry → complete → settle
+
+generate streams the model's reply sentence by sentence; each sentence is checked (grounding), verified (by meaning)
+and cited before it is shown. Each stage is a short function of the state and the Assistant that owns the models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING
+
+from .generation import render_context
+from .grounding import Support, clean_sentence, complete_sentences, fits_question, is_decline, split_answer
+from .guard import asks_for_several, greeting_reply, is_greeting, is_off_task, needs_rewrite, off_task_reply
+from .rewrite import rewrite_question
+from .state import NOT_IN_ARTICLE, Answer, AnswerState
+from .text import entity_words, find_entity
+
+if TYPE_CHECKING:
+    from .answering import Assistant
+
+log = logging.getLogger(__name__)
+
+
+def run(state: AnswerState, assistant: Assistant) -> Iterator[str | Answer]:
+    """Yield the answer's text as checked sentences become ready, then the Answer."""
+    for stage in (guard, rewrite, retrieve, gate):
+        with state.timings.timed(stage.__name__):
+            stage(state, assistant)
+        if state.reason:
+            break
+    else:
+        for streaming in (generate, retry, complete):
+            yield from streaming(state, assistant)
+        settle(state, assistant)
+    if state.reason != "answered":
+        yield state.text
+    yield state.answer()
+
+
+# ----- before the model ---------------------------------------------------------------------------------------------
+def guard(state: AnswerState, assistant: Assistant) -> None:
+    """Answer a greeting, and turn down a request that is not a question about the text, without the model."""
+    if is_greeting(state.question):
+        state.end("greeting", greeting_reply(state.view.titles))
+    elif is_off_task(state.question):
+        state.end("off_task", off_task_reply(state.view.titles))
+
+
+def rewrite(state: AnswerState, assistant: Assistant) -> None:
+    """Make a follow-up question stand on its own, sharing the cached article prefix."""
+    if not (state.turns and needs_rewrite(state.question, state.turns)):
+        return
+    variables = {"title": state.view.title, "context": state.view.context or ""}
+    tokens = partial(assistant.model_tokens, config=state.config)
+    state.rewrite = rewrite_question(
+        state.question, state.turns, variables, assistant.prompts, tokens, assistant.settings
+    )
+    if is_off_task(state.standalone):
+        state.end("off_task", off_task_reply(state.view.titles))
+
+
+def retrieve(state: AnswerState, assistant: Assistant) -> None:
+    """Find the passages nearest the question, and how near they are."""
+    state.found = assistant.search(state.standalone, state.view, config=state.config)
+
+
+def gate(state: AnswerState, assistant: Assistant) -> None:
+    """Refuse a question far from every passage; otherwise choose what the model reads.
+
+    A word the article lacks is no reason to refuse (the user may name a place or a body in other words): only a
+    question unrelated to every passage is refused here, and verification by meaning decides what an answer may say.
+    """
+    s, figures = assistant.settings, state.found.gate
+    if s.grounding_check and figures.best_distance > s.max_distance and figures.lexical_overlap < s.min_lexical_overlap:
+        log.info("Refused %r: best distance %.2f", state.standalone, figures.best_distance)
+        state.end("not_in_article", NOT_IN_ARTICLE)
+    elif state.view.context is not None:
+        read(state, assistant, state.view.title, state.view.context, state.view.passages)
+    else:
+        read(state, assistant, "Articles", render_context(state.found.passages), state.found.passages)
+
+
+def read(state: AnswerState, assistant: Assistant, title: str, context: str, candidates) -> None:
+    """Set what the model reads and what its sentences may cite."""
+    state.title, state.context, state.candidates = title, context, candidates
+    state.system = assistant.prompts.system.format(title=title, context=context)
+
+
+# ----- the model, sentence by sentence ------------------------------------------------------------------------------
+def generate(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+    """Stream the model's answer; after a rejected rewrite it reads the last exchange itself."""
+    last_exchange = state.turns[-2:] if state.rewrite and state.rewrite.needs_history else []
+    question = state.question if last_exchange else state.standalone
+    with state.timings.timed("generate"):
+        yield from sentences(state, assistant, question, last_exchange)
+
+
+def retry(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+    """A small model often reads a short context better: when it declined a question that retrieval matched
+    closely, ask once more with only the best passages (and verify that answer like any other)."""
+    s = assistant.settings
+    if not (state.declined and not state.reply.kept and state.found.best_distance <= s.retry_distance):
+        return
+    with state.timings.timed("retry"):
+        best = state.found.passages[: s.retry_passages]
+        read(state, assistant, "Articles", render_context(best), best)
+        state.declined, state.draft = False, state.draft + "\n"
+        state.reply.pending.clear()
+        yield from sentences(state, assistant, state.standalone, [])
+
+
+def complete(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+    """A small model tends to stop after the first of two asked-for things: ask it once for the rest."""
+    if not assistant.settings.grounding_check or state.declined or len(state.reply.kept) != 1:
+        return
+    if not asks_for_several(state.standalone):
+        return
+    with state.timings.timed("complete"):
+        state.generating_since = time.perf_counter()
+        for sentence in the_rest(state, assistant):
+            yield from emit(state, assistant, sentence)
+
+
+def settle(state: AnswerState, assistant: Assistant) -> None:
+    """Decide the outcome: the kept sentences as the answer, or a refusal that says why."""
+    kept = state.reply.kept
+    fits = not (assistant.settings.grounding_check and kept) or fits_question(state.standalone, state.reply.text)
+    if not fits:
+        log.info("Answer %r does not fit the question %r", kept, state.standalone)
+    if state.declined or not kept or not fits:
+        reason = "not_in_article" if state.declined else "unverified" if state.failed_verification else "unsupported"
+        state.end(reason, NOT_IN_ARTICLE)
+    else:
+        state.end("answered", state.reply.text)
+
+
+def sentences(state: AnswerState, assistant: Assistant, question: str, turns: list[dict]) -> Iterator[str]:
+    """Stream the model's reply to question, yielding each sentence once it is checked, verified and cited."""
+    prompts = assistant.prompts
+    messages = prompts.answer.format_messages(
+        title=state.title, context=state.context, history=prompts.history(turns), question=question
+    )
+    state.generating_since = since = time.perf_counter()
+    buffer = ""
+    try:
+        for token in assistant.model_tokens(messages, config=state.config):
+            if token:
+                state.timings.mark("first_token", since)
+            state.draft += token
+            done, buffer = complete_sentences(buffer + token)
+            for sentence in done:
+                yield from emit(state, assistant, sentence)
+            if state.declined:
+                return
+    finally:
+        state.timings.mark("first_token", since)
+    for sentence in split_answer(buffer):
+        yield from emit(state, assistant, sentence)
+
+
+def emit(state: AnswerState, assistant: Assistant, sentence: str) -> Iterator[str]:
+    """Show sentence (with any pending ones before it) when it passes every check."""
+    marked = check(state, assistant, sentence)
+    if marked and not state.declined:
+        piece = state.reply.add(marked)
+        state.timings.mark("first_text", state.generating_since)  # the first checked text a reader sees
+        yield piece
+
+
+# ----- check, verify, cite ------------------------------------------------------------------------------------------
+def check(state: AnswerState, assistant: Assistant, sentence: str) -> str | None:
+    """The sentence with its citation markers when the passages support it and it passes verification, else None."""
+    sentence = clean_sentence(sentence)
+    if not sentence:
+        return None
+    if is_decline(sentence):
+        state.declined = True
+        return None
+    if not assistant.settings.grounding_check:
+        return sentence
+    support = assistant.grounder.support(sentence, state.candidates, state.standalone)
+    if support is None:
+        if not assistant.grounder.claim_terms(sentence)[0]:
+            state.reply.pending.append(sentence)  # "Yes." waits for the sentence that backs it
+        else:
+            log.info("Dropped unsupported sentence: %r", sentence)
+        return None
+    if not verify(state, assistant, sentence, support):
+        return None
+    return state.reply.cite(support.sentence, quotes(support), assistant.doc_text)
+
+
+def verify(state: AnswerState, assistant: Assistant, sentence: str, support: Support) -> bool:
+    """Ask the judge whether the cited sentences answer this very question; record its verdict."""
+    verifier = assistant.verifier
+    if verifier is None:
+        return True
+    claim = " ".join([*state.reply.pending, sentence])
+    evidence = [assistant.doc_text(p.doc_id)[start:end] for p, start, end in quotes(support)]
+    context = state.system if assistant.verify_with_article else None
+    with state.timings.timed("verify"):
+        try:
+            verdict = verifier.judge(state.standalone, claim, evidence, context)
+        except Exception as exc:
+            raise assistant.model_failure(exc) from exc
+    state.verdicts.append(verdict)
+    return verdict.passed
+
+
+def quotes(support: Support):
+    """(passage, start, end) of each span that supports a sentence."""
+    return [(p, start, end) for p, (start, end) in zip(support.passages, support.quotes, strict=True)]
+
+
+def the_rest(state: AnswerState, assistant: Assistant) -> list[str]:
+    """Ask for what the first answer left out; return the sentences worth checking (at most one).
+
+    Only a sentence about what the question names, backed by text the first answer did not cite, is kept.
+    """
+    first = state.reply.kept[0]
+    turns = [{"role": "user", "content": state.standalone}, {"role": "assistant", "content": first}]
+    messages = assistant.prompts.more.format_messages(
+        title=state.title, context=state.context, history=assistant.prompts.history(turns)
+    )
+    reply = "".join(assistant.model_tokens(messages, config=state.config))
+    names = entity_words(state.standalone, skip_first=True)
+    cited = [(c.doc_id, c.start, c.end) for c in state.reply.citations]
+    for sentence in split_answer(reply)[: assistant.settings.rest_sentences]:
+        sentence = clean_sentence(sentence)
+        if not sentence or is_decline(sentence) or (names and not any(find_entity(n, sentence) for n in names)):
+            continue
+        support = assistant.grounder.support(sentence, state.candidates, state.standalone)
+        if support is None or any(
+            p.doc_id == doc and s < end and start < e for p, s, e in quotes(support) for doc, start, end in cited
+        ):
+            continue  # unsupported, or the first answer's fact again in other words
+        return [sentence]
+    return []
