@@ -1,19 +1,31 @@
-"""An offline, cited question-answering assistant for a news article: answer() and retrieve() are the entry points."""
+"""An offline, cited question-answering assistant for a news article: answer(), retrieve() and chain() are the entry points."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .answering import Answer, Assistant, Citation
+    from .answering import Answer, AnswerChain, Assistant, Citation
     from .corpus import Passage
     from .guard import InvalidQuestion
     from .settings import Settings
 
-__all__ = ["Answer", "Assistant", "Citation", "InvalidQuestion", "Passage", "Settings", "answer", "retrieve"]
+__all__ = [
+    "Answer",
+    "AnswerChain",
+    "Assistant",
+    "Citation",
+    "InvalidQuestion",
+    "Passage",
+    "Settings",
+    "answer",
+    "chain",
+    "retrieve",
+]
 
 _LAZY = {
     "Answer": "answering",
+    "AnswerChain": "answering",
     "Assistant": "answering",
     "Citation": "answering",
     "InvalidQuestion": "guard",
@@ -22,11 +34,20 @@ _LAZY = {
 }
 
 
+def chain(settings: Settings | None = None) -> AnswerChain:
+    """The assistant as a LangChain Runnable: invoke({"question": ..., "history": [...], "scope": None}) -> Answer.
+
+    With no settings it is the process-wide default assistant (ASSISTANT_* settings); batch, stream and ainvoke work
+    as for any Runnable, and callbacks reach the retriever and the model calls.
+    """
+    from .answering import Assistant, default_assistant
+
+    return (default_assistant() if settings is None else Assistant(settings)).runnable()
+
+
 def answer(question: str, history: list[dict] | None = None) -> Answer:
     """Answer a question about the article with the default assistant (built from ASSISTANT_* settings on first call)."""
-    from .answering import default_assistant
-
-    return default_assistant().answer(question, history)
+    return chain().invoke({"question": question, "history": history})
 
 
 def retrieve(question: str, k: int = 4) -> list[Passage]:

@@ -47,7 +47,7 @@ def cmd_ask(args) -> int:
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return 0
     answer = None
-    for item in assistant.stream(args.question, history, scope=args.scope):
+    for item in assistant.runnable().stream({"question": args.question, "history": history, "scope": args.scope}):
         if isinstance(item, str):
             if sys.stdout.isatty():
                 print(item, end="", flush=True)

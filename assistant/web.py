@@ -9,11 +9,12 @@ import logging
 import queue
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import gradio as gr
 
 from .answering import Answer, Assistant
+from .cite import MARKER, highlight, strip_markers
 from .corpus import CorpusError, Passage, load_passages
 from .generation import ModelUnavailable, PromptError
 from .guard import InvalidQuestion, validate_question
@@ -42,8 +43,6 @@ the corpus holds several. An invalid question (empty, too long) or history, or a
 message.
 """
 
-_MARKER = re.compile(r"\[(\d+)\]")
-_MARKERS_WITH_SPACE = re.compile(r"\s*(?:\[\d+\])+")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^=:])")
 _EXPECTED_ERRORS = (ModelUnavailable, ModelError, IndexStoreError, CorpusError, PromptError)
 
@@ -97,38 +96,6 @@ def chat_text(value: object) -> str:
     return escape(_MARKDOWN_SPECIAL.sub(r"\\\1", str(value)))
 
 
-def strip_markers(text: str) -> str:
-    """Remove citation markers like [1][2] (and the space before them) from an answer's text."""
-    return _MARKERS_WITH_SPACE.sub("", text)
-
-
-def merge_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Return the spans sorted, with overlapping or touching ones merged and empty ones dropped."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted((int(s), int(e)) for s, e in spans):
-        if end <= start:
-            continue
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def highlight(text: str, offset: int, spans: Iterable[tuple[int, int]]) -> str:
-    """Return text as escaped HTML with each span (document offsets; text starts at offset) wrapped in <mark>."""
-    out, pos = [], 0
-    for start, end in merge_spans(spans):
-        lo, hi = max(start - offset, pos), min(end - offset, len(text))
-        if hi <= lo:
-            continue
-        out.append(escape(text[pos:lo]))
-        out.append(f"<mark>{escape(text[lo:hi])}</mark>")
-        pos = hi
-    out.append(escape(text[pos:]))
-    return "".join(out)
-
-
 def source_id(turn: int, index: int) -> str:
     """The HTML id of citation index of chat turn (0-based) in the sources panel."""
     return f"src-{turn}-{index}"
@@ -144,7 +111,7 @@ def answer_html(turn: dict, number: int) -> str:
         return f'<em class="refusal reason-{reason}">{chat_text(text)}</em>'
     known = {c["index"] for c in turn.get("citations", [])} if turn.get("done") else set()
     parts, pos = [], 0
-    for match in _MARKER.finditer(text):
+    for match in MARKER.finditer(text):
         parts.append(chat_text(text[pos : match.start()]))
         n = int(match.group(1))
         if n in known:
@@ -303,7 +270,7 @@ class WarmUp:
 def stream_in_thread(
     assistant: Assistant, question: str, history: list[dict], scope: str | None = None
 ) -> Iterator[str | Answer]:
-    """Relay assistant.stream(question, history), run from start to end in one thread of its own.
+    """Relay the assistant's Runnable stream for question and history, run from start to end in one thread of its own.
 
     The engine takes the model's lock inside its generator and holds it across yields. Gradio resumes a sync
     generator on whichever worker thread is free, so iterating the engine directly could release that lock from
@@ -317,7 +284,7 @@ def stream_in_thread(
     def pump() -> None:
         engine = None
         try:
-            engine = assistant.stream(question, history, scope)
+            engine = assistant.runnable().stream({"question": question, "history": history, "scope": scope})
             for item in engine:
                 items.put(("item", item))
                 if stop.is_set():

@@ -12,9 +12,9 @@ import pytest
 from fakes import fake
 
 from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
+from assistant.cite import mark_sentence
 from assistant.corpus import load_passages, split_sentences
 from assistant.generation import OPTIONAL_VARIABLES, PROMPT_VARIABLES, PromptError, load_prompt, load_prompts
-from assistant.cite import mark_sentence
 from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, split_clauses
 from assistant.guard import (
     InvalidQuestion,
@@ -626,3 +626,92 @@ def test_a_one_part_question_costs_one_model_call(settings, embeddings):
     assert len(assistant.chat_model.prompts) == 1
     assert asks_for_several(RUTTE_TWO) and asks_for_several("What two issues involving Trump does it mention?")
     assert not asks_for_several("Did Rutte and Colby both attend?")  # yes/no: nothing more to ask for
+
+
+# ----- LangChain interfaces ----------------------------------------------------------------------------------------
+def test_chain_is_a_runnable_whose_batch_returns_one_answer_per_question(settings, embeddings):
+    from langchain_core.runnables import Runnable
+
+    decline = "The article does not say."  # twice: a close question is asked once more
+    replies = ["Eldridge Colby described the moment as NATO 3.0.", decline, decline, RUTTE_FIRST]
+    bot = make(settings, embeddings, *replies)
+    chain = bot.runnable()
+    assert isinstance(chain, Runnable)
+    questions = [
+        {"question": "Who described the moment as NATO 3.0?"},
+        "How many soldiers are in the rotating brigade in Romania?",
+        {"question": "How did Mark Rutte describe the meeting?", "history": [], "scope": None},
+    ]
+    answers = chain.batch(questions, config={"max_concurrency": 1})
+    assert [type(a) for a in answers] == [Answer, Answer, Answer]
+    assert not answers[0].abstained and answers[0].citations and "Colby" in answers[0].text
+    assert answers[1].abstained and answers[1].reason == "not_in_article"
+    assert not answers[2].abstained and answers[2].question == "How did Mark Rutte describe the meeting?"
+
+
+def test_chain_streams_text_then_the_answer_and_rejects_bad_input(settings, embeddings):
+    bot = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
+    items = list(bot.runnable().stream({"question": "Who described the moment as NATO 3.0?"}))
+    assert isinstance(items[-1], Answer) and all(isinstance(i, str) for i in items[:-1])
+    assert "".join(items[:-1]) == items[-1].text
+    with pytest.raises(InvalidQuestion, match="question"):
+        bot.runnable().invoke({"query": "Who?"})
+
+
+def test_chain_passes_callbacks_to_the_retriever_and_the_model(settings, embeddings):
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Runs(BaseCallbackHandler):
+        def __init__(self):
+            self.chain, self.children = None, []
+
+        def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):
+            if parent_run_id is None:
+                self.chain = run_id
+
+        def on_retriever_start(self, serialized, query, *, run_id, parent_run_id=None, **kwargs):
+            self.children.append(("retriever", parent_run_id))
+
+        def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kwargs):
+            self.children.append(("model", parent_run_id))
+
+    runs = Runs()
+    bot = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
+    answer = bot.runnable().invoke("Who described the moment as NATO 3.0?", config={"callbacks": [runs]})
+    assert not answer.abstained
+    kinds = {kind for kind, parent in runs.children if parent == runs.chain}
+    assert kinds == {"retriever", "model"}  # the answer's retrieval, generation and verification, under the chain
+
+
+def test_retriever_is_a_base_retriever_usable_in_an_lcel_chain(settings, embeddings):
+    from langchain_core.language_models.fake_chat_models import FakeListChatModel
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.runnables import RunnablePassthrough
+
+    bot = make(settings, embeddings).load()
+    assert isinstance(bot.retriever, BaseRetriever)
+    docs = bot.retriever.invoke("How much will allies spend on defence?")
+    assert 1 <= len(docs) <= settings.top_k
+    text = bot.doc_text(docs[0].metadata["doc_id"])
+    for doc in docs:
+        assert text[doc.metadata["start"] : doc.metadata["end"]] == doc.page_content
+        assert doc.metadata["passage_id"] and doc.metadata["score"] > 0
+    assert [d.metadata["score"] for d in docs] == sorted((d.metadata["score"] for d in docs), reverse=True)
+
+    prompt = ChatPromptTemplate.from_template("Context: {context}\nQuestion: {question}")
+    seen = []
+
+    def show(docs):
+        seen.append([d.metadata["passage_id"] for d in docs])
+        return "\n\n".join(d.page_content for d in docs)
+
+    rag = (
+        {"context": bot.retriever | show, "question": RunnablePassthrough()}
+        | prompt
+        | FakeListChatModel(responses=["five percent"])
+        | StrOutputParser()
+    )
+    assert rag.invoke("How much will allies spend on defence?") == "five percent"
+    assert seen == [[d.metadata["passage_id"] for d in docs]]

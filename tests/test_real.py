@@ -76,3 +76,13 @@ def test_follow_up_uses_the_conversation(assistant):
     # Rewritten with the name, or carrying the earlier question as context.
     assert "Colby" in follow.standalone_question or "NATO 3.0" in follow.standalone_question
     assert follow.citations[0].passage_id == "nato-3-0:p2"
+
+
+def test_chain_batch_answers_three_questions_at_once(assistant):
+    # The default batch runs the three on threads of their own: the shared model must serve them one at a time.
+    (q1, p1, _), (q2, p2, _) = ANSWERABLE[0], ANSWERABLE[5]
+    answers = assistant.runnable().batch([{"question": q1}, {"question": REFUSED[0]}, q2])
+    assert [a.question for a in answers] == [q1, REFUSED[0], q2]
+    assert re.search(p1, answers[0].text) and answers[0].citations
+    assert answers[1].abstained and answers[1].text != ""
+    assert re.search(p2, answers[2].text) and answers[2].citations

@@ -17,8 +17,8 @@ from fakes import judgement
 from gradio_client import Client
 from langchain_core.messages import AIMessage, AIMessageChunk
 
-from assistant import web
-from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, Citation
+from assistant import cite, web
+from assistant.answering import NOT_IN_ARTICLE, Answer, AnswerChain, Assistant, Citation
 from assistant.corpus import CorpusError, load_documents, load_passages
 from assistant.generation import ModelUnavailable
 from assistant.guard import InvalidQuestion
@@ -71,22 +71,22 @@ def test_escape_covers_attribute_quotes():
 
 
 def test_strip_markers_leaves_plain_text():
-    assert web.strip_markers("Denmark and Poland [1][2]. Colby said so [3].") == "Denmark and Poland. Colby said so."
-    assert web.strip_markers("No markers.") == "No markers."
+    assert cite.strip_markers("Denmark and Poland [1][2]. Colby said so [3].") == "Denmark and Poland. Colby said so."
+    assert cite.strip_markers("No markers.") == "No markers."
 
 
 def test_highlight_marks_a_span_given_in_document_offsets():
     text = "a <b> & c"  # the text starts at document offset 100
-    assert web.highlight(text, 100, [(102, 105)]) == "a <mark>&lt;b&gt;</mark> &amp; c"
-    assert web.highlight(text, 100, []) == "a &lt;b&gt; &amp; c"
+    assert cite.highlight(text, 100, [(102, 105)]) == "a <mark>&lt;b&gt;</mark> &amp; c"
+    assert cite.highlight(text, 100, []) == "a &lt;b&gt; &amp; c"
 
 
 def test_highlight_merges_overlaps_and_clips_to_the_text():
     text = "0123456789"
-    assert web.highlight(text, 10, [(12, 15), (14, 17), (5, 11), (30, 40), (19, 25)]) == (
+    assert cite.highlight(text, 10, [(12, 15), (14, 17), (5, 11), (30, 40), (19, 25)]) == (
         "<mark>0</mark>1<mark>23456</mark>78<mark>9</mark>"
     )
-    assert web.merge_spans([(5, 5), (3, 4), (4, 6)]) == [(3, 6)]
+    assert cite.merge_spans([(5, 5), (3, 4), (4, 6)]) == [(3, 6)]
 
 
 def test_answer_links_known_markers_to_their_sources():
@@ -218,11 +218,14 @@ class StubAssistant:
         self.release = threading.Event()
         self.release.set()
 
-    def stream(self, question, history=None, scope=None):
+    def stream(self, question, history=None, scope=None, config=None):
         self.calls.append((question, history))
         yield from self.items
         if self.error:
             raise self.error
+
+    def runnable(self):
+        return AnswerChain(self)
 
     def answer(self, question, history=None, scope=None):
         result = None
@@ -343,7 +346,7 @@ class LockingEngine:
         self.closed = threading.Event()
         self.settings = Settings()
 
-    def stream(self, question, history=None, scope=None):
+    def stream(self, question, history=None, scope=None, config=None):
         try:
             with self.lock:
                 for word in ["one", " two", " three"]:
