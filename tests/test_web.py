@@ -346,6 +346,9 @@ class LockingEngine:
         self.closed = threading.Event()
         self.settings = Settings()
 
+    def runnable(self):
+        return AnswerChain(self)
+
     def stream(self, question, history=None, scope=None, config=None):
         try:
             with self.lock:
