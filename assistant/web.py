@@ -385,6 +385,37 @@ class ChatHandlers:
             raise gr.Error(GENERIC_ERROR, print_exception=False) from exc
 
 
+def chat_panel(documents) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, gr.Button]:
+    """The conversation (inside the page's layout): chat window, question box, Send, New chat, example questions."""
+    chatbot = gr.Chatbot(
+        label="Chat",
+        elem_id="chat",
+        height=480,
+        sanitize_html=True,
+        render_markdown=True,
+        allow_tags=False,
+        latex_delimiters=[],
+        feedback_options=None,
+        buttons=["copy"],
+        placeholder="Ask a question about the article.",
+    )
+    with gr.Row():
+        textbox = gr.Textbox(
+            placeholder="Ask about the article… (Enter to send)",
+            show_label=False,
+            elem_id="question",
+            scale=5,
+            max_lines=4,
+            autofocus=True,
+        )
+        send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
+        clear = gr.Button("New chat", elem_id="new-chat", scale=1, min_width=80)
+    examples = [q for d in documents for q in d.examples][:MAX_EXAMPLES]
+    if examples:
+        gr.Examples(examples=[[q] for q in examples], inputs=[textbox], label="Example questions")
+    return chatbot, textbox, send, clear
+
+
 def build_app(settings: Settings | None = None, assistant: Assistant | None = None, warm_up: bool = True) -> gr.Blocks:
     """Build the web chat for assistant (default: one built from settings); warm_up starts loading the model now.
 
@@ -421,32 +452,7 @@ def build_app(settings: Settings | None = None, assistant: Assistant | None = No
         with gr.Tabs():
             with gr.Tab("Chat", id="chat-tab"), gr.Row():
                 with gr.Column(scale=3):
-                    chatbot = gr.Chatbot(
-                        label="Chat",
-                        elem_id="chat",
-                        height=480,
-                        sanitize_html=True,
-                        render_markdown=True,
-                        allow_tags=False,
-                        latex_delimiters=[],
-                        feedback_options=None,
-                        buttons=["copy"],
-                        placeholder="Ask a question about the article.",
-                    )
-                    with gr.Row():
-                        textbox = gr.Textbox(
-                            placeholder="Ask about the article… (Enter to send)",
-                            show_label=False,
-                            elem_id="question",
-                            scale=5,
-                            max_lines=4,
-                            autofocus=True,
-                        )
-                        send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
-                        clear = gr.Button("New chat", elem_id="new-chat", scale=1, min_width=80)
-                    examples = [q for d in documents for q in d.examples][:MAX_EXAMPLES]
-                    if examples:
-                        gr.Examples(examples=[[q] for q in examples], inputs=[textbox], label="Example questions")
+                    chatbot, textbox, send, clear = chat_panel(documents)
                 with gr.Column(scale=2):
                     gr.Markdown("### Sources")
                     sources = gr.HTML(sources_html([]), elem_id="sources")

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from assistant.evaluation import compute_percentile
+
 # (question, pattern the answer must match or None for a refusal, paragraph a citation must point at)
 POOL = [
     ("Who described the moment as NATO 3.0?", r"Colby", "p2"),
@@ -101,7 +103,8 @@ def run_load(url: str, sessions: int = 20, questions: int = 5, time_limit: float
     latencies = sorted(r.seconds for r in results if not r.error)
 
     def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, round(q * (len(latencies) - 1)))] if latencies else float("nan")
+        value = compute_percentile(latencies, round(q * 100))
+        return float("nan") if value is None else value
 
     return {
         "sessions": sessions,
