@@ -715,3 +715,11 @@ def test_retriever_is_a_base_retriever_usable_in_an_lcel_chain(settings, embeddi
     )
     assert rag.invoke("How much will allies spend on defence?") == "five percent"
     assert seen == [[d.metadata["passage_id"] for d in docs]]
+
+
+def test_chain_ainvoke_returns_the_answer(settings, embeddings):
+    import asyncio
+
+    bot = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
+    answer = asyncio.run(bot.runnable().ainvoke({"question": "Who described the moment as NATO 3.0?"}))
+    assert isinstance(answer, Answer) and not answer.abstained and answer.citations[0].passage_id == "nato-3-0:p2"
