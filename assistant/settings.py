@@ -19,6 +19,10 @@ def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "nato-assistant"
 
 
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "nato-assistant"
+
+
 class Settings(BaseSettings):
     """Everything the assistant can be told; each field can be set as ASSISTANT_<NAME>."""
 
@@ -33,6 +37,10 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,
         description="Folder for the assembled model file and saved model states.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for what users make: the SQLite database of conversations and feedback.",
     )
 
     # Embeddings and index
@@ -152,6 +160,9 @@ class Settings(BaseSettings):
     persist_model_state: bool = Field(
         True, description="Save the model's state after reading the article, so a fresh process skips that work."
     )
+
+    # Adding articles (upload from the page, `assistant add`)
+    max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest file accepted as a new article, in bytes.")
 
     # Input limits
     max_question_chars: int = Field(2000, description="Longest question accepted, in characters.")
