@@ -104,6 +104,14 @@ def cmd_eval(args) -> int:
     return run_eval(args)
 
 
+def cmd_feedback(args) -> int:
+    from .conversations import cli_feedback
+
+    return cli_feedback(
+        _settings(args), args.feedback_command, getattr(args, "file", None), getattr(args, "all", False)
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `assistant` command."""
     parser = argparse.ArgumentParser(
@@ -138,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="run the regression suite of questions and gate its metrics")
     add_arguments(evaluate)
     evaluate.set_defaults(func=cmd_eval)
+
+    feedback = sub.add_parser("feedback", help="list the users' ratings of answers, or export them as eval cases")
+    feedback_sub = feedback.add_subparsers(dest="feedback_command", required=True)
+    feedback_sub.add_parser("list", help="show every rating as a table").set_defaults(func=cmd_feedback)
+    export = feedback_sub.add_parser("export", help="write the ratings as a case file for `assistant eval`")
+    export.add_argument("file", type=Path, help="the YAML case file to write, e.g. feedback.yaml")
+    export.add_argument("--all", action="store_true", help="also export +1 ratings (their answers as right answers)")
+    export.set_defaults(func=cmd_feedback)
     return parser
 
 

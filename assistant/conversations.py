@@ -1,0 +1,785 @@
+"""Conversations stage: chats and the feedback users give on answers, kept in one SQLite database, and feedback
+turned into regression cases for `assistant eval`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import SecretBytes, SecretStr
+
+from .cite import MARKER, strip_markers
+from .corpus import CorpusError, Document
+from .evaluation import CaseError, locate_evidence
+from .text import fold
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+DATABASE_NAME = "assistant.db"
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump it and add a step to _MIGRATIONS when the schema changes
+TITLE_CHARS = 80
+TurnState = Literal["streaming", "done", "error"]
+TURN_STATES: tuple[TurnState, ...] = ("streaming", "done", "error")
+FeedbackKind = Literal["correct_answer", "not_in_article"]
+FEEDBACK_KINDS: tuple[FeedbackKind, ...] = ("correct_answer", "not_in_article")
+# Settings fields that hold credentials (the remote key, the basic-auth passwords): never written to the database.
+SECRET_SETTINGS = frozenset({"llm_api_key", "auth"})
+FEEDBACK_TAG = "feedback"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    title TEXT NOT NULL,
+    scope TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_by_user ON conversations (user, updated);
+CREATE TABLE IF NOT EXISTS turns (
+    conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL DEFAULT '',
+    answer_json TEXT,
+    state TEXT NOT NULL DEFAULT 'streaming' CHECK (state IN ('streaming', 'done', 'error')),
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (conversation, position)
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    rating INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+    note TEXT NOT NULL DEFAULT '',
+    kind TEXT CHECK (kind IS NULL OR kind IN ('correct_answer', 'not_in_article')),
+    question TEXT NOT NULL,
+    history TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    citations TEXT NOT NULL,
+    corpus_hash TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created REAL NOT NULL,
+    UNIQUE (conversation, position, user)
+);
+"""
+_MIGRATIONS: dict[int, str] = {}  # from version n-1 to n, for n > 1
+
+
+class ConversationError(Exception):
+    """The database cannot be used (made by a newer version of the assistant, or a bad value was given)."""
+
+
+class ConversationNotFound(LookupError):
+    """No such conversation (or turn) for this user; another user's rows are reported the same way."""
+
+
+# ----- records ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConversationSummary:
+    """One line of a user's conversation list."""
+
+    id: str
+    title: str
+    scope: str | None
+    created: float
+    updated: float
+    turns: int
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question and its answer; state 'streaming' after a restart means the answer was interrupted."""
+
+    position: int  # from 0
+    question: str
+    answer: str  # the text shown so far, with its [n] markers
+    answer_json: dict | None  # Answer.to_dict() once the answer is done
+    state: TurnState
+    created: float
+    updated: float
+
+    @property
+    def citations(self) -> list[dict]:
+        """The answer's citations as plain data (none until the answer is done)."""
+        return list((self.answer_json or {}).get("citations") or [])
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A conversation with its turns in order."""
+
+    id: str
+    user: str
+    title: str
+    scope: str | None
+    created: float
+    updated: float
+    turns: list[Turn] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A rating of one answer, with copies of everything needed to replay its question later."""
+
+    id: int
+    conversation_id: str
+    position: int
+    user: str
+    rating: int  # +1 or -1
+    note: str  # for a -1: the right answer, when the user gave it
+    kind: FeedbackKind | None
+    question: str
+    history: list[dict]  # the messages before the question
+    answer: dict  # Answer.to_dict()-like
+    citations: list[dict]
+    corpus_hash: str
+    settings: dict  # without secrets
+    created: float
+
+
+# ----- the store ----------------------------------------------------------------------------------------------------
+def make_title(question: str) -> str:
+    """A conversation's title: its first question on one line, cut to TITLE_CHARS characters."""
+    text = " ".join(question.split())
+    return text if len(text) <= TITLE_CHARS else text[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def clean_settings(settings: Mapping | Any) -> dict:
+    """Settings (a Settings or a mapping) as plain JSON-ready data, without the fields that hold credentials."""
+    if hasattr(settings, "model_dump"):
+        settings = settings.model_dump(mode="json")
+    return _without_secrets(dict(settings))
+
+
+def _without_secrets(value):
+    if isinstance(value, Mapping):
+        return {
+            str(k): _without_secrets(v)
+            for k, v in value.items()
+            if str(k) not in SECRET_SETTINGS and not isinstance(v, SecretStr | SecretBytes)
+        }
+    if isinstance(value, list | tuple):
+        return [_without_secrets(v) for v in value]
+    return value
+
+
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class ConversationStore:
+    """Conversations, their turns and feedback in one SQLite database, every row belonging to a user.
+
+    Every method takes the user and never reads, changes or deletes another user's rows (with no auth the user is
+    "" and sees the "" rows). One connection is shared by the web server's worker threads, one call at a time; each
+    write is committed, and so durable, when the method returns.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        # isolation_level=None: transactions are the explicit BEGIN/COMMIT of _transaction, never implicit ones.
+        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        try:
+            self._setup()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self) -> None:
+        conn = self._conn
+        # WAL: the web's readers do not wait for the sentence-by-sentence writes of a streaming answer, and the CLI
+        # can read while the server writes. synchronous=FULL rather than NORMAL: in WAL, NORMAL already keeps every
+        # commit through a kill -9 (the WAL pages sit in the OS cache: the kill test of tests/test_conversations.py
+        # passed at NORMAL too), but only FULL also keeps them through a power cut or an OS crash. It costs one
+        # fsync per commit (about 1 ms measured here, 0.02 ms at NORMAL), small next to generating the sentence
+        # each update_turn follows.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self._transaction():
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ConversationError(
+                    f"{self.path} was written by a newer version of the assistant (schema {version}, "
+                    f"this one knows {SCHEMA_VERSION}); upgrade the assistant or use another ASSISTANT_DATA_DIR"
+                )
+            # A new database gets the latest schema; an older one its missing migration steps (executescript
+            # would commit halfway, so the statements run one by one inside this transaction).
+            steps = [_SCHEMA] if version == 0 else [_MIGRATIONS[n] for n in range(version + 1, SCHEMA_VERSION + 1)]
+            for script in steps:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction, with the lock held: IMMEDIATE for writes, so that a busy database fails fast at BEGIN."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> ConversationStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @staticmethod
+    def _owned(conn: sqlite3.Connection, user: str, conversation_id: str) -> sqlite3.Row:
+        row = conn.execute("SELECT * FROM conversations WHERE id = ? AND user = ?", (conversation_id, user)).fetchone()
+        if row is None:
+            raise ConversationNotFound(f"no conversation {conversation_id!r}")
+        return row
+
+    # ----- conversations and turns
+    def create(self, user: str, first_question: str, scope: str | None = None) -> str:
+        """Start a conversation titled by its first question (add that question with start_turn); return its id."""
+        conversation_id, now = uuid.uuid4().hex, time.time()
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO conversations (id, user, title, scope, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, user, make_title(first_question), scope, now, now),
+            )
+        return conversation_id
+
+    def start_turn(self, conversation_id: str, user: str, question: str) -> int:
+        """Add a question to the conversation, its answer empty and 'streaming'; return its position (from 0)."""
+        now = time.time()
+        with self._transaction() as conn:
+            self._owned(conn, user, conversation_id)
+            position = conn.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM turns WHERE conversation = ?", (conversation_id,)
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO turns (conversation, position, question, created, updated) VALUES (?, ?, ?, ?, ?)",
+                (conversation_id, position, question, now, now),
+            )
+            conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+        return position
+
+    def update_turn(
+        self,
+        conversation_id: str,
+        user: str,
+        position: int,
+        answer_text: str,
+        answer_json: dict | None = None,
+        state: TurnState = "streaming",
+    ) -> None:
+        """Replace the turn's answer text (answer_json None keeps the stored one); committed when this returns."""
+        if state not in TURN_STATES:
+            raise ConversationError(f"a turn's state is one of {', '.join(TURN_STATES)}, not {state!r}")
+        now = time.time()
+        data = None if answer_json is None else _dumps(answer_json)
+        with self._transaction() as conn:
+            self._owned(conn, user, conversation_id)
+            changed = conn.execute(
+                "UPDATE turns SET answer = ?, answer_json = COALESCE(?, answer_json), state = ?, updated = ? "
+                "WHERE conversation = ? AND position = ?",
+                (answer_text, data, state, now, conversation_id, position),
+            ).rowcount
+            if not changed:
+                raise ConversationNotFound(f"no turn {position} in conversation {conversation_id!r}")
+            conn.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
+
+    def list(self, user: str) -> list[ConversationSummary]:
+        """The user's conversations, the most recently active first."""
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(
+                "SELECT c.*, (SELECT COUNT(*) FROM turns t WHERE t.conversation = c.id) AS turns "
+                "FROM conversations c WHERE c.user = ? ORDER BY c.updated DESC, c.created DESC, c.rowid DESC",
+                (user,),
+            ).fetchall()
+        return [
+            ConversationSummary(r["id"], r["title"], r["scope"], r["created"], r["updated"], r["turns"]) for r in rows
+        ]
+
+    def get(self, user: str, conversation_id: str) -> Conversation:
+        """The user's conversation with its turns; ConversationNotFound when it is not theirs or does not exist."""
+        with self._transaction(write=False) as conn:
+            row = self._owned(conn, user, conversation_id)
+            turns = conn.execute(
+                "SELECT * FROM turns WHERE conversation = ? ORDER BY position", (conversation_id,)
+            ).fetchall()
+        return Conversation(
+            row["id"],
+            row["user"],
+            row["title"],
+            row["scope"],
+            row["created"],
+            row["updated"],
+            [
+                Turn(
+                    t["position"],
+                    t["question"],
+                    t["answer"],
+                    json.loads(t["answer_json"]) if t["answer_json"] else None,
+                    t["state"],
+                    t["created"],
+                    t["updated"],
+                )
+                for t in turns
+            ],
+        )
+
+    def delete(self, user: str, conversation_id: str) -> bool:
+        """Delete the user's conversation with its turns and feedback; False when there was none of theirs."""
+        with self._transaction() as conn:
+            try:
+                self._owned(conn, user, conversation_id)
+            except ConversationNotFound:
+                return False
+            conn.execute("DELETE FROM feedback WHERE conversation = ?", (conversation_id,))
+            conn.execute("DELETE FROM turns WHERE conversation = ?", (conversation_id,))
+            conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        return True
+
+    # ----- feedback
+    def add_feedback(
+        self,
+        user: str,
+        conversation_id: str,
+        position: int,
+        rating: int,
+        note: str = "",
+        kind: FeedbackKind | None = None,
+        *,
+        question: str,
+        history: list[dict],
+        answer: dict,
+        corpus_hash: str,
+        settings: Mapping | Any,
+    ) -> int:
+        """Record the user's rating (+1 or -1) of one turn's answer and return its id.
+
+        A user has one rating per turn: rating it again replaces the earlier rating and keeps its id (so the
+        regression case made from it keeps its id too). settings are stored without credentials.
+        """
+        if rating not in (1, -1) or isinstance(rating, bool):
+            raise ConversationError(f"a rating is 1 or -1, not {rating!r}")
+        if kind is not None and kind not in FEEDBACK_KINDS:
+            raise ConversationError(f"a feedback kind is one of {', '.join(FEEDBACK_KINDS)} or None, not {kind!r}")
+        values = (
+            conversation_id,
+            position,
+            user,
+            rating,
+            note or "",
+            kind,
+            question,
+            _dumps(list(history or [])),
+            _dumps(answer),
+            _dumps(list(answer.get("citations") or [])),
+            corpus_hash,
+            _dumps(clean_settings(settings)),
+            time.time(),
+        )
+        with self._transaction() as conn:
+            self._owned(conn, user, conversation_id)
+            if not conn.execute(
+                "SELECT 1 FROM turns WHERE conversation = ? AND position = ?", (conversation_id, position)
+            ).fetchone():
+                raise ConversationNotFound(f"no turn {position} in conversation {conversation_id!r}")
+            return conn.execute(
+                "INSERT INTO feedback (conversation, position, user, rating, note, kind, question, history, answer, "
+                "citations, corpus_hash, settings, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (conversation, position, user) DO UPDATE SET rating = excluded.rating, "
+                "note = excluded.note, kind = excluded.kind, question = excluded.question, "
+                "history = excluded.history, answer = excluded.answer, citations = excluded.citations, "
+                "corpus_hash = excluded.corpus_hash, settings = excluded.settings, created = excluded.created "
+                "RETURNING id",
+                values,
+            ).fetchall()[0][0]
+
+    def list_feedback(self, user: str | None = None) -> list[Feedback]:
+        """The feedback of one user, or of every user when user is None (the CLI's view), oldest first."""
+        query, params = "SELECT * FROM feedback", ()
+        if user is not None:
+            query, params = query + " WHERE user = ?", (user,)
+        with self._transaction(write=False) as conn:
+            rows = conn.execute(query + " ORDER BY id", params).fetchall()
+        return [
+            Feedback(
+                r["id"],
+                r["conversation"],
+                r["position"],
+                r["user"],
+                r["rating"],
+                r["note"],
+                r["kind"],
+                r["question"],
+                json.loads(r["history"]),
+                json.loads(r["answer"]),
+                json.loads(r["citations"]),
+                r["corpus_hash"],
+                json.loads(r["settings"]),
+                r["created"],
+            )
+            for r in rows
+        ]
+
+    def export_markdown(self, user: str, conversation_id: str) -> str:
+        """The user's conversation as Markdown, its citations as footnotes quoting the cited spans."""
+        return conversation_markdown(self.get(user, conversation_id))
+
+
+def open_store(settings: Settings) -> ConversationStore:
+    """The store at settings.data_dir / assistant.db, creating the folder."""
+    folder = Path(settings.data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    return ConversationStore(folder / DATABASE_NAME)
+
+
+# ----- Markdown -----------------------------------------------------------------------------------------------------
+# A marker with the space cite.mark_sentence puts before it: a footnote reference follows its word directly.
+_SPACED_MARKER = re.compile(rf"[ \t]*{MARKER.pattern}")
+_TURN_ENDINGS = {"streaming": "*(interrupted: the answer stopped here)*", "error": "*(the answer failed)*"}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def answer_markdown(text: str, citations: Iterable[dict], first: int = 1) -> tuple[str, list[str], int]:
+    """An answer's text with its [n] markers as footnote references, numbered from first (footnote labels are
+    shared by the whole document, so each answer continues the numbering); also the footnotes, and the next number.
+    """
+    cited = {c["index"]: c for c in citations if isinstance(c, Mapping) and "index" in c}
+    labels: dict[int, int] = {}
+
+    def reference(match: re.Match) -> str:
+        n = int(match.group(1))
+        if n not in cited:
+            return match.group(0)
+        labels.setdefault(n, first + len(labels))
+        return f"[^{labels[n]}]"
+
+    body = _SPACED_MARKER.sub(reference, text)
+    notes = []
+    for n, label in labels.items():
+        c = cited[n]
+        where = c.get("title") or c.get("doc_id") or "the article"
+        notes.append(f'[^{label}]: "{_one_line(c.get("quote", ""))}" — {_one_line(where)}, ¶{c.get("number", "?")}')
+    return body, notes, first + len(labels)
+
+
+def conversation_markdown(conversation: Conversation) -> str:
+    """A conversation as Markdown: its title, then each question and its answer with that answer's footnotes."""
+    lines = [f"# {_one_line(conversation.title) or 'Conversation'}", ""]
+    first = 1
+    for turn in conversation.turns:
+        lines += [f"**Q:** {turn.question.strip()}", ""]
+        body, notes, first = answer_markdown(turn.answer, turn.citations, first)
+        ending = _TURN_ENDINGS.get(turn.state)
+        answer = " ".join(part for part in (body.strip(), ending) if part)
+        if answer:
+            lines += [answer, ""]
+        if notes:
+            lines += [*notes, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----- feedback as regression cases ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Skipped:
+    """Feedback that made no case: why, and the case as far as it could be written (for a person to finish)."""
+
+    feedback_id: int
+    reason: str
+    draft: dict | None = None
+
+
+@dataclass
+class CaseExport:
+    """The cases made from feedback, what was left out and why, and what a reader of the file should know."""
+
+    cases: list[dict] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def file(self) -> dict:
+        """The case file as a mapping (the header `assistant eval` reads, then the cases)."""
+        # No `corpus:` header: the cases are checked against the corpus the assistant is set to, the one the
+        # feedback was given on. `split: dev`: cases that came from use are for fixing what failed, not for reports.
+        return {"split": "dev", "thresholds": {}, "cases": self.cases}
+
+
+class _NoCase(Exception):
+    def __init__(self, reason: str, draft: dict | None = None):
+        super().__init__(reason)
+        self.reason, self.draft = reason, draft
+
+
+def case_history(history: Iterable) -> list[dict]:
+    """Earlier messages as a case's history: user and assistant turns with text, without citation markers."""
+    messages = []
+    for message in history or []:
+        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
+            continue
+        content = strip_markers(str(message.get("content") or "")).strip()
+        if content:
+            messages.append({"role": message["role"], "content": content})
+    return messages
+
+
+def note_evidence(note: str, documents: list[Document]) -> str | None:
+    """A sentence of the corpus holding the note's words (folded), quoted verbatim and occurring once; None if none."""
+    from .corpus import split_passages
+
+    wanted = " ".join(fold(note).strip(" .,;:!?\"'").split())
+    if not wanted:
+        return None
+    for doc in documents:
+        for passage in split_passages(doc):
+            for start, end in passage.sentences:
+                sentence = doc.text[start:end]
+                if wanted in " ".join(fold(sentence).split()):
+                    try:
+                        return locate_evidence(sentence, documents).quote
+                    except ValueError:
+                        continue
+    return None
+
+
+def citation_evidence(citations: Iterable[dict], documents: list[Document] | None) -> list[str]:
+    """The cited quotes as evidence; a quote that is not unique in the corpus is replaced by its whole passage."""
+    quotes: list[str] = []
+    for c in citations:
+        candidates = [str(c.get(k) or "") for k in ("quote", "text") if str(c.get(k) or "").strip()]
+        if documents is not None:
+            candidates = [q for q in candidates if _unique(q, documents)]
+        if candidates and candidates[0] not in quotes:
+            quotes.append(candidates[0])
+    return quotes
+
+
+def _unique(quote: str, documents: list[Document]) -> bool:
+    try:
+        locate_evidence(quote, documents)
+    except ValueError:
+        return False
+    return True
+
+
+def _provenance(item: Feedback, current_hash: str | None) -> tuple[str, bool]:
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(item.created))
+    rating = "+1" if item.rating > 0 else "-1"
+    kind = f" {item.kind}" if item.kind else ""
+    text = (
+        f"From feedback {item.id} (rating {rating}{kind}, {when}) on turn {item.position + 1} of conversation "
+        f"{item.conversation_id}; corpus {item.corpus_hash[:12]}."
+    )
+    other = bool(current_hash) and item.corpus_hash != current_hash
+    if other:
+        text += f" Given on another corpus than the current one ({current_hash[:12]})."
+    return text, other
+
+
+def feedback_case(
+    item: Feedback, include_positive: bool = False, documents: list[Document] | None = None
+) -> dict | None:
+    """The case one feedback item makes (without its note and tags); None for a +1 left out; _NoCase when none."""
+    case: dict[str, Any] = {"id": f"feedback-{item.id}", "question": item.question}
+    history = case_history(item.history)
+    if history:
+        case["history"] = history
+    if item.rating < 0 and item.kind == "not_in_article":
+        return case | {"answers": []}
+    if item.rating < 0:
+        if not item.note.strip():
+            raise _NoCase("a -1 without a note or 'not in the article' says what is wrong, not what is right")
+        case["answers"] = [item.note.strip()]
+        quote = note_evidence(item.note, documents) if documents is not None else None
+        if quote is None:
+            raise _NoCase(
+                "its note (the right answer) is not found in the corpus: add an evidence quote by hand",
+                case | {"evidence": ["<a verbatim quote of the article that gives the answer>"]},
+            )
+        return case | {"evidence": [quote]}
+    if not include_positive:
+        return None
+    if item.answer.get("abstained") or item.answer.get("reason", "answered") != "answered":
+        return case | {"answers": []}  # a refusal rated +1: the article does not say
+    evidence = citation_evidence(item.citations, documents)
+    if not evidence:
+        raise _NoCase("its answer has no citation whose quote is (still, and only once) in the corpus")
+    return case | {"answers": [strip_markers(str(item.answer.get("text", ""))).strip()], "evidence": evidence}
+
+
+def plan_cases(
+    items: Iterable[Feedback],
+    include_positive: bool = False,
+    *,
+    documents: list[Document] | None = None,
+    corpus_hash: str | None = None,
+) -> CaseExport:
+    """Turn feedback into eval cases: a -1 'not_in_article' must be refused; a -1 with a note must be answered with
+    the note (its evidence: the corpus sentence holding it, found in documents); with include_positive, a +1 keeps
+    its answer (evidence: its citations' quotes) or, for a refusal, must be refused. Each case is `feedback-<id>`,
+    tagged 'feedback', its `note` naming where it came from. corpus_hash: the current corpus's, to mark feedback
+    given on another one.
+    """
+    export, other = CaseExport(), 0
+    for item in items:
+        provenance, differs = _provenance(item, corpus_hash)
+        try:
+            case = feedback_case(item, include_positive, documents)
+        except _NoCase as exc:
+            draft = exc.draft | {"tags": [FEEDBACK_TAG], "note": provenance} if exc.draft else None
+            export.skipped.append(Skipped(item.id, exc.reason, draft))
+            continue
+        if case is None:
+            continue
+        if item.note.strip() and case["answers"] != [item.note.strip()]:
+            provenance += f" User's note: {_one_line(item.note)}"
+        if "evidence" in case and item.rating < 0:
+            provenance += " Evidence: the corpus sentence holding the note, found automatically; check it."
+        tags = [FEEDBACK_TAG, "other-corpus"] if differs else [FEEDBACK_TAG]
+        export.cases.append(case | {"tags": tags, "note": provenance})
+        other += differs
+    if other:
+        export.notes.append(f"{other} case(s) come from feedback given on another corpus (tagged other-corpus)")
+    return export
+
+
+def export_cases(
+    items: Iterable[Feedback],
+    include_positive: bool = False,
+    *,
+    documents: list[Document] | None = None,
+    corpus_hash: str | None = None,
+) -> dict:
+    """The eval case file (a mapping that load_suite accepts when it has cases) made from feedback; see plan_cases."""
+    return plan_cases(items, include_positive, documents=documents, corpus_hash=corpus_hash).file()
+
+
+def case_file_text(export: CaseExport, corpus_hash: str | None = None) -> str:
+    """The YAML case file: a comment saying where it came from, the cases, and the left-out drafts commented out."""
+    import yaml
+
+    head = [
+        f"# Regression cases made from user feedback by `assistant feedback export`, {time.strftime('%Y-%m-%d')}.",
+        "# Each case's id is feedback-<feedback id> and its note says which conversation and turn it came from.",
+        "# No corpus header: the evidence is checked against the assistant's corpus"
+        + (f" (hash {corpus_hash[:12]})." if corpus_hash else "."),
+        *(f"# Note: {note}." for note in export.notes),
+    ]
+    body = yaml.safe_dump(export.file(), sort_keys=False, allow_unicode=True, width=120)
+    tail = []
+    for skipped in export.skipped:
+        tail.append(f"# Feedback {skipped.feedback_id} made no case: {skipped.reason}.")
+        if skipped.draft:
+            draft = yaml.safe_dump([skipped.draft], sort_keys=False, allow_unicode=True, width=116)
+            tail += [f"#   {line}" for line in draft.splitlines()]
+    return "\n".join([*head, "", body.rstrip(), *([""] + tail if tail else [])]) + "\n"
+
+
+def write_case_file(path: Path, text: str, documents: list[Document]) -> None:
+    """Write the case file atomically (a temporary file, then os.replace), after checking that it loads."""
+    from .evaluation import load_suite
+
+    path = Path(path)
+    if not path.parent.is_dir():  # named here: mkstemp's error would name the temporary file instead
+        raise ConversationError(f"cannot write {path}: the folder {path.parent} does not exist")
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        load_suite(Path(temp), documents)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+# ----- command line (`assistant feedback list | export`) ------------------------------------------------------------
+def _cut(text: str, width: int) -> str:
+    text = _one_line(text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def feedback_table(items: list[Feedback]) -> str:
+    """The feedback as a text table: id, rating, created, kind, question, note."""
+    rows = [("id", "rating", "created", "kind", "question", "note")]
+    for item in items:
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(item.created))
+        rating = "+1" if item.rating > 0 else "-1"
+        rows.append((str(item.id), rating, created, item.kind or "", _cut(item.question, 50), _cut(item.note, 40)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def cli_list(settings: Settings) -> int:
+    """`assistant feedback list`: every user's feedback as a table."""
+    with open_store(settings) as store:
+        items = store.list_feedback()
+    if not items:
+        print(f"No feedback yet in {Path(settings.data_dir) / DATABASE_NAME}.")
+        return 0
+    print(feedback_table(items))
+    return 0
+
+
+def cli_export(settings: Settings, path: Path, include_positive: bool = False) -> int:
+    """`assistant feedback export FILE.yaml [--all]`: write the feedback as an eval case file."""
+    from .corpus import corpus_hash, load_documents
+
+    documents = load_documents(settings.corpus_dir)
+    current = corpus_hash(documents)
+    with open_store(settings) as store:
+        items = store.list_feedback()
+    export = plan_cases(items, include_positive, documents=documents, corpus_hash=current)
+    for skipped in export.skipped:
+        print(f"Skipped feedback {skipped.feedback_id}: {skipped.reason}", file=sys.stderr)
+    if not export.cases:
+        positives = sum(1 for item in items if item.rating > 0)
+        hint = f" ({positives} +1 rating(s): add --all to export them)" if positives and not include_positive else ""
+        raise ConversationError(f"no feedback makes a case{hint}; nothing written to {path}")
+    write_case_file(path, case_file_text(export, current), documents)
+    for note in export.notes:
+        print(f"Note: {note}")
+    print(f"Wrote {len(export.cases)} case(s) to {path}")
+    print(f"Run them: assistant eval {path}")
+    return 0
+
+
+def cli_feedback(settings: Settings, command: str, path: Path | None = None, include_positive: bool = False) -> int:
+    """Run `assistant feedback list | export`; a problem is printed as `Error: ...` on stderr, exit status 2."""
+    try:
+        if command == "list":
+            return cli_list(settings)
+        return cli_export(settings, Path(path), include_positive)
+    except (ConversationError, CaseError, CorpusError, sqlite3.Error, OSError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
