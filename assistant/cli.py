@@ -78,6 +78,37 @@ def cmd_index(args) -> int:
     return 0
 
 
+def cmd_add(args) -> int:
+    from .ingest import UploadError, add_document, reindex
+
+    settings = _settings(args)
+    try:
+        # Read one byte past the limit, so a huge file is refused by its size without being read whole.
+        with open(args.file, "rb") as handle:
+            data = handle.read(settings.max_upload_bytes + 1)
+        added = add_document(settings, data, Path(args.file).name, title=args.title)
+    except (UploadError, OSError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    reindex(settings)
+    print(f'Added {added.doc_id} "{added.title}" ({added.chars} characters); indexed.')
+    return 0
+
+
+def cmd_remove(args) -> int:
+    from .ingest import UploadError, reindex, remove_document
+
+    settings = _settings(args)
+    try:
+        remove_document(settings, args.doc_id)
+    except UploadError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+    reindex(settings)
+    print(f"Removed {args.doc_id}; indexed.")
+    return 0
+
+
 def cmd_chat(args) -> int:
     from .web import serve
 
@@ -132,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     index = sub.add_parser("index", help="build or update the vector index")
     index.add_argument("--rebuild", action="store_true", help="rebuild from scratch")
     index.set_defaults(func=cmd_index)
+
+    add = sub.add_parser("add", help="add an article (.txt, .md, .html or .pdf) to the corpus and index it")
+    add.add_argument("file", help="the article's file")
+    add.add_argument("--title", help="its title in citations (default: from the file)")
+    add.set_defaults(func=cmd_add)
+
+    remove = sub.add_parser("remove", help="remove an article from the corpus and the index")
+    remove.add_argument("doc_id", metavar="DOC_ID", help="the article's id (its file name stem)")
+    remove.set_defaults(func=cmd_remove)
 
     chat = sub.add_parser("chat", help="serve the web chat")
     chat.add_argument("--host", help="address to bind (default 127.0.0.1)")
