@@ -58,7 +58,8 @@ class Assistant:
 
         corpus = Path(self.settings.corpus_dir)
         try:
-            entries = [(p.name, stamp(p)) for p in sorted(corpus.iterdir()) if p.is_file()]
+            # Dot files are an upload's temp files in the middle of being written: not part of the corpus yet.
+            entries = [(p.name, stamp(p)) for p in sorted(corpus.iterdir()) if p.is_file() and p.name[0] != "."]
         except OSError:
             entries = [("corpus", None)]
         if not self.settings.chroma_host:

@@ -92,6 +92,13 @@ def cmd_add(args) -> int:
         return 2
     reindex(settings)
     print(f'Added {added.doc_id} "{added.title}" ({added.chars} characters); indexed.')
+    if not args.no_examples:
+        from .answering import Assistant
+        from .examples import fill_examples
+
+        sys.stderr.write("Writing example questions (the model answers each to check it)…\n")
+        examples = fill_examples(Assistant(settings), added.doc_id)
+        print("Example questions: " + ("; ".join(examples) if examples else "none passed the check."))
     return 0
 
 
@@ -167,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     add = sub.add_parser("add", help="add an article (.txt, .md, .html or .pdf) to the corpus and index it")
     add.add_argument("file", help="the article's file")
     add.add_argument("--title", help="its title in citations (default: from the file)")
+    add.add_argument(
+        "--no-examples", action="store_true", help="do not have the model write (and check) example questions"
+    )
     add.set_defaults(func=cmd_add)
 
     remove = sub.add_parser("remove", help="remove an article from the corpus and the index")

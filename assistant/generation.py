@@ -40,6 +40,7 @@ PROMPT_VARIABLES = {
     "condense": {"history", "question"},
     "more": set(),  # asked after a first answer that covered one of two asked-for things
     "verify": {"evidence", "question"},  # the verification stage's yes/no judgement
+    "examples": {"count"},  # asked once per new article: questions to show as examples
 }
 # Variables a template may use besides those: the judgement may also be shown the answer sentence itself.
 OPTIONAL_VARIABLES = {"verify": {"answer"}}
@@ -79,6 +80,7 @@ class Prompts:
     condense: ChatPromptTemplate  # system, the rewrite request
     more: ChatPromptTemplate  # system, the question and the first answer (history), "and the other one?"
     verify: PromptTemplate  # the judgement (the verifier makes it a chat prompt)
+    examples: ChatPromptTemplate  # system, "write N questions this article answers"
 
     def history(self, turns: list[dict]) -> list[BaseMessage]:
         """Earlier turns as chat messages: questions as the model was asked them, answers without their markers."""
@@ -104,6 +106,7 @@ def load_prompts(prompts_dir: Path) -> Prompts:
         condense=ChatPromptTemplate([system, HumanMessagePromptTemplate(prompt=t["condense"])]),
         more=ChatPromptTemplate([system, history, HumanMessagePromptTemplate(prompt=t["more"])]),
         verify=t["verify"],
+        examples=ChatPromptTemplate([system, HumanMessagePromptTemplate(prompt=t["examples"])]),
     )
 
 

@@ -101,6 +101,21 @@ def remove_document(settings: Settings, doc_id: str) -> None:
         _sync_dir(corpus)
 
 
+def update_metadata(settings: Settings, doc_id: str, **fields) -> dict:
+    """Set fields of a document's NAME.meta.json (written atomically, other fields kept); return the metadata."""
+    path = Path(settings.corpus_dir) / f"{doc_id}.meta.json"
+    with _lock:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            meta = {}
+        except ValueError as exc:
+            raise UploadError(f"{path} is not valid JSON ({exc}); fix or delete it.") from exc
+        meta.update(fields)
+        _write_atomic(path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    return meta
+
+
 def reindex(settings: Settings, progress: Callable[[int, int], None] | None = None, embeddings=None):
     """Bring the index in step with the corpus (only new or changed documents are embedded) and return its report.
 

@@ -163,6 +163,13 @@ class Settings(BaseSettings):
 
     # Adding articles (upload from the page, `assistant add`)
     max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest file accepted as a new article, in bytes.")
+    example_candidates: int = Field(
+        6, ge=1, le=20, description="Example questions the model is asked to write for a new article."
+    )
+    examples_kept: int = Field(
+        4, ge=1, le=20, description="At most this many of them are kept: those the assistant answers with a citation."
+    )
+    example_max_tokens: int = Field(200, description="Upper bound on tokens of the model's example questions.")
 
     # Input limits
     max_question_chars: int = Field(2000, description="Longest question accepted, in characters.")

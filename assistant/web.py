@@ -10,6 +10,7 @@ import queue
 import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import gradio as gr
 
@@ -21,6 +22,7 @@ from .guard import InvalidQuestion, validate_question
 from .indexing import IndexStoreError
 from .models import ModelError
 from .settings import Settings
+from .workspace import Conversations, Examples, Recorder, user_of
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,9 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^=:])")
 _EXPECTED_ERRORS = (ModelUnavailable, ModelError, IndexStoreError, CorpusError, PromptError)
 
 CSS = """
+.upload-result { padding: 6px 10px; border-radius: 6px; }
+.upload-result.ok { background: #e9f7ec; color: #1d6b32; }
+.upload-result.failed { background: #fdecea; color: #8a1c12; }
 #status .status { padding: 6px 10px; border-radius: 6px; font-size: 0.95em; }
 #status .status.loading { background: #fff7e0; color: #7a5b00; }
 #status .status.ready { background: #e9f7ec; color: #1d6b32; }
@@ -312,25 +317,38 @@ def stream_in_thread(
 
 # ----- the app ------------------------------------------------------------------------------------------------
 class ChatHandlers:
-    """The page's event handlers. They keep no state of their own: each session's turns live in a gr.State."""
+    """The page's chat event handlers. They keep no state of their own: each session's turns live in a gr.State,
+    and every turn is written to the conversation store (when there is one) as it streams."""
 
-    def __init__(self, assistant: Assistant, passages: list[Passage]):
+    def __init__(self, assistant: Assistant, passages: list[Passage], store=None):
         self.assistant = assistant
         self.passages = passages
+        self.store = store
+        self.conversations = Conversations(store)
 
-    def respond(self, question: str, turns: list[dict] | None, scope: str | None = None) -> Iterator[tuple]:
-        """Stream the answer to question: yields (chat messages, turns, sources, article, textbox) updates."""
+    def respond(
+        self,
+        question: str,
+        turns: list[dict] | None,
+        scope: str | None = None,
+        conversation: str | None = None,
+        request: gr.Request = None,
+    ) -> Iterator[tuple]:
+        """Stream the answer: yields (chat, turns, sources, article, textbox, conversation, conversation list)."""
         turns = list(turns or [])
         try:
             text = validate_question(question, self.assistant.settings.max_question_chars)
         except InvalidQuestion as exc:
             gr.Warning(escape(str(exc)), duration=15, title="Please change the question")  # rendered as HTML
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield (gr.skip(),) * 7
             return
         history = engine_history(turns)
-        turn = {"question": text, "answer": "", "done": False}
+        recorder = Recorder(self.store, user_of(request), conversation or None)
+        conversation = recorder.start(text, scope or None)
+        turn = {"question": text, "answer": "", "done": False, "position": recorder.position}
         turns.append(turn)
-        yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), ""
+        listing = self.listing(recorder.user, conversation)
+        yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), "", conversation, listing
         answer = None
         try:
             for item in stream_in_thread(self.assistant, text, history, scope or None):
@@ -338,7 +356,8 @@ class ChatHandlers:
                     answer = item
                 elif item:
                     turn["answer"] += item
-                    yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                    recorder.write(turn["answer"])
+                    yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             if answer is None:
                 raise RuntimeError("the engine finished without an Answer")
         except Exception as exc:
@@ -347,21 +366,24 @@ class ChatHandlers:
             else:
                 log.exception("Unexpected error answering %r", text)
             turn.update(error=error_message(exc), done=True)
-            yield chat_messages(turns), turns, sources_html(turns), gr.skip(), gr.skip()
+            recorder.write(turn["answer"], {"error": turn["error"]}, "error")
+            yield chat_messages(turns), turns, sources_html(turns), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
+        citations = [c.to_dict() for c in answer.citations]
         turn.update(
-            answer=answer.text,
-            abstained=answer.abstained,
-            reason=answer.reason,
-            citations=[c.to_dict() for c in answer.citations],
-            done=True,
+            answer=answer.text, abstained=answer.abstained, reason=answer.reason, citations=citations, done=True
         )
+        recorder.write(answer.text, answer.to_dict(), "done")
         article = article_html(self.assistant.passages or self.passages, turn["citations"])
-        yield chat_messages(turns), turns, sources_html(turns), article, ""
+        yield chat_messages(turns), turns, sources_html(turns), article, "", gr.skip(), gr.skip()
+
+    def listing(self, user: str, current: str | None):
+        """The conversation list for user, with current selected."""
+        return gr.Radio(choices=self.conversations.choices(user), value=current)
 
     def new_chat(self) -> tuple:
         """Clear the chat: no messages, no turns, no sources, the article without marks, an empty textbox."""
-        return [], [], sources_html([]), article_html(self.passages), ""
+        return [], [], sources_html([]), article_html(self.passages), "", None, gr.Radio(value=None)
 
     def answer(self, question: str, history_json: str = "[]", article: str = "") -> dict:
         """Answer a question about the article, from the article only, with citations (see API_DOC).
@@ -385,7 +407,124 @@ class ChatHandlers:
             raise gr.Error(GENERIC_ERROR, print_exception=False) from exc
 
 
-def chat_panel(documents) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, gr.Button]:
+class WorkspaceHandlers:
+    """The page's side list of conversations and the feedback on answers, each user's own."""
+
+    def __init__(self, chat: ChatHandlers):
+        self.chat = chat
+        self.store = chat.store
+        self.conversations = chat.conversations
+
+    def listing(self, request: gr.Request = None):
+        """The conversation list when the page (re)loads."""
+        return self.chat.listing(user_of(request), None)
+
+    def open(self, conversation: str | None, request: gr.Request = None) -> tuple:
+        """Reopen a past conversation: (chat, turns, sources, article, conversation, scope)."""
+        if not conversation or self.store is None:
+            return (gr.skip(),) * 6
+        try:
+            turns, scope = self.conversations.turns(user_of(request), conversation)
+        except LookupError:
+            gr.Warning("That conversation is gone; it may have been deleted in another tab.")
+            return (gr.skip(),) * 6
+        last = next((t.get("citations") for t in reversed(turns) if t.get("citations")), None)
+        article = article_html(self.chat.assistant.passages or self.chat.passages, last)
+        return chat_messages(turns), turns, sources_html(turns), article, conversation, scope or ""
+
+    def delete(self, conversation: str | None, request: gr.Request = None) -> tuple:
+        """Delete the open conversation and start a new chat."""
+        user = user_of(request)
+        if conversation:
+            self.conversations.delete(user, conversation)
+        return (*self.chat.new_chat()[:6], self.chat.listing(user, None))
+
+    def export(self, conversation: str | None, request: gr.Request = None):
+        """The open conversation as a Markdown file, citations as footnotes."""
+        if not conversation or self.store is None:
+            gr.Warning("Ask a question first: there is no conversation to export yet.")
+            return gr.File(visible=False)
+        try:
+            path = self.conversations.markdown_file(user_of(request), conversation)
+        except LookupError:
+            gr.Warning("That conversation is gone; it may have been deleted in another tab.")
+            return gr.File(visible=False)
+        return gr.File(value=str(path), visible=True)
+
+    def rate(self, turns: list[dict], conversation: str | None, like: gr.LikeData, request: gr.Request = None):
+        """Record a 👍 at once; a 👎 too, and open the note asking what the right answer is."""
+        number = turn_of_message(turns or [], like.index)
+        liked = like.liked is True or like.liked == "Like"
+        if number is None or not conversation:
+            return gr.Group(visible=False), None
+        self._save(turns, conversation, number, 1 if liked else -1, "", None, user_of(request))
+        if liked:
+            gr.Info("Thanks: noted as a good answer.")
+            return gr.Group(visible=False), None
+        return gr.Group(visible=True), number
+
+    def note(self, target: int | None, kind: str, note: str, turns, conversation, request: gr.Request = None):
+        """Save the 👎's note (the right answer, or that the article does not say) and close the note."""
+        if target is None or not conversation:
+            return gr.Group(visible=False), None, ""
+        does_not_say = kind == NOT_IN_ARTICLE_CHOICE
+        text = "" if does_not_say else (note or "").strip()
+        self._save(
+            turns,
+            conversation,
+            target,
+            -1,
+            text,
+            "not_in_article" if does_not_say else "correct_answer" if text else None,
+            user_of(request),
+        )
+        gr.Info("Thanks: the note is saved; `assistant feedback export` turns it into a regression case.")
+        return gr.Group(visible=False), None, ""
+
+    def _save(self, turns, conversation, number, rating, note, kind, user) -> None:
+        from .corpus import corpus_hash
+
+        if self.store is None:
+            return
+        turn = turns[number]
+        try:
+            stored = self.store.get(user, conversation).turns[turn["position"]]
+            self.store.add_feedback(
+                user,
+                conversation,
+                turn["position"],
+                rating,
+                note,
+                kind,
+                question=turn["question"],
+                history=engine_history(turns[:number]),
+                answer=stored.answer_json or {"text": turn.get("answer", "")},
+                corpus_hash=corpus_hash(self.chat.assistant.documents),
+                settings=self.chat.assistant.settings,
+            )
+        except (LookupError, IndexError, KeyError, TypeError) as exc:
+            log.error("Could not save feedback: %s", exc)
+            gr.Warning("The feedback could not be saved for this answer.")
+
+
+NOT_IN_ARTICLE_CHOICE = "The article does not say"
+RIGHT_ANSWER_CHOICE = "The right answer is…"
+
+
+def turn_of_message(turns: list[dict], index) -> int | None:
+    """The turn whose answer is chat message index (chat_messages lays out question, answer, question, …)."""
+    index = index[0] if isinstance(index, (list, tuple)) else index
+    position = -1
+    for number, turn in enumerate(turns):
+        position += 1
+        if turn.get("answer") or turn.get("error") or turn.get("done"):
+            position += 1
+            if position == index:
+                return number if turn.get("done") and not turn.get("error") else None
+    return None
+
+
+def chat_panel(examples: list[str]) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, gr.Button, gr.Dataset]:
     """The conversation (inside the page's layout): chat window, question box, Send, New chat, example questions."""
     chatbot = gr.Chatbot(
         label="Chat",
@@ -395,7 +534,7 @@ def chat_panel(documents) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, gr.Button]
         render_markdown=True,
         allow_tags=False,
         latex_delimiters=[],
-        feedback_options=None,
+        feedback_options=("Like", "Dislike"),
         buttons=["copy"],
         placeholder="Ask a question about the article.",
     )
@@ -410,78 +549,271 @@ def chat_panel(documents) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, gr.Button]
         )
         send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
         clear = gr.Button("New chat", elem_id="new-chat", scale=1, min_width=80)
-    examples = [q for d in documents for q in d.examples][:MAX_EXAMPLES]
-    if examples:
-        gr.Examples(examples=[[q] for q in examples], inputs=[textbox], label="Example questions")
-    return chatbot, textbox, send, clear
+    shown = gr.Dataset(
+        components=[gr.Textbox(visible=False)],
+        samples=[[q] for q in examples],
+        label="Example questions",
+        elem_id="examples",
+        visible=bool(examples),
+    )
+    shown.click(lambda sample: sample[0], inputs=[shown], outputs=[textbox], queue=False, api_visibility="private")
+    return chatbot, textbox, send, clear, shown
 
 
-def build_app(settings: Settings | None = None, assistant: Assistant | None = None, warm_up: bool = True) -> gr.Blocks:
+def examples_update(examples: list[str]) -> gr.Dataset:
+    """The example questions shown, for the chosen article."""
+    return gr.Dataset(samples=[[q] for q in examples], visible=bool(examples))
+
+
+class ArticleHandlers:
+    """Adding an article from the page (upload or paste) and removing one again."""
+
+    def __init__(self, assistant: Assistant, examples: Examples):
+        self.assistant = assistant
+        self.examples = examples
+
+    def choices(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(scope choices with "All articles" first, removable articles) from the corpus as it is now."""
+        documents = self.assistant.documents
+        articles = [(d.title, d.doc_id) for d in documents]
+        return [("All articles", ""), *articles], articles
+
+    def add(self, path: str | None, title: str, pasted: str, pasted_title: str, progress=gr.Progress()) -> tuple:
+        """Add the uploaded file (or the pasted text): (message, scope, article, removable, examples, file, paste)."""
+        from .ingest import UploadError, add_document, add_text
+
+        settings = self.assistant.settings
+        try:
+            progress(0.05, desc="Reading the article…")
+            if path:
+                size = Path(path).stat().st_size
+                if size > settings.max_upload_bytes:  # before reading a large file into memory
+                    raise UploadError(upload_too_large(Path(path).name, size, settings.max_upload_bytes))
+                added = add_document(settings, Path(path).read_bytes(), Path(path).name, title or None)
+            elif (pasted or "").strip():
+                added = add_text(settings, pasted, pasted_title or title)
+            else:
+                raise UploadError("Choose a file (.txt, .md, .html or .pdf), or paste the article's text.")
+        except (UploadError, OSError) as exc:
+            return (upload_html(str(exc), ok=False), *(gr.skip(),) * 6)
+        progress(0.3, desc="Indexing the new article (only its passages are embedded)…")
+        self.assistant.load()
+        self.examples.fill_later(added.doc_id)
+        scopes, removable = self.choices()
+        message = (
+            f"Added “{added.title}” ({added.chars:,} characters) as {added.doc_id}. It is chosen for this "
+            "conversation; example questions for it are being written and checked."
+        )
+        return (
+            upload_html(message, ok=True),
+            gr.Dropdown(choices=scopes, value=added.doc_id, visible=True),
+            article_html(self.assistant.passages),
+            gr.Dropdown(choices=removable, value=None),
+            examples_update(self.examples.of(added.doc_id, MAX_EXAMPLES)),
+            None,
+            "",
+        )
+
+    def remove(self, doc_id: str | None, scope: str | None) -> tuple:
+        """Remove an article: (message, scope, article, removable, examples)."""
+        from .ingest import UploadError, remove_document
+
+        if not doc_id:
+            return upload_html("Choose the article to remove.", ok=False), *(gr.skip(),) * 4
+        try:
+            remove_document(self.assistant.settings, doc_id)
+        except (UploadError, OSError) as exc:
+            return upload_html(str(exc), ok=False), *(gr.skip(),) * 4
+        self.assistant.load()
+        scopes, removable = self.choices()
+        scope = "" if scope == doc_id else scope
+        return (
+            upload_html(f"Removed {doc_id}.", ok=True),
+            gr.Dropdown(choices=scopes, value=scope, visible=len(removable) > 1),
+            article_html(self.assistant.passages),
+            gr.Dropdown(choices=removable, value=None),
+            examples_update(self.examples.of(scope or None, MAX_EXAMPLES)),
+        )
+
+    def scope_changed(self, scope: str | None) -> gr.Dataset:
+        """Show the chosen article's example questions."""
+        return examples_update(self.examples.of(scope or None, MAX_EXAMPLES))
+
+
+def upload_too_large(name: str, size: int, limit: int) -> str:
+    return (
+        f"{name} is {size / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB (ASSISTANT_MAX_UPLOAD_BYTES). "
+        "Upload a smaller file, or paste the article's text."
+    )
+
+
+def upload_html(message: str, ok: bool) -> str:
+    """The result line of an upload or removal."""
+    return f'<div class="upload-result {"ok" if ok else "failed"}">{escape(message)}</div>'
+
+
+def build_app(
+    settings: Settings | None = None, assistant: Assistant | None = None, warm_up: bool = True, store=None
+) -> gr.Blocks:
     """Build the web chat for assistant (default: one built from settings); warm_up starts loading the model now.
 
-    The returned Blocks carries .assistant and .warmup (a WarmUp) for serve() and the tests.
+    store is the conversation store (default: the SQLite database in settings.data_dir). The returned Blocks
+    carries .assistant, .store and .warmup (a WarmUp) for serve() and the tests.
     """
+    from .conversations import open_store
+
     settings = settings or (assistant.settings if assistant else Settings())
     assistant = assistant or Assistant(settings)
     documents, passages = load_passages(assistant.settings.corpus_dir)
-    handlers = ChatHandlers(assistant, passages)
+    store = store if store is not None else open_store(assistant.settings)
+    handlers = ChatHandlers(assistant, passages, store)
+    side = WorkspaceHandlers(handlers)
+    examples = Examples(assistant)
+    articles = ArticleHandlers(assistant, examples)
     warmup = WarmUp(assistant)
     if warm_up:
         warmup.start()
+    with gr.Blocks(title="Article assistant", analytics_enabled=False) as demo:
+        gr.Markdown(
+            "## Ask the articles\nAnswers come from the articles only, with citations. Click a marker like [1] "
+            "to see the quoted passage; add your own article in the *Add article* tab."
+        )
+        status_box = gr.HTML(warmup.html(), elem_id="status")
+        turns, conversation, target = gr.State([]), gr.State(None), gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=200, elem_id="sidebar"):
+                listing = gr.Radio(choices=[], label="Conversations", elem_id="conversations", interactive=True)
+                with gr.Row():
+                    delete = gr.Button("Delete", elem_id="delete-chat", size="sm")
+                    export = gr.Button("Export", elem_id="export-chat", size="sm")
+                exported = gr.File(label="Markdown", visible=False, elem_id="exported", interactive=False)
+            with gr.Column(scale=5):
+                page = layout(documents, passages, examples)
+        wire_chat(demo, handlers, side, page, turns, conversation, target, listing)
+        wire_side(side, page, turns, conversation, listing, delete, export, exported)
+        wire_articles(articles, page)
+        wire_status(demo, warmup, status_box, side, listing)
+        gr.api(handlers.answer, api_name="answer", api_description=API_DOC, concurrency_id="answer")
+    demo.assistant, demo.store, demo.warmup = assistant, store, warmup
+    return demo
+
+
+def layout(documents, passages, examples: Examples) -> dict:
+    """The page's main column: article choice, chat with sources and feedback, the article, adding articles."""
+    c: dict = {}
+    # With several articles, a conversation may search them all or keep to one.
+    c["scope"] = gr.Dropdown(
+        choices=[("All articles", "")] + [(d.title, d.doc_id) for d in documents],
+        value="",
+        label="Answer from",
+        elem_id="scope",
+        visible=len(documents) > 1,
+        interactive=True,
+    )
+    with gr.Tabs():
+        with gr.Tab("Chat", id="chat-tab"), gr.Row():
+            with gr.Column(scale=3):
+                c["chatbot"], c["textbox"], c["send"], c["clear"], c["examples"] = chat_panel(
+                    [q for d in documents for q in d.examples][:MAX_EXAMPLES]
+                )
+                with gr.Group(visible=False, elem_id="feedback") as c["feedback"]:
+                    c["kind"] = gr.Radio(
+                        [RIGHT_ANSWER_CHOICE, NOT_IN_ARTICLE_CHOICE], value=RIGHT_ANSWER_CHOICE, label="What was wrong?"
+                    )
+                    c["note"] = gr.Textbox(label="The right answer (optional)", elem_id="feedback-note", max_lines=3)
+                    c["send_note"] = gr.Button("Send feedback", elem_id="send-feedback", size="sm")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                c["sources"] = gr.HTML(sources_html([]), elem_id="sources")
+        with gr.Tab("Article", id="article-tab"):
+            c["article"] = gr.HTML(article_html(passages), elem_id="article")
+        with gr.Tab("Add article", id="add-tab"):
+            gr.Markdown(
+                "Upload a .txt, .md, .html or .pdf file, or paste the text. Only the new article is indexed; "
+                "it is then chosen for the conversation."
+            )
+            c["upload"] = gr.File(
+                label="Article file", file_types=[".txt", ".md", ".html", ".htm", ".pdf"], elem_id="upload"
+            )
+            c["title"] = gr.Textbox(label="Title (optional for files)", elem_id="upload-title", max_lines=1)
+            c["paste"] = gr.Textbox(label="…or paste the article's text", lines=6, elem_id="paste")
+            c["add"] = gr.Button("Add article", variant="primary", elem_id="add-article")
+            c["result"] = gr.HTML("", elem_id="upload-result")
+            with gr.Row():
+                c["remove_choice"] = gr.Dropdown(
+                    choices=[(d.title, d.doc_id) for d in documents], label="Remove an article", elem_id="remove-choice"
+                )
+                c["remove"] = gr.Button("Remove", elem_id="remove-article", size="sm")
+    return c
+
+
+def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, turns, conversation, target, listing):
+    """Asking, streaming, New chat and the 👍/👎 on answers."""
+    outputs = [c["chatbot"], turns, c["sources"], c["article"], c["textbox"], conversation, listing]
+    events = [
+        trigger(
+            handlers.respond,
+            inputs=[c["textbox"], turns, c["scope"], conversation],
+            outputs=outputs,
+            api_visibility="private",
+            concurrency_id="answer",
+            show_progress="minimal",
+        )
+        for trigger in (c["textbox"].submit, c["send"].click)
+    ]
+    for trigger in (c["clear"].click, c["chatbot"].clear):  # the Chatbot's trash button empties only the display
+        trigger(handlers.new_chat, outputs=outputs, cancels=events, queue=False, api_visibility="private")
+    c["chatbot"].like(
+        side.rate, inputs=[turns, conversation], outputs=[c["feedback"], target], api_visibility="private"
+    )
+    c["send_note"].click(
+        side.note,
+        inputs=[target, c["kind"], c["note"], turns, conversation],
+        outputs=[c["feedback"], target, c["note"]],
+        api_visibility="private",
+    )
+
+
+def wire_side(side: WorkspaceHandlers, c: dict, turns, conversation, listing, delete, export, exported):
+    """The conversation list: reopen, delete, export."""
+    chat = [c["chatbot"], turns, c["sources"], c["article"], conversation]
+    listing.input(side.open, inputs=[listing], outputs=[*chat, c["scope"]], api_visibility="private")
+    delete.click(
+        side.delete,
+        inputs=[conversation],
+        outputs=[*chat[:4], c["textbox"], conversation, listing],
+        api_visibility="private",
+    )
+    export.click(side.export, inputs=[conversation], outputs=[exported], api_visibility="private")
+
+
+def wire_articles(articles: ArticleHandlers, c: dict):
+    """Adding and removing articles, and the examples of the chosen one."""
+    changed = [c["result"], c["scope"], c["article"], c["remove_choice"], c["examples"]]
+    c["add"].click(
+        articles.add,
+        inputs=[c["upload"], c["title"], c["paste"], c["title"]],
+        outputs=[*changed, c["upload"], c["paste"]],
+        api_visibility="private",
+        concurrency_id="answer",  # indexing shares the two cores with answering
+    )
+    c["remove"].click(
+        articles.remove, inputs=[c["remove_choice"], c["scope"]], outputs=changed, api_visibility="private"
+    )
+    c["scope"].change(articles.scope_changed, inputs=[c["scope"]], outputs=[c["examples"]], api_visibility="private")
+
+
+def wire_status(demo, warmup: WarmUp, status_box, side: WorkspaceHandlers, listing):
+    """The model's loading status, polled until ready, and the user's conversations when the page loads."""
 
     def status():
         done = warmup.state != "loading"
         return warmup.html(), gr.Timer(active=not done)
 
-    with gr.Blocks(title="Article assistant", analytics_enabled=False) as demo:
-        gr.Markdown(
-            f"## Ask the article\nQuestions about *{escape(passages[0].title)}*, answered from the article only, "
-            "with citations. Click a marker like [1] to see the quoted passage."
-        )
-        status_box = gr.HTML(warmup.html(), elem_id="status")
-        turns = gr.State([])
-        # With several articles, a conversation may search them all or keep to one.
-        scope = gr.Dropdown(
-            choices=[("All articles", "")] + [(d.title, d.doc_id) for d in documents],
-            value="",
-            label="Answer from",
-            elem_id="scope",
-            visible=len(documents) > 1,
-            interactive=True,
-        )
-        with gr.Tabs():
-            with gr.Tab("Chat", id="chat-tab"), gr.Row():
-                with gr.Column(scale=3):
-                    chatbot, textbox, send, clear = chat_panel(documents)
-                with gr.Column(scale=2):
-                    gr.Markdown("### Sources")
-                    sources = gr.HTML(sources_html([]), elem_id="sources")
-            with gr.Tab("Article", id="article-tab"):
-                article = gr.HTML(article_html(passages), elem_id="article")
-
-        outputs = [chatbot, turns, sources, article, textbox]
-        chat_events = [
-            trigger(
-                handlers.respond,
-                inputs=[textbox, turns, scope],
-                outputs=outputs,
-                api_visibility="private",
-                concurrency_id="answer",
-                show_progress="minimal",
-            )
-            for trigger in (textbox.submit, send.click)
-        ]
-        clear.click(handlers.new_chat, outputs=outputs, cancels=chat_events, queue=False, api_visibility="private")
-        # The Chatbot's own trash button empties only the display: reset the session's turns with it.
-        chatbot.clear(handlers.new_chat, outputs=outputs, cancels=chat_events, queue=False, api_visibility="private")
-        timer = gr.Timer(1.0, active=warmup.state == "loading")
-        timer.tick(status, outputs=[status_box, timer], queue=False, api_visibility="private")
-        demo.load(status, outputs=[status_box, timer], queue=False, api_visibility="private")
-        gr.api(handlers.answer, api_name="answer", api_description=API_DOC, concurrency_id="answer")
-
-    demo.assistant = assistant
-    demo.warmup = warmup
-    return demo
+    timer = gr.Timer(1.0, active=warmup.state == "loading")
+    timer.tick(status, outputs=[status_box, timer], queue=False, api_visibility="private")
+    demo.load(status, outputs=[status_box, timer], queue=False, api_visibility="private")
+    demo.load(side.listing, outputs=[listing], queue=False, api_visibility="private")
 
 
 def is_loopback(host: str) -> bool:
@@ -526,6 +858,8 @@ def launch(demo: gr.Blocks, settings: Settings, block: bool = True) -> str:
         css=CSS,
         head=HEAD,
         footer_links=["api", "settings"],
+        # Gradio refuses far larger uploads before they are read; the page explains the limit for the rest.
+        max_file_size=4 * settings.max_upload_bytes,
     )
     print(f"Web chat running on {local_url}", flush=True)
     if share_url:

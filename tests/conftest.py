@@ -29,3 +29,18 @@ def assistant():
     bot = Assistant(Settings())
     bot.warm_up()
     return bot
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_data_dir(tmp_path_factory):
+    """Conversations and feedback the tests make go to a folder of their own, never the user's."""
+    import os
+
+    folder = tmp_path_factory.mktemp("data")
+    old = os.environ.get("ASSISTANT_DATA_DIR")
+    os.environ["ASSISTANT_DATA_DIR"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("ASSISTANT_DATA_DIR", None)
+    else:
+        os.environ["ASSISTANT_DATA_DIR"] = old

@@ -397,7 +397,7 @@ def reindexed(settings, monkeypatch):
 def test_cli_add_and_remove(settings, reindexed, tmp_path, capsys):
     article = tmp_path / "ferry page.html"
     article.write_bytes(ARTICLE_HTML)
-    assert main(["add", str(article), "--title", "Ferry back"]) == 0
+    assert main(["add", str(article), "--title", "Ferry back", "--no-examples"]) == 0
     out = capsys.readouterr().out
     chars = (settings.corpus_dir / "ferry-back.txt").stat().st_size
     assert out.strip() == f'Added ferry-back "Ferry back" ({chars} characters); indexed.'

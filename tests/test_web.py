@@ -260,7 +260,7 @@ def test_respond_streams_deltas_then_renders_citations():
     assert first[0] == [{"role": "user", "content": web.chat_text(answer.question)}] and first[4] == ""
     assert [s[0][-1]["content"].count("streaming") for s in streamed] == [1, 1]
     assert "Denmark, Estonia, Latvia, Lithuania" in streamed[0][0][-1]["content"]
-    chat, turns, sources, article, textbox = last
+    chat, turns, sources, article, textbox, *_ = last
     assert 'href="#src-0-1"' in chat[-1]["content"] and "streaming" not in chat[-1]["content"]
     assert turns[0]["citations"] == [answer.citations[0].to_dict()] and turns[0]["answer"] == answer.text
     assert marked(sources) == [SPENDING_QUOTE] and marked(article) == [SPENDING_QUOTE]
@@ -312,7 +312,7 @@ def test_invalid_question_warns_and_leaves_the_chat_alone(question):
 )
 def test_engine_errors_show_their_advice_in_the_chat(error, caplog):
     stub = StubAssistant(error=error)
-    chat, turns, _, _, _ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
+    chat, turns, *_ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
     shown = chat[-1]["content"]
     assert 'class="chat-error"' in shown
     assert web.chat_text(str(error)) in shown and "Traceback" not in shown
@@ -323,7 +323,7 @@ def test_engine_errors_show_their_advice_in_the_chat(error, caplog):
 def test_unexpected_errors_are_logged_but_not_shown(caplog):
     stub = StubAssistant(["Denmark", ""], error=RuntimeError("secret internals at 0xdeadbeef"))
     with caplog.at_level(logging.ERROR, logger="assistant.web"):
-        chat, turns, _, _, _ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
+        chat, turns, *_ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
     shown = chat[-1]["content"]
     assert web.chat_text(web.GENERIC_ERROR) in shown and "secret" not in shown and "Traceback" not in shown
     record = next(r for r in caplog.records if r.name == "assistant.web")
@@ -331,7 +331,7 @@ def test_unexpected_errors_are_logged_but_not_shown(caplog):
 
 
 def test_new_chat_clears_everything():
-    chat, turns, sources, article, textbox = web.ChatHandlers(StubAssistant(), PASSAGES).new_chat()
+    chat, turns, sources, article, textbox, *_ = web.ChatHandlers(StubAssistant(), PASSAGES).new_chat()
     assert chat == [] and turns == [] and textbox == "" and marked(article) == []
     assert "appear here" in sources
 
@@ -479,7 +479,7 @@ def test_build_app_shares_only_the_assistant(scripted_server):
     chatbot = next(b for b in demo.blocks.values() if isinstance(b, gr.Chatbot))
     assert chatbot.sanitize_html and not chatbot.allow_tags and chatbot.latex_delimiters == []
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
-    assert [s.value for s in states] == [[]]  # each session gets its own copy
+    assert [s.value for s in states] == [[], None, None]  # turns, conversation, feedback target: per session
 
 
 def test_api_endpoint_over_gradio_client(scripted_server):
@@ -574,6 +574,21 @@ def test_serve_explains_a_busy_port(monkeypatch, free_port):
             web.serve(Settings(port=port))
 
 
+def test_example_questions_follow_the_chosen_article(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, question in (("bridge", "When did the mayor open the bridge?"), ("ferry", "Who runs the ferry?")):
+        (corpus / f"{name}.md").write_text(f"# {name}\nThe {name} story is told here.\n", encoding="utf-8")
+        meta = {"title": name.title(), "examples": [question]}
+        (corpus / f"{name}.meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
+    bot = Assistant(settings, chat_model=ScriptedChat()).load()
+    articles = web.ArticleHandlers(bot, web.Examples(bot))
+    assert articles.scope_changed("ferry").constructor_args["samples"] == [["Who runs the ferry?"]]
+    both = articles.scope_changed("").constructor_args["samples"]
+    assert both == [["When did the mayor open the bridge?"], ["Who runs the ferry?"]]
+
+
 def test_example_questions_come_from_the_corpus(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
@@ -587,7 +602,7 @@ def test_example_questions_come_from_the_corpus(tmp_path):
     assert "When did the mayor open the bridge?" in config and "NATO" not in config
     # Without examples in the corpus, the page shows none (never another article's).
     (corpus / "bridge.meta.json").write_text(json.dumps({"title": "The bridge"}), encoding="utf-8")
-    config = json.dumps(
-        web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False).config, default=str
-    )
-    assert "Example questions" not in config and "NATO" not in config
+    demo = web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False)
+    shown = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "examples")
+    assert shown.samples == [] and not shown.visible
+    assert "NATO" not in json.dumps(demo.config, default=str)

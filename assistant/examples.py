@@ -1,0 +1,61 @@
+"""Example questions for an article: from its NAME.meta.json, or written once by the model and kept only when the
+assistant answers them with a checked citation."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from .answering import Assistant
+from .grounding import is_decline
+
+log = logging.getLogger(__name__)
+
+_NUMBERING = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
+
+
+def candidates(reply: str, limit: int) -> list[str]:
+    """The questions in the model's reply: one per line, numbering dropped, each ending in '?', no repeats."""
+    found: list[str] = []
+    for line in reply.splitlines():
+        question = _NUMBERING.sub("", line).strip().strip('"“”').strip()
+        fresh = question.casefold() not in {q.casefold() for q in found}
+        if question.endswith("?") and 10 <= len(question) <= 150 and not is_decline(question) and fresh:
+            found.append(question)
+    return found[:limit]
+
+
+def suggest(assistant: Assistant, doc_id: str) -> list[str]:
+    """Ask the model for questions about document doc_id; keep those the assistant answers with a citation."""
+    settings = assistant.settings
+    view = assistant.view(doc_id)
+    if view.context is None:
+        return []  # too long to show the model whole: no examples rather than examples about a part
+    messages = assistant.prompts.examples.format_messages(
+        title=view.title, context=view.context, count=settings.example_candidates
+    )
+    reply = "".join(assistant.model_tokens(messages, max_tokens=settings.example_max_tokens))
+    kept = []
+    for question in candidates(reply, settings.example_candidates):
+        answer = assistant.answer(question, scope=doc_id)
+        if not answer.abstained and answer.citations:
+            kept.append(question)
+        else:
+            log.info("Example %r dropped: %s", question, answer.reason)
+        if len(kept) == settings.examples_kept:
+            break
+    return kept
+
+
+def fill_examples(assistant: Assistant, doc_id: str) -> list[str]:
+    """Give document doc_id checked example questions when its metadata has none; return its examples."""
+    from .ingest import update_metadata
+
+    assistant.load()
+    document = next(d for d in assistant.documents if d.doc_id == doc_id)
+    if document.examples:
+        return list(document.examples)
+    examples = suggest(assistant, doc_id)
+    if examples:
+        update_metadata(assistant.settings, doc_id, examples=examples)
+    return examples

@@ -1,0 +1,137 @@
+"""The web page's workspace: conversations kept per user, feedback on answers, and articles added from the page.
+
+Web-side glue over conversations.py (SQLite) and ingest.py (new articles); the page itself is built in web.py.
+Nothing here may break answering: a store that fails is logged and the chat goes on without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from .conversations import ConversationNotFound, ConversationStore, Turn
+
+log = logging.getLogger(__name__)
+
+
+def user_of(request) -> str:
+    """The signed-in user (basic auth), or "" when the page has no login."""
+    return str(getattr(request, "username", None) or "")
+
+
+def web_turn(turn: Turn) -> dict:
+    """A stored turn as the page's session keeps it (see web.chat_messages)."""
+    data = dict(turn.answer_json or {})
+    shown = {"question": turn.question, "answer": turn.answer, "position": turn.position, "done": True}
+    if turn.state == "error":
+        shown["error"] = data.get("error") or "This answer failed."
+    elif turn.state == "streaming":  # no live request owns it: the process stopped while it was streaming
+        shown["answer"] = (turn.answer + " …").strip()
+        shown["interrupted"] = True
+    else:
+        shown.update(abstained=data.get("abstained", False), reason=data.get("reason", "answered"))
+        shown["citations"] = list(data.get("citations") or [])
+    return shown
+
+
+@dataclass
+class Recorder:
+    """Writes one turn of one conversation as it streams; every write is durable when it returns."""
+
+    store: ConversationStore | None
+    user: str
+    conversation: str | None
+    position: int | None = None
+
+    def start(self, question: str, scope: str | None) -> str | None:
+        """Open the turn (and the conversation, on its first question); return the conversation id."""
+        if self.store is None:
+            return self.conversation
+        try:
+            if self.conversation is None:
+                self.conversation = self.store.create(self.user, question, scope)
+            self.position = self.store.start_turn(self.conversation, self.user, question)
+        except (ConversationNotFound, OSError, RuntimeError, ValueError) as exc:
+            self._failed(exc)
+        return self.conversation
+
+    def write(self, text: str, answer: dict | None = None, state: str = "streaming") -> None:
+        """Record what the reader has been shown so far."""
+        if self.store is None or self.position is None:
+            return
+        try:
+            self.store.update_turn(self.conversation, self.user, self.position, text, answer, state)
+        except (ConversationNotFound, OSError, RuntimeError, ValueError) as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        log.error(
+            "Could not save the conversation (%s: %s); answering goes on without saving.", type(exc).__name__, exc
+        )
+        self.store = None
+
+
+class Conversations:
+    """The page's conversation list: open, delete and export a user's conversations."""
+
+    def __init__(self, store: ConversationStore | None):
+        self.store = store
+
+    def choices(self, user: str) -> list[tuple[str, str]]:
+        """(label, id) of the user's conversations, newest first."""
+        if self.store is None:
+            return []
+        return [(c.title, c.id) for c in self.store.list(user)]
+
+    def turns(self, user: str, conversation: str) -> tuple[list[dict], str | None]:
+        """The conversation's turns as the page keeps them, and its scope."""
+        stored = self.store.get(user, conversation)
+        return [web_turn(t) for t in stored.turns], stored.scope
+
+    def delete(self, user: str, conversation: str) -> bool:
+        return bool(self.store and self.store.delete(user, conversation))
+
+    def markdown_file(self, user: str, conversation: str) -> Path:
+        """Write the conversation as Markdown to a fresh temporary file, for the page to offer as a download."""
+        text = self.store.export_markdown(user, conversation)
+        folder = Path(tempfile.mkdtemp(prefix="conversation-"))
+        path = folder / f"conversation-{conversation[:8]}.md"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+
+class Examples:
+    """Example questions per article: the metadata's, or written once in the background for a new article."""
+
+    def __init__(self, assistant):
+        self.assistant = assistant
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def of(self, scope: str | None, limit: int) -> list[str]:
+        """The examples of the chosen article (of every article when none is chosen), at most limit."""
+        documents = self.assistant.documents or []
+        return [q for d in documents if scope in (None, "", d.doc_id) for q in d.examples][:limit]
+
+    def fill_later(self, doc_id: str) -> None:
+        """Write examples for doc_id in a background thread, once (the model answers them to check them)."""
+        with self._lock:
+            if doc_id in self._running:
+                return
+            self._running.add(doc_id)
+        threading.Thread(target=self._fill, args=(doc_id,), name=f"examples-{doc_id}", daemon=True).start()
+
+    def _fill(self, doc_id: str) -> None:
+        from .examples import fill_examples
+
+        try:
+            kept = fill_examples(self.assistant, doc_id)
+            log.info("Example questions for %s: %s", doc_id, kept)
+        except Exception:  # examples are a convenience: never let them take the page down
+            log.exception("Could not write example questions for %s", doc_id)
+        finally:
+            with self._lock:
+                self._running.discard(doc_id)
