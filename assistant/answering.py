@@ -84,7 +84,9 @@ class Assistant:
                 forget_open_stores(self.settings)
                 self._ready = self._warm = False
             self.documents, self.passages = load_passages(self.settings.corpus_dir)
-            self.index = PassageIndex(self.settings, self._embeddings)
+            # A reload keeps the embedding model already in memory.
+            embeddings = self._embeddings or getattr(getattr(self, "index", None), "embeddings", None)
+            self.index = PassageIndex(self.settings, embeddings)
             self.index_report = self.index.open(self.documents, self.passages)
             self.grounder = Grounder(
                 self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
