@@ -606,3 +606,39 @@ def test_example_questions_come_from_the_corpus(tmp_path):
     shown = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "examples")
     assert shown.samples == [] and not shown.visible
     assert "NATO" not in json.dumps(demo.config, default=str)
+
+
+# ----- the workspace: conversations per user ------------------------------------------------------------------------
+def test_each_signed_in_user_sees_only_their_own_conversations(tmp_path):
+    from types import SimpleNamespace
+
+    from assistant.conversations import ConversationStore
+
+    store = ConversationStore(tmp_path / "assistant.db")
+    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
+    side = web.WorkspaceHandlers(handlers)
+    ann, bob = SimpleNamespace(username="ann"), SimpleNamespace(username="bob")
+    *_, conversation, listing = list(handlers.respond("Which countries will exceed it?", [], "", None, ann))[0]
+    assert conversation and listing.constructor_args["choices"] == [("Which countries will exceed it?", conversation)]
+    assert side.listing(bob).constructor_args["choices"] == []
+    with pytest.warns(UserWarning, match="gone"):
+        assert side.open(conversation, bob) == (gr.skip(),) * 6  # bob cannot open ann's by its id
+    chat, turns, *_ = side.open(conversation, ann)
+    assert turns[0]["question"] == "Which countries will exceed it?" and turns[0]["citations"]
+    side.delete(conversation, bob)  # nor delete it
+    assert store.list("ann") and side.delete(conversation, ann)[-1].constructor_args["choices"] == []
+
+
+def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
+    from assistant.conversations import ConversationStore
+
+    store = ConversationStore(tmp_path / "assistant.db")
+    pieces = ["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", spending_answer()]
+    handlers = web.ChatHandlers(StubAssistant(pieces), PASSAGES, store)
+    saved = []
+    for step in handlers.respond("Which countries will exceed it?", [], "", None, None):
+        conversation = step[5] if isinstance(step[5], str) else conversation
+        turn = store.get("", conversation).turns[0]
+        saved.append((turn.answer, turn.state))
+    assert saved[1] == ("Denmark, Estonia, Latvia, Lithuania", "streaming")
+    assert saved[-1] == (spending_answer().text, "done")
