@@ -635,7 +635,7 @@ def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
     store = ConversationStore(tmp_path / "assistant.db")
     pieces = ["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", spending_answer()]
     handlers = web.ChatHandlers(StubAssistant(pieces), PASSAGES, store)
-    saved = []
+    saved, conversation = [], None
     for step in handlers.respond("Which countries will exceed it?", [], "", None, None):
         conversation = step[5] if isinstance(step[5], str) else conversation
         turn = store.get("", conversation).turns[0]
