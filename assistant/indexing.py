@@ -183,11 +183,13 @@ class PassageIndex:
         self.embeddings = QueryCache(embeddings or load_embeddings(settings))
         self.store = None
 
-    def open(self, documents: list[Document], passages: list[Passage], rebuild: bool = False) -> IndexReport:
+    def open(
+        self, documents: list[Document], passages: list[Passage], rebuild: bool = False, progress=None
+    ) -> IndexReport:
         """Open the store, building or updating it when the corpus, model or chunking changed; heal a broken one."""
         started = time.perf_counter()
         try:
-            report = self._open(documents, passages, rebuild)
+            report = self._open(documents, passages, rebuild, progress)
         except IndexStoreError:
             raise
         except Exception as exc:  # a truncated or corrupt store surfaces as many kinds of error
@@ -199,7 +201,7 @@ class PassageIndex:
             log.warning("The index in %s is unreadable (%s); rebuilding it.", self.settings.index_dir, exc)
             try:
                 _wipe(self.settings)
-                report = self._open(documents, passages, rebuild=True)
+                report = self._open(documents, passages, rebuild=True, progress=progress)
             except Exception as again:
                 raise IndexStoreError(
                     f"Could not rebuild the index in {self.settings.index_dir} ({again}). Delete the folder's "
@@ -219,7 +221,7 @@ class PassageIndex:
             "passages": len(passages),
         }
 
-    def _open(self, documents, passages, rebuild: bool) -> IndexReport:
+    def _open(self, documents, passages, rebuild: bool, progress=None) -> IndexReport:
         from langchain_chroma import Chroma
 
         client = _client(self.settings)
@@ -242,7 +244,7 @@ class PassageIndex:
             if collection.count() == expected["passages"]:
                 return IndexReport("reused", 0, 0, 0.0)
             log.warning("The index holds %d passages, expected %d; rebuilding.", collection.count(), len(passages))
-            return self._open(documents, passages, rebuild=True)
+            return self._open(documents, passages, rebuild=True, progress=progress)
 
         # Only documents that are new or changed are embedded again; removed ones leave the store.
         old_docs = (manifest or {}).get("documents", {}) if same_recipe and not rebuild else {}
@@ -265,6 +267,8 @@ class PassageIndex:
                 ids=[p.passage_id for p in batch],
             )
             bar.update(len(batch))
+            if progress is not None:  # progress(done, total), e.g. the web page's bar
+                progress(i + len(batch), len(todo))
         bar.close()
         if collection.count() != len(passages):
             raise IndexStoreError(

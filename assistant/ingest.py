@@ -119,18 +119,12 @@ def update_metadata(settings: Settings, doc_id: str, **fields) -> dict:
 def reindex(settings: Settings, progress: Callable[[int, int], None] | None = None, embeddings=None):
     """Bring the index in step with the corpus (only new or changed documents are embedded) and return its report.
 
-    progress(done, total) is called with the passage count at the start and the end: PassageIndex.open has no
-    per-batch hook yet, and it shows its own bar on stderr meanwhile.
+    progress(done, total) is called after each batch of passages embedded.
     """
     from .indexing import PassageIndex
 
     documents, passages = load_passages(settings.corpus_dir)
-    if progress:
-        progress(0, len(passages))
-    report = PassageIndex(settings, embeddings).open(documents, passages)
-    if progress:
-        progress(len(passages), len(passages))
-    return report
+    return PassageIndex(settings, embeddings).open(documents, passages, progress=progress)
 
 
 # ----- checks ------------------------------------------------------------------------------------------------------

@@ -596,8 +596,7 @@ class ArticleHandlers:
                 raise UploadError("Choose a file (.txt, .md, .html or .pdf), or paste the article's text.")
         except (UploadError, OSError) as exc:
             return (upload_html(str(exc), ok=False), *(gr.skip(),) * 6)
-        progress(0.3, desc="Indexing the new article (only its passages are embedded)…")
-        self.assistant.load()
+        self.index(progress)
         self.examples.fill_later(added.doc_id)
         scopes, removable = self.choices()
         message = (
@@ -613,6 +612,19 @@ class ArticleHandlers:
             None,
             "",
         )
+
+    def index(self, progress) -> None:
+        """Embed the new article's passages (the bar moves batch by batch), then reload the assistant."""
+        from .ingest import reindex
+
+        def moved(done: int, total: int) -> None:
+            progress(0.2 + 0.7 * done / max(total, 1), desc=f"Indexing the new article: {done}/{total} passages")
+
+        progress(0.2, desc="Indexing the new article (only its passages are embedded)…")
+        # Embedded here, with the page's bar; the assistant's reload then finds the index up to date.
+        index = getattr(self.assistant, "index", None)
+        reindex(self.assistant.settings, moved, index.embeddings if index else None)
+        self.assistant.load()
 
     def remove(self, doc_id: str | None, scope: str | None) -> tuple:
         """Remove an article: (message, scope, article, removable, examples)."""
