@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 MAX_EXAMPLES = 6  # example questions shown under the chat, from the documents' NAME.meta.json
 LOADING = "Loading the model… first answers may take a few seconds."
 READY = "Ready: ask a question about the article."
+WAITING = (
+    "Waiting for the model, which answers one question at a time: your place in the queue and the expected wait "
+    "show at the foot of the chat."
+)
 HISTORY_MESSAGES = 20  # the engine reads only the last few turns; a long chat must not hit its history limit
 GENERIC_ERROR = "Something went wrong while answering; the error was logged. Please try again."
 API_DOC = """Answer a question about the article, from the article only, with citations.
@@ -56,7 +60,7 @@ CSS = """
 #status .status.loading { background: #fff7e0; color: #7a5b00; }
 #status .status.ready { background: #e9f7ec; color: #1d6b32; }
 #status .status.failed { background: #fdecea; color: #8a1c12; }
-#chat .refusal { font-style: italic; color: #6b7280; }
+#chat .refusal, #chat .waiting { font-style: italic; color: #6b7280; }
 #chat .chat-error { color: #b42318; }
 #chat a.cite { text-decoration: none; font-size: 0.85em; vertical-align: super; padding: 0 1px; }
 #sources .source { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 10px; margin: 6px 0; }
@@ -110,6 +114,8 @@ def answer_html(turn: dict, number: int) -> str:
     """Return the Chatbot content of one answer turn: markers linked to the sources, refusals and errors styled."""
     if turn.get("error"):
         return f'<span class="chat-error">⚠ {chat_text(turn["error"])}</span>'
+    if turn.get("waiting"):
+        return f'<span class="answer waiting">{chat_text(WAITING)}</span>'
     text = turn.get("answer", "")
     if turn.get("abstained"):
         reason = re.sub(r"[^a-z_]", "", str(turn.get("reason", "")))
@@ -134,7 +140,7 @@ def chat_messages(turns: list[dict]) -> list[dict]:
     messages = []
     for number, turn in enumerate(turns):
         messages.append({"role": "user", "content": chat_text(turn["question"])})
-        if turn.get("answer") or turn.get("error") or turn.get("done"):
+        if turn.get("answer") or turn.get("error") or turn.get("done") or turn.get("waiting"):
             messages.append({"role": "assistant", "content": answer_html(turn, number)})
     return messages
 
@@ -376,6 +382,13 @@ class ChatHandlers:
         recorder.write(answer.text, answer.to_dict(), "done")
         article = article_html(self.assistant.passages or self.passages, turn["citations"])
         yield chat_messages(turns), turns, sources_html(turns), article, "", gr.skip(), gr.skip()
+
+    def waiting(self, question: str, turns: list[dict] | None) -> tuple:
+        """Before the queue: show the question at once with a waiting note, empty the box, hand the question on."""
+        if not (question or "").strip():
+            return gr.skip(), gr.skip(), question
+        pending = [*(turns or []), {"question": question.strip(), "answer": "", "done": False, "waiting": True}]
+        return chat_messages(pending), "", question
 
     def listing(self, user: str, current: str | None):
         """The conversation list for user, with current selected."""
@@ -762,14 +775,25 @@ def layout(documents, passages, examples: Examples) -> dict:
 def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, turns, conversation, target, listing):
     """Asking, streaming, New chat and the 👍/👎 on answers."""
     outputs = [c["chatbot"], turns, c["sources"], c["article"], c["textbox"], conversation, listing]
+    asked = gr.State("")
+    # Shown at once, outside the queue: the question and a waiting note. The answer then waits its turn in the
+    # queue, whose place and expected wait Gradio shows over the chat until the model takes it.
     events = [
         trigger(
+            handlers.waiting,
+            inputs=[c["textbox"], turns],
+            outputs=[c["chatbot"], c["textbox"], asked],
+            queue=False,
+            api_visibility="private",
+        ).then(
             handlers.respond,
-            inputs=[c["textbox"], turns, c["scope"], conversation],
+            inputs=[asked, turns, c["scope"], conversation],
             outputs=outputs,
             api_visibility="private",
             concurrency_id="answer",
-            show_progress="minimal",
+            concurrency_limit=answer_concurrency(handlers.assistant.settings),
+            show_progress="full",
+            show_progress_on=[c["chatbot"]],
         )
         for trigger in (c["textbox"].submit, c["send"].click)
     ]
@@ -784,6 +808,12 @@ def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, tu
         outputs=[c["feedback"], target, c["note"]],
         api_visibility="private",
     )
+
+
+def answer_concurrency(settings: Settings) -> int:
+    """How many answers run at once: one for the in-process model (it answers one at a time on the machine's cores,
+    so the rest wait in Gradio's queue, which can tell them their place), more for a server with slots."""
+    return 1 if settings.llm_backend == "llamacpp" else settings.concurrency
 
 
 def wire_side(side: WorkspaceHandlers, c: dict, turns, conversation, listing, delete, export, exported):

@@ -479,7 +479,7 @@ def test_build_app_shares_only_the_assistant(scripted_server):
     chatbot = next(b for b in demo.blocks.values() if isinstance(b, gr.Chatbot))
     assert chatbot.sanitize_html and not chatbot.allow_tags and chatbot.latex_delimiters == []
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
-    assert [s.value for s in states] == [[], None, None]  # turns, conversation, feedback target: per session
+    assert [s.value for s in states] == [[], None, None, ""]  # turns, conversation, feedback target, question
 
 
 def test_api_endpoint_over_gradio_client(scripted_server):

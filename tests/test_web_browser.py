@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -320,3 +321,27 @@ def test_a_thumbs_down_with_a_note_becomes_a_case_that_eval_runs(chat, server, t
     assert run.returncode in (0, 1), run.stderr[-2000:]  # it ran; whether the answer now passes is the case's verdict
     report = json.loads(next((tmp_path / "report").rglob("eval.json")).read_text())
     assert [c["question"] for c in report["cases"]] == [SPENDING]
+
+
+def test_a_second_question_waits_in_the_queue_and_says_so(browser, server):
+    tabs = [Chat(browser, server[0]) for _ in range(2)]
+    try:
+        for tab in tabs:
+            tab.wait_ready()
+        tabs[0].box.fill(SPENDING)
+        tabs[1].box.fill("Who is the NATO Secretary General?")
+        tabs[0].box.press("Enter")
+        tabs[0].page.locator("#chat .answer.streaming, " + FINISHED).first.wait_for(timeout=WAIT_MS)
+        tabs[1].box.press("Enter")  # while the model answers the first
+        waiting = tabs[1].page.locator("#chat .waiting")
+        waiting.wait_for(timeout=10_000)
+        assert "queue" in waiting.inner_text()
+        # Gradio's queue tells the place ("queue: 1/1") and the time waited against the expected wait.
+        tabs[1].page.get_by_text(re.compile(r"queue: \d+/\d+")).first.wait_for(timeout=30_000)
+        for tab in tabs:
+            tab.page.locator(FINISHED).first.wait_for(timeout=WAIT_MS)
+        assert "Rutte" in tabs[1].last_bot_message().inner_text()
+        assert tabs[1].page.locator("#chat .waiting").count() == 0
+    finally:
+        for tab in tabs:
+            tab.close()
