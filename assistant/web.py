@@ -115,7 +115,7 @@ def answer_html(turn: dict, number: int) -> str:
     if turn.get("error"):
         return f'<span class="chat-error">⚠ {chat_text(turn["error"])}</span>'
     if turn.get("waiting"):
-        return f'<span class="answer waiting">{chat_text(WAITING)}</span>'
+        return f'<span class="waiting">{chat_text(WAITING)}</span>'
     text = turn.get("answer", "")
     if turn.get("abstained"):
         reason = re.sub(r"[^a-z_]", "", str(turn.get("reason", "")))
@@ -385,9 +385,11 @@ class ChatHandlers:
 
     def waiting(self, question: str, turns: list[dict] | None) -> tuple:
         """Before the queue: show the question at once with a waiting note, empty the box, hand the question on."""
-        if not (question or "").strip():
+        try:
+            text = validate_question(question, self.assistant.settings.max_question_chars)
+        except InvalidQuestion:  # the queued step says what is wrong, and the box keeps the text to fix
             return gr.skip(), gr.skip(), question
-        pending = [*(turns or []), {"question": question.strip(), "answer": "", "done": False, "waiting": True}]
+        pending = [*(turns or []), {"question": text, "answer": "", "done": False, "waiting": True}]
         return chat_messages(pending), "", question
 
     def listing(self, user: str, current: str | None):
@@ -608,7 +610,8 @@ class ArticleHandlers:
             else:
                 raise UploadError("Choose a file (.txt, .md, .html or .pdf), or paste the article's text.")
         except (UploadError, OSError) as exc:
-            return (upload_html(str(exc), ok=False), *(gr.skip(),) * 6)
+            # The refused file is let go (so another can be chosen); pasted text stays, to be fixed.
+            return (upload_html(str(exc), ok=False), *(gr.skip(),) * 4, None, gr.skip())
         self.index(progress)
         self.examples.fill_later(added.doc_id)
         scopes, removable = self.choices()

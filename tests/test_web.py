@@ -642,3 +642,13 @@ def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
         saved.append((turn.answer, turn.state))
     assert saved[1] == ("Denmark, Estonia, Latvia, Lithuania", "streaming")
     assert saved[-1] == (spending_answer().text, "done")
+
+
+def test_a_question_shows_at_once_with_a_waiting_note_and_a_bad_one_stays_in_the_box():
+    handlers = web.ChatHandlers(StubAssistant(), PASSAGES)
+    chat, box, asked = handlers.waiting("  Which countries?  ", [done_turn()])
+    assert box == "" and asked == "  Which countries?  "
+    assert chat[-2]["content"] == "Which countries?" and 'class="waiting"' in chat[-1]["content"]
+    assert "queue" in chat[-1]["content"]
+    chat, box, asked = handlers.waiting("x" * 2001, [])
+    assert isinstance(chat, type(gr.skip())) and isinstance(box, type(gr.skip())) and asked == "x" * 2001

@@ -170,7 +170,7 @@ def test_answer_streams_with_a_citation_that_opens_the_quoted_span(chat, server)
     )
 
     # The Article tab shows the whole article with the same span marked.
-    chat.page.get_by_role("tab", name="Article").click()
+    chat.page.get_by_role("tab", name="Article", exact=True).click()
     article_marks = chat.page.locator("#article mark")
     article_marks.first.wait_for(timeout=10_000)
     assert [m.inner_text() for m in article_marks.all()] == [
@@ -231,7 +231,7 @@ The second daily crossing leaves the island at six in the evening.
 
 def add_article(chat: Chat, path: Path) -> str:
     """Upload path in the Add article tab; return the result line."""
-    chat.page.get_by_role("tab", name="Add article").click()
+    chat.page.get_by_role("tab", name="Add article", exact=True).click()
     chat.page.locator("#upload input[type=file]").set_input_files(str(path))
     chat.page.locator("#upload").get_by_text(path.name).first.wait_for(timeout=30_000)
     shown = chat.page.locator("#upload-result .upload-result")
@@ -258,7 +258,7 @@ def test_an_uploaded_article_is_chosen_and_answers_with_a_citation(chat, server,
     assert chat.page.locator("#scope input").input_value() == "Island ferry doubles its crossings"
     assert (corpus / "ferry.md").exists() and json.loads((corpus / "ferry.meta.json").read_text())["title"]
 
-    chat.page.get_by_role("tab", name="Chat").click()
+    chat.page.get_by_role("tab", name="Chat", exact=True).click()
     chat.ask("How much does an adult ticket for the island ferry cost?")
     message = chat.last_bot_message()
     assert "four euros" in message.inner_text(), message.inner_text()
@@ -272,12 +272,13 @@ def test_bad_uploads_are_explained_and_change_nothing(chat, server, tmp_path):
     chat.wait_ready()
     corpus = Path(server[1].assistant.settings.corpus_dir)
     before = sorted((p.name, p.stat().st_size) for p in corpus.iterdir())
-    empty, binary = tmp_path / "empty.txt", tmp_path / "photo.png"
+    empty, binary, again = tmp_path / "empty.txt", tmp_path / "photo.txt", tmp_path / "copy.txt"
     empty.write_text("   \n", encoding="utf-8")
     binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    again.write_bytes(next(p for p in corpus.iterdir() if p.suffix == ".txt").read_bytes())
     assert "empty" in add_article(chat, empty).lower()
-    message = add_article(chat, binary)
-    assert ".png" in message and ".txt" in message, message  # says which types are accepted
+    assert "not a text file" in add_article(chat, binary)
+    assert "already in the corpus" in add_article(chat, again)
     assert sorted((p.name, p.stat().st_size) for p in corpus.iterdir()) == before
     assert chat.dialogs == []
 
@@ -301,10 +302,10 @@ def test_a_thumbs_down_with_a_note_becomes_a_case_that_eval_runs(chat, server, t
     chat.wait_ready()
     chat.ask(SPENDING)
     chat.page.locator('#chat button[aria-label="Dislike"]').last.click()
-    chat.page.locator("#feedback").wait_for(state="visible", timeout=30_000)
+    chat.page.locator("#feedback-note textarea").wait_for(state="visible", timeout=30_000)
     chat.page.locator("#feedback-note textarea").fill("Denmark, Estonia, Latvia, Lithuania and Poland")
     chat.page.locator("#send-feedback").click()
-    chat.page.locator("#feedback").wait_for(state="hidden", timeout=30_000)
+    chat.page.locator("#feedback-note textarea").wait_for(state="hidden", timeout=30_000)
 
     settings = server[1].assistant.settings
     env = {**os.environ, "ASSISTANT_DATA_DIR": str(settings.data_dir), "ASSISTANT_CORPUS_DIR": str(settings.corpus_dir)}
@@ -331,13 +332,18 @@ def test_a_second_question_waits_in_the_queue_and_says_so(browser, server):
         tabs[0].box.fill(SPENDING)
         tabs[1].box.fill("Who is the NATO Secretary General?")
         tabs[0].box.press("Enter")
-        tabs[0].page.locator("#chat .answer.streaming, " + FINISHED).first.wait_for(timeout=WAIT_MS)
-        tabs[1].box.press("Enter")  # while the model answers the first
+        # The model takes the first question (its waiting note gives way to the answer); ask the second now.
+        tabs[0].page.wait_for_function(
+            "() => document.querySelectorAll('#chat [data-testid=\"user\"]').length > 0 && "
+            "document.querySelectorAll('#chat .waiting').length === 0",
+            timeout=WAIT_MS,
+        )
+        tabs[1].box.press("Enter")
         waiting = tabs[1].page.locator("#chat .waiting")
         waiting.wait_for(timeout=10_000)
-        assert "queue" in waiting.inner_text()
-        # Gradio's queue tells the place ("queue: 1/1") and the time waited against the expected wait.
-        tabs[1].page.get_by_text(re.compile(r"queue: \d+/\d+")).first.wait_for(timeout=30_000)
+        assert "queue" in waiting.inner_text()  # said at once, before the queue
+        # Gradio's queue tells it its place ("queue: 1/1") and the time waited against the expected wait.
+        tabs[1].page.get_by_text(re.compile(r"queue: \d+/\d+")).first.wait_for(timeout=10_000)
         for tab in tabs:
             tab.page.locator(FINISHED).first.wait_for(timeout=WAIT_MS)
         assert "Rutte" in tabs[1].last_bot_message().inner_text()
