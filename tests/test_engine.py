@@ -723,3 +723,14 @@ def test_chain_ainvoke_returns_the_answer(settings, embeddings):
     bot = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
     answer = asyncio.run(bot.runnable().ainvoke({"question": "Who described the moment as NATO 3.0?"}))
     assert isinstance(answer, Answer) and not answer.abstained and answer.citations[0].passage_id == "nato-3-0:p2"
+
+
+def test_timings_name_the_stages_that_ran(settings, embeddings):
+    plain = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
+    timings = plain.answer("Who described the moment as NATO 3.0?").timings
+    assert {"retrieve", "generate", "first_token", "first_text", "verify", "total"} <= set(timings)
+    assert "rewrite" not in timings and "retry" not in timings  # neither ran
+    history = [{"role": "user", "content": "Who described the moment as NATO 3.0?"}]
+    history.append({"role": "assistant", "content": "Eldridge Colby did [1]."})
+    follow = make(settings, embeddings, "What did Eldridge Colby call it?", "Colby described the moment as NATO 3.0.")
+    assert "rewrite" in follow.answer("What did he call it?", history).timings
