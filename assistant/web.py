@@ -663,6 +663,15 @@ class ArticleHandlers:
             examples_update(self.examples.of(scope or None, MAX_EXAMPLES)),
         )
 
+    def refresh(self) -> tuple:
+        """The article choices as the corpus is now (a page loaded after an upload must list it): (scope, removable)."""
+        try:
+            self.assistant.load()
+        except Exception:  # the status line reports a broken corpus or index; keep the choices the page has
+            return gr.skip(), gr.skip()
+        scopes, removable = self.choices()
+        return gr.Dropdown(choices=scopes, visible=len(removable) > 1), gr.Dropdown(choices=removable, value=None)
+
     def scope_changed(self, scope: str | None) -> gr.Dataset:
         """Show the chosen article's example questions."""
         return examples_update(self.examples.of(scope or None, MAX_EXAMPLES))
@@ -686,7 +695,7 @@ def build_app(
     """Build the web chat for assistant (default: one built from settings); warm_up starts loading the model now.
 
     store is the conversation store (default: the SQLite database in settings.data_dir). The returned Blocks
-    carries .assistant, .store and .warmup (a WarmUp) for serve() and the tests.
+    carries .assistant, .store, .warmup (a WarmUp) and .examples for serve() and the tests.
     """
     from .conversations import open_store
 
@@ -719,10 +728,10 @@ def build_app(
                 page = layout(documents, passages, examples)
         wire_chat(demo, handlers, side, page, turns, conversation, target, listing)
         wire_side(side, page, turns, conversation, listing, delete, export, exported)
-        wire_articles(articles, page)
+        wire_articles(demo, articles, page)
         wire_status(demo, warmup, status_box, side, listing)
         gr.api(handlers.answer, api_name="answer", api_description=API_DOC, concurrency_id="answer")
-    demo.assistant, demo.store, demo.warmup = assistant, store, warmup
+    demo.assistant, demo.store, demo.warmup, demo.examples = assistant, store, warmup, examples
     return demo
 
 
@@ -832,7 +841,7 @@ def wire_side(side: WorkspaceHandlers, c: dict, turns, conversation, listing, de
     export.click(side.export, inputs=[conversation], outputs=[exported], api_visibility="private")
 
 
-def wire_articles(articles: ArticleHandlers, c: dict):
+def wire_articles(demo, articles: ArticleHandlers, c: dict):
     """Adding and removing articles, and the examples of the chosen one."""
     changed = [c["result"], c["scope"], c["article"], c["remove_choice"], c["examples"]]
     c["add"].click(
@@ -846,6 +855,7 @@ def wire_articles(articles: ArticleHandlers, c: dict):
         articles.remove, inputs=[c["remove_choice"], c["scope"]], outputs=changed, api_visibility="private"
     )
     c["scope"].change(articles.scope_changed, inputs=[c["scope"]], outputs=[c["examples"]], api_visibility="private")
+    demo.load(articles.refresh, outputs=[c["scope"], c["remove_choice"]], api_visibility="private")
 
 
 def wire_status(demo, warmup: WarmUp, status_box, side: WorkspaceHandlers, listing):

@@ -109,6 +109,7 @@ class Examples:
     def __init__(self, assistant):
         self.assistant = assistant
         self._running: set[str] = set()
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     def of(self, scope: str | None, limit: int) -> list[str]:
@@ -122,7 +123,15 @@ class Examples:
             if doc_id in self._running:
                 return
             self._running.add(doc_id)
-        threading.Thread(target=self._fill, args=(doc_id,), name=f"examples-{doc_id}", daemon=True).start()
+        thread = threading.Thread(target=self._fill, args=(doc_id,), name=f"examples-{doc_id}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the examples being written; True when none is left (for shutdown and the tests)."""
+        for thread in list(self._threads):
+            thread.join(timeout)
+        return not any(t.is_alive() for t in self._threads)
 
     def _fill(self, doc_id: str) -> None:
         from .examples import fill_examples

@@ -97,12 +97,18 @@ def test_saved_article_state_answers_exactly_like_reading_the_article(tmp_path):
     assert fresh().warm(prefix) == "computed"
 
 
+def ask(assistant, question: str):
+    """The messages the assistant sends for question: the whole article in the cached prefix, then the question."""
+    view = assistant.view()
+    return assistant.prompts.answer.format_messages(title=view.title, context=view.context, question=question)
+
+
 @pytest.mark.real
 def test_the_article_prefix_is_put_back_after_another_prompt(assistant):
     # A judgement or a retry without the article takes llama.cpp's only cache; the article's KV cache, kept in RAM
     # since the warm-up, comes back for the next question, which answers exactly as before.
     model = assistant.chat_model
-    question = assistant._messages(assistant.view().system, "Which countries will exceed the 3.5% target?")
+    question = ask(assistant, "Which countries will exceed the 3.5% target?")
     before = model.invoke(question).content
     model.invoke([HumanMessage("Reply with one word: hello")])
     assert model._away
@@ -113,7 +119,7 @@ def test_the_article_prefix_is_put_back_after_another_prompt(assistant):
 @pytest.mark.real
 def test_first_token_logprobs_come_from_the_real_model(assistant):
     model = assistant.chat_model
-    messages = assistant._messages(assistant.view().system, "Is the article about NATO? Reply with yes or no.")
+    messages = ask(assistant, "Is the article about NATO? Reply with yes or no.")
     reply = model.invoke(messages, logprobs=True, top_logprobs=10, max_tokens=1)
     (first,) = reply.response_metadata["logprobs"]["content"]
     probabilities = [math.exp(c["logprob"]) for c in first["top_logprobs"]]

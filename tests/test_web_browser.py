@@ -231,9 +231,20 @@ The second daily crossing leaves the island at six in the evening.
 
 def add_article(chat: Chat, path: Path) -> str:
     """Upload path in the Add article tab; return the result line."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     chat.page.get_by_role("tab", name="Add article", exact=True).click()
-    chat.page.locator("#upload input[type=file]").set_input_files(str(path))
-    chat.page.locator("#upload").get_by_text(path.name).first.wait_for(timeout=30_000)
+    chosen = chat.page.locator("#upload").get_by_text(path.name).filter(visible=True).first
+    for attempt in range(3):  # the file control is re-drawn after the last upload: choose again if it missed it
+        chat.page.locator("#upload input[type=file]").set_input_files(str(path))
+        try:
+            chosen.wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            ARTIFACTS.mkdir(exist_ok=True)
+            chat.page.screenshot(path=str(ARTIFACTS / f"upload-missed-{attempt}.png"), full_page=True)
+    else:
+        raise AssertionError(f"The page never showed {path.name} as chosen; see {ARTIFACTS}/upload-missed-*.png")
     shown = chat.page.locator("#upload-result .upload-result")
     previous = shown.inner_text() if shown.count() else ""
     chat.page.locator("#add-article").click()
@@ -266,6 +277,18 @@ def test_an_uploaded_article_is_chosen_and_answers_with_a_citation(chat, server,
     entry = chat.page.locator(".source.focused")
     assert "four euros" in entry.locator("mark").inner_text()
     assert "Island ferry doubles its crossings" in entry.locator(".source-meta").inner_text()
+
+    # Its example questions were written and checked in the background; the page shows them for this article.
+    assert server[1].examples.wait(WAIT_MS / 1000)
+    examples = json.loads((corpus / "ferry.meta.json").read_text()).get("examples", [])
+    chat.page.reload()
+    chat.wait_ready()
+    chat.page.locator("#scope input").click()
+    chat.page.get_by_role("option", name="Island ferry doubles its crossings").click()
+    shown = chat.page.locator("#examples")
+    for question in examples:
+        shown.get_by_text(question).first.wait_for(timeout=30_000)
+    print(f"\nexample questions written for the uploaded article: {examples}")
 
 
 def test_bad_uploads_are_explained_and_change_nothing(chat, server, tmp_path):
