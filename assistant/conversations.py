@@ -420,6 +420,16 @@ class ConversationStore:
                 values,
             ).fetchall()[0][0]
 
+    def withdraw_feedback(self, user: str, conversation_id: str, position: int) -> bool:
+        """Take back the user's rating of one turn (a 👍 or 👎 clicked again); True when there was one."""
+        with self._transaction() as conn:
+            self._owned(conn, user, conversation_id)
+            gone = conn.execute(
+                "DELETE FROM feedback WHERE conversation = ? AND position = ? AND user = ?",
+                (conversation_id, position, user),
+            )
+            return gone.rowcount > 0
+
     def list_feedback(self, user: str | None = None) -> list[Feedback]:
         """The feedback of one user, or of every user when user is None (the CLI's view), oldest first."""
         query, params = "SELECT * FROM feedback", ()

@@ -469,9 +469,12 @@ class WorkspaceHandlers:
     def rate(self, turns: list[dict], conversation: str | None, like: gr.LikeData, request: gr.Request = None):
         """Record a 👍 at once; a 👎 too, and open the note asking what the right answer is."""
         number = turn_of_message(turns or [], like.index)
-        liked = like.liked is True or like.liked == "Like"
         if number is None or not conversation:
             return gr.Group(visible=False), None
+        if like.liked in ("", None):  # the same thumb clicked again: the rating is taken back
+            self._withdraw(turns, conversation, number, user_of(request))
+            return gr.Group(visible=False), None
+        liked = like.liked is True or like.liked == "Like"
         self._save(turns, conversation, number, 1 if liked else -1, "", None, user_of(request))
         if liked:
             gr.Info("Thanks: noted as a good answer.")
@@ -495,6 +498,13 @@ class WorkspaceHandlers:
         )
         gr.Info("Thanks: the note is saved; `assistant feedback export` turns it into a regression case.")
         return gr.Group(visible=False), None, ""
+
+    def _withdraw(self, turns, conversation, number, user) -> None:
+        if self.store is not None:
+            try:
+                self.store.withdraw_feedback(user, conversation, turns[number]["position"])
+            except (LookupError, IndexError, KeyError) as exc:
+                log.error("Could not take back feedback: %s", exc)
 
     def _save(self, turns, conversation, number, rating, note, kind, user) -> None:
         from .corpus import corpus_hash

@@ -211,6 +211,7 @@ class StubAssistant:
     def __init__(self, items=(), error: Exception | None = None):
         self.settings = Settings()
         self.passages = PASSAGES
+        self.documents = load_documents(PROJECT_ROOT / "corpus")
         self.items = list(items)
         self.error = error
         self.calls: list[tuple[str, list]] = []
@@ -652,3 +653,25 @@ def test_a_question_shows_at_once_with_a_waiting_note_and_a_bad_one_stays_in_the
     assert "queue" in chat[-1]["content"]
     chat, box, asked = handlers.waiting("x" * 2001, [])
     assert isinstance(chat, type(gr.skip())) and isinstance(box, type(gr.skip())) and asked == "x" * 2001
+
+
+def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
+    from types import SimpleNamespace
+
+    from assistant.conversations import ConversationStore
+
+    store = ConversationStore(tmp_path / "assistant.db")
+    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
+    side = web.WorkspaceHandlers(handlers)
+    turns = list(handlers.respond("Which countries will exceed it?", [], "", None))[-1][1]
+    conversation = store.list("")[0].id
+    like = SimpleNamespace(index=1, liked=True)
+    assert side.rate(turns, conversation, like)[1] is None  # a 👍 needs no note
+    assert [f.rating for f in store.list_feedback("")] == [1]
+    panel, target = side.rate(turns, conversation, SimpleNamespace(index=1, liked=False))
+    assert target == 0 and [f.rating for f in store.list_feedback("")] == [-1]  # replaced, and the note opens
+    side.note(target, web.NOT_IN_ARTICLE_CHOICE, "", turns, conversation)
+    (item,) = store.list_feedback("")
+    assert (item.rating, item.kind, item.question) == (-1, "not_in_article", "Which countries will exceed it?")
+    side.rate(turns, conversation, SimpleNamespace(index=1, liked=""))  # the thumb clicked again
+    assert store.list_feedback("") == []
