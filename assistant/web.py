@@ -22,7 +22,7 @@ from .guard import InvalidQuestion, validate_question
 from .indexing import IndexStoreError
 from .models import ModelError
 from .settings import Settings
-from .workspace import Conversations, Examples, Recorder, user_of
+from .workspace import STORE_ERRORS, Conversations, Examples, Recorder, user_of
 
 log = logging.getLogger(__name__)
 
@@ -503,7 +503,7 @@ class WorkspaceHandlers:
         if self.store is not None:
             try:
                 self.store.withdraw_feedback(user, conversation, turns[number]["position"])
-            except (LookupError, IndexError, KeyError) as exc:
+            except (*STORE_ERRORS, IndexError, KeyError) as exc:
                 log.error("Could not take back feedback: %s", exc)
 
     def _save(self, turns, conversation, number, rating, note, kind, user) -> None:
@@ -527,7 +527,7 @@ class WorkspaceHandlers:
                 corpus_hash=corpus_hash(self.chat.assistant.documents),
                 settings=self.chat.assistant.settings,
             )
-        except (LookupError, IndexError, KeyError, TypeError) as exc:
+        except (*STORE_ERRORS, IndexError, KeyError, TypeError) as exc:
             log.error("Could not save feedback: %s", exc)
             gr.Warning("The feedback could not be saved for this answer.")
 

@@ -7,14 +7,18 @@ Nothing here may break answering: a store that fails is logged and the chat goes
 from __future__ import annotations
 
 import logging
+import sqlite3
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .conversations import ConversationNotFound, ConversationStore, Turn
+from .conversations import ConversationError, ConversationStore, Turn
 
 log = logging.getLogger(__name__)
+
+# What a store may raise that must not stop an answer: a full or locked disk, a database from elsewhere.
+STORE_ERRORS = (sqlite3.Error, OSError, LookupError, ConversationError, ValueError)
 
 
 def user_of(request) -> str:
@@ -54,7 +58,7 @@ class Recorder:
             if self.conversation is None:
                 self.conversation = self.store.create(self.user, question, scope)
             self.position = self.store.start_turn(self.conversation, self.user, question)
-        except (ConversationNotFound, OSError, RuntimeError, ValueError) as exc:
+        except STORE_ERRORS as exc:
             self._failed(exc)
         return self.conversation
 
@@ -64,7 +68,7 @@ class Recorder:
             return
         try:
             self.store.update_turn(self.conversation, self.user, self.position, text, answer, state)
-        except (ConversationNotFound, OSError, RuntimeError, ValueError) as exc:
+        except STORE_ERRORS as exc:
             self._failed(exc)
 
     def _failed(self, exc: Exception) -> None:
@@ -84,7 +88,11 @@ class Conversations:
         """(label, id) of the user's conversations, newest first."""
         if self.store is None:
             return []
-        return [(c.title, c.id) for c in self.store.list(user)]
+        try:
+            return [(c.title, c.id) for c in self.store.list(user)]
+        except STORE_ERRORS as exc:
+            log.error("Could not list the conversations (%s: %s).", type(exc).__name__, exc)
+            return []
 
     def turns(self, user: str, conversation: str) -> tuple[list[dict], str | None]:
         """The conversation's turns as the page keeps them, and its scope."""

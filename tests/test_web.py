@@ -675,3 +675,19 @@ def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
     assert (item.rating, item.kind, item.question) == (-1, "not_in_article", "Which countries will exceed it?")
     side.rate(turns, conversation, SimpleNamespace(index=1, liked=""))  # the thumb clicked again
     assert store.list_feedback("") == []
+
+
+def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):
+    import sqlite3
+
+    class Broken:
+        def create(self, *args):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def list(self, user):
+            return []
+
+    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, Broken())
+    chat, turns, *_ = run(handlers, "Which countries will exceed the new spending target?", [])[-1]
+    assert turns[0]["answer"] == spending_answer().text and turns[0]["done"]
+    assert any("Could not save the conversation" in r.getMessage() for r in caplog.records)
