@@ -90,15 +90,19 @@ def cmd_add(args) -> int:
     except (UploadError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
-    reindex(settings)
-    print(f'Added {added.doc_id} "{added.title}" ({added.chars} characters); indexed.')
-    if not args.no_examples:
-        from .answering import Assistant
-        from .examples import fill_examples
+    if args.no_examples:
+        reindex(settings)
+        print(f'Added {added.doc_id} "{added.title}" ({added.chars} characters); indexed.')
+        return 0
+    from .answering import Assistant
+    from .examples import fill_examples
 
-        sys.stderr.write("Writing example questions (the model answers each to check it)…\n")
-        examples = fill_examples(Assistant(settings), added.doc_id)
-        print("Example questions: " + ("; ".join(examples) if examples else "none passed the check."))
+    # The assistant that checks the examples indexes the new article as it loads: one embedding model, loaded once.
+    assistant = Assistant(settings).load()
+    print(f'Added {added.doc_id} "{added.title}" ({added.chars} characters); indexed.')
+    sys.stderr.write("Writing example questions (the model answers each to check it)…\n")
+    examples = fill_examples(assistant, added.doc_id)
+    print("Example questions: " + ("; ".join(examples) if examples else "none passed the check."))
     return 0
 
 
