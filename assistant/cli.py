@@ -32,16 +32,18 @@ def render_answer(answer, show_timings: bool = False) -> str:
 
 
 def cmd_ask(args) -> int:
-    from .answering import Assistant
     from .guard import validate_question
+    from .llamacpp import preload_for
 
     settings = _settings(args)
     validate_question(args.question, settings.max_question_chars)  # fail fast, before loading models
+    preload_for(settings)  # the model loads on the other core while the rest of the assistant is imported
+    from .answering import Assistant
+
     assistant = Assistant(settings)
     history = json.loads(Path(args.history).read_text(encoding="utf-8")) if args.history else None
     sys.stderr.write("Loading the index and the model…\n")
-    assistant.view(args.scope)  # an unknown --scope fails here, before the model loads
-    assistant.warm_up()
+    assistant.warm_up(args.scope)  # an unknown --scope fails here, before any answering
     if args.json:
         answer = assistant.answer(args.question, history, scope=args.scope)
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
@@ -129,9 +131,17 @@ def cmd_chat(args) -> int:
 
 def cmd_warm(args) -> int:
     from .answering import Assistant
+    from .corpus import load_passages
+    from .embedding import export_onnx
+    from .indexing import embedded_text
 
     started = time.perf_counter()
-    assistant = Assistant(_settings(args))
+    settings = _settings(args)
+    # Exported first, so that the index, when it is built now, is already embedded the way answers will be.
+    _, passages = load_passages(settings.corpus_dir)
+    how = export_onnx(settings, [embedded_text(p) for p in passages])
+    print(f"Embedding model for onnxruntime: {how}", file=sys.stderr)
+    assistant = Assistant(settings)
     assistant.load()
     report = assistant.index_report
     print(f"Index {report.action} ({len(assistant.passages)} passages) in {report.seconds:.1f} s", file=sys.stderr)

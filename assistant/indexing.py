@@ -13,6 +13,7 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 
 from .corpus import CHUNKING, Document, Passage, corpus_hash
+from .embedding import embedding_fingerprint, load_embeddings
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,28 +38,6 @@ class IndexReport:
     added: int
     removed: int
     seconds: float
-
-
-def load_embeddings(settings: Settings):
-    """Return the LangChain embeddings object for the configured sentence-transformers model (offline)."""
-    from .models import embedding_model_path, force_offline
-
-    force_offline()
-    path = embedding_model_path(settings)
-    from langchain_huggingface import HuggingFaceEmbeddings
-
-    return HuggingFaceEmbeddings(
-        model_name=path, model_kwargs={"device": "cpu"}, encode_kwargs={"normalize_embeddings": True}
-    )
-
-
-def embedding_fingerprint(settings: Settings) -> dict:
-    """Identify the embedding model cheaply (name and weight-file size) for the manifest."""
-    from .models import embedding_model_path
-
-    path = Path(embedding_model_path(settings))
-    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
-    return {"name": path.name, "weights_bytes": sum(w.stat().st_size for w in weights)}
 
 
 def _client(settings: Settings):
@@ -262,7 +241,7 @@ class PassageIndex:
         for i in range(0, len(todo), _BATCH):
             batch = todo[i : i + _BATCH]
             self.store.add_texts(
-                texts=[_embedded_text(p) for p in batch],
+                texts=[embedded_text(p) for p in batch],
                 metadatas=[_metadata(p) for p in batch],
                 ids=[p.passage_id for p in batch],
             )
@@ -286,7 +265,8 @@ class PassageIndex:
         return [(doc.metadata["passage_id"], float(distance)) for doc, distance in results]
 
 
-def _embedded_text(passage: Passage) -> str:
+def embedded_text(passage: Passage) -> str:
+    """The text a passage is embedded as."""
     # The section heading gives a paragraph words it lacks, without being a passage itself.
     return f"{passage.section}. {passage.text}" if passage.section else passage.text
 

