@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -40,6 +41,12 @@ def chain(settings: Settings | None = None) -> AnswerChain:
     With no settings it is the process-wide default assistant (ASSISTANT_* settings); batch, stream and ainvoke work
     as for any Runnable, and callbacks reach the retriever and the model calls.
     """
+    if settings is None and f"{__name__}.answering" not in sys.modules:
+        # A fresh process: the model loads on the other core while LangChain and the rest are imported.
+        from .llamacpp import preload_for
+        from .settings import Settings
+
+        preload_for(Settings())
     from .answering import Assistant, default_assistant
 
     return (default_assistant() if settings is None else Assistant(settings)).runnable()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import os
 import pickle
 import queue
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +137,7 @@ class LlamaCppChat(BaseChatModel):
     n_threads: int | None = None
     max_tokens: int = 160
     state_dir: str | None = None
+    repack_weights: bool = True
 
     _llm: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
@@ -153,26 +152,12 @@ class LlamaCppChat(BaseChatModel):
         """Load the model (once) and return the llama_cpp.Llama object."""
         with self._lock:
             if self._llm is None:
+                from .llamacpp import ModelLoadError, open_model
+
                 try:
-                    from llama_cpp import Llama
-                except ImportError as exc:
-                    raise ModelUnavailable(
-                        "llama-cpp-python is not installed; run the set-up (`bash scripts/setup.sh`)."
-                    ) from exc
-                started = time.perf_counter()
-                try:
-                    self._llm = Llama(
-                        model_path=self.model_path,
-                        n_ctx=self.n_ctx,
-                        n_threads=self.n_threads or os.cpu_count() or 2,
-                        verbose=False,
-                    )
-                except Exception as exc:  # llama.cpp reports a bad file as a bare ValueError
-                    raise ModelUnavailable(
-                        f"The model file {self.model_path} could not be loaded ({exc}). Check that it is a complete "
-                        "GGUF file, or delete it to have the default model assembled again."
-                    ) from exc
-                log.info("Loaded %s in %.1f s", Path(self.model_path).name, time.perf_counter() - started)
+                    self._llm = open_model(self.model_path, self.n_ctx, self.n_threads, self.repack_weights)
+                except ModelLoadError as exc:
+                    raise ModelUnavailable(str(exc)) from exc
             return self._llm
 
     def _ready_for(self, messages: list[BaseMessage]):
@@ -314,7 +299,8 @@ class LlamaCppChat(BaseChatModel):
         with self._lock:
             llm = self.load()
             prompt = self._as_dicts(messages)
-            key = hashlib.sha256(repr((Path(self.model_path).name, self.n_ctx, prompt)).encode()).hexdigest()[:24]
+            what = (Path(self.model_path).name, self.n_ctx, prompt, self.repack_weights)
+            key = hashlib.sha256(repr(what).encode()).hexdigest()[:24]
             state_file = Path(self.state_dir) / f"state-{key}.pkl" if self.state_dir else None
             how = "computed"
             if state_file and state_file.is_file():
@@ -428,6 +414,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         n_threads=settings.llm_threads,
         max_tokens=settings.max_answer_tokens,
         state_dir=str(Path(settings.cache_dir) / "states") if settings.persist_model_state else None,
+        repack_weights=settings.llm_repack_weights,
     )
 
 

@@ -115,6 +115,17 @@ def verify_model_file(path: Path, sha256: str | None, what_to_do: str) -> Path:
     return path
 
 
+def ready_model_file(settings: Settings) -> Path | None:
+    """The local chat model's file when it can be opened with no work first: present, and already checked."""
+    if settings.llm_model_path:
+        path, sha256 = Path(settings.llm_model_path), settings.llm_model_sha256
+    else:
+        path, sha256 = Path(settings.cache_dir) / DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256
+    if not path.is_file():
+        return None
+    return path if sha256 is None or _stamp_ok(path, sha256) else None
+
+
 def chat_model_file(settings: Settings) -> Path:
     """Return a verified GGUF file for the local chat model, assembling the default one on first use."""
     if settings.llm_model_path:

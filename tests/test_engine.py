@@ -6,15 +6,23 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from fakes import fake
+from fakes import RecordingModel, fake
 
 from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
 from assistant.cite import mark_sentence
 from assistant.corpus import load_passages, split_sentences
-from assistant.generation import OPTIONAL_VARIABLES, PROMPT_VARIABLES, PromptError, load_prompt, load_prompts
+from assistant.generation import (
+    OPTIONAL_VARIABLES,
+    PROMPT_VARIABLES,
+    ModelUnavailable,
+    PromptError,
+    load_prompt,
+    load_prompts,
+)
 from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, split_clauses
 from assistant.guard import (
     InvalidQuestion,
@@ -734,3 +742,32 @@ def test_timings_name_the_stages_that_ran(settings, embeddings):
     history.append({"role": "assistant", "content": "Eldridge Colby did [1]."})
     follow = make(settings, embeddings, "What did Eldridge Colby call it?", "Colby described the moment as NATO 3.0.")
     assert "rewrite" in follow.answer("What did he call it?", history).timings
+
+
+class LoadingModel(RecordingModel):
+    """A fake chat model with a load step, like the in-process llama.cpp model."""
+
+    failure: str | None = None
+    loaded_in: list = []
+
+    def load(self):
+        self.loaded_in.append(threading.current_thread().name)
+        if self.failure:
+            raise ModelUnavailable(self.failure)
+
+
+def test_warm_up_loads_the_model_in_another_thread_while_the_index_opens(settings, embeddings):
+    model = LoadingModel(messages=iter([]), loaded_in=[])
+    Assistant(settings, chat_model=model, embeddings=embeddings).warm_up()
+    assert model.loaded_in == ["model-load"]
+
+
+def test_a_model_that_fails_to_load_fails_the_warm_up_with_its_message(settings, embeddings):
+    model = LoadingModel(messages=iter([]), failure="The model file x.gguf could not be loaded: delete it.")
+    with pytest.raises(ModelUnavailable, match="delete it"):
+        Assistant(settings, chat_model=model, embeddings=embeddings).warm_up()
+
+
+def test_warm_up_checks_the_scope(settings, embeddings):
+    with pytest.raises(InvalidQuestion, match="no article 'nope'"):
+        make(settings, embeddings).warm_up("nope")

@@ -125,3 +125,72 @@ def test_first_token_logprobs_come_from_the_real_model(assistant):
     probabilities = [math.exp(c["logprob"]) for c in first["top_logprobs"]]
     assert probabilities == sorted(probabilities, reverse=True) and 0.5 < sum(probabilities) <= 1.0001
     assert first["token"].strip().lower() == "yes" and reply.content.strip().lower() == "yes"
+
+
+# ----- opening the model: preloaded in the background, repacking optional -----------------------------------------
+def test_a_preloaded_model_is_handed_out_once(monkeypatch):
+    from assistant import llamacpp
+
+    loads = []
+    monkeypatch.setattr(llamacpp, "_load", lambda *key: loads.append((key, threading.current_thread().name)) or key)
+    llamacpp.preload("m.gguf", 4096, 2, True)
+    first = LlamaCppChat(model_path="m.gguf", n_ctx=4096, n_threads=2, repack_weights=True).load()
+    second = LlamaCppChat(model_path="m.gguf", n_ctx=4096, n_threads=2, repack_weights=True).load()
+    assert first == second == ("m.gguf", 4096, 2, True)
+    # The preload ran in its own thread; the second model, with nothing preloaded, loaded in the caller's.
+    assert [name for _, name in loads] == ["model-preload", threading.current_thread().name]
+
+
+def test_a_preload_for_other_settings_is_not_taken(monkeypatch):
+    from assistant import llamacpp
+
+    monkeypatch.setattr(llamacpp, "_load", lambda *key: key)
+    llamacpp.preload("m.gguf", 4096, 2, True)
+    assert LlamaCppChat(model_path="m.gguf", n_ctx=2048, n_threads=2, repack_weights=True).load()[1] == 2048
+    llamacpp._PRELOADED.clear()
+
+
+def test_a_failed_preload_reaches_the_caller_as_model_unavailable(monkeypatch, tmp_path):
+    from assistant import llamacpp
+    from assistant.generation import ModelUnavailable
+
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF but not really")
+    llamacpp.preload(str(bad), 512, 1, True)
+    with pytest.raises(ModelUnavailable, match="complete GGUF file"):
+        LlamaCppChat(model_path=str(bad), n_ctx=512, n_threads=1, repack_weights=True).load()
+
+
+def test_preload_for_starts_only_when_the_file_needs_no_work(monkeypatch, tmp_path):
+    from assistant import llamacpp
+    from assistant.models import _write_stamp
+    from assistant.settings import Settings
+
+    started = []
+    monkeypatch.setattr(llamacpp, "preload", lambda *key: started.append(key))
+    model = tmp_path / "m.gguf"
+    llamacpp.preload_for(Settings(llm_model_path=model))  # missing: the normal path reports it
+    model.write_bytes(b"weights")
+    llamacpp.preload_for(Settings(llm_model_path=model, llm_model_sha256="ab" * 32))  # not checked yet
+    llamacpp.preload_for(Settings(llm_model_path=model, llm_backend="openai", llm_base_url="http://x/v1"))
+    assert started == []
+    _write_stamp(model, "ab" * 32)
+    llamacpp.preload_for(Settings(llm_model_path=model, llm_model_sha256="ab" * 32, llm_context=1024))
+    llamacpp.preload_for(Settings(llm_model_path=model))
+    assert [key[:2] for key in started] == [(str(model), 1024), (str(model), 4096)]
+
+
+def test_weights_are_loaded_without_repacking_only_when_asked():
+    from llama_cpp import llama as llama_module
+
+    from assistant.llamacpp import _weights_repacked
+
+    def repacked() -> bool:
+        return llama_module.llama_cpp.llama_model_default_params().use_extra_bufts
+
+    assert repacked()
+    with _weights_repacked(False):
+        assert not repacked()
+    assert repacked()
+    with _weights_repacked(True):
+        assert repacked()
