@@ -30,6 +30,9 @@ def main() -> None:
 
     settings = Settings()
     if which == "ours":
+        from assistant.llamacpp import preload_for
+
+        preload_for(settings)  # as `assistant ask` and answer() do
         from assistant.answering import Assistant
 
         answer = Assistant(settings).answer(question)
