@@ -6,7 +6,8 @@ The earlier commit (default: the one before the start-up work) is checked out in
 tree answers the question once unmeasured (its saved model state and the page cache are then warm), then both
 answer it --runs times, alternating which goes first, so that the machine's noise falls on both alike. It prints
 the median wall time of the whole process, the answer's own in-process time, peak memory, and whether the two
-trees gave the same answer, and writes benchmarks/results/startup.json.
+trees gave the same answer, and writes benchmarks/results/startup.json. --without-repack adds a third row: this tree
+with llama.cpp's weight repacking off.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BEFORE = "a2bd57b"  # the last commit before #14's start-up work
 QUESTION = "Who described the moment as NATO 3.0?"
 
 
-def ask(tree: Path, question: str) -> dict:
+def ask(tree: Path, question: str, extra_env: dict | None = None) -> dict:
     """Run `python -m assistant.cli ask --json` from tree in a fresh process; wall time, peak memory, answer."""
     env = {
         **os.environ,
@@ -36,6 +37,7 @@ def ask(tree: Path, question: str) -> dict:
         # Both trees answer from the same corpus and index, so only the code differs.
         "ASSISTANT_CORPUS_DIR": str(ROOT / "corpus"),
         "ASSISTANT_INDEX_DIR": str(ROOT / "index"),
+        **(extra_env or {}),
     }
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
@@ -69,22 +71,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default=BEFORE, help="the earlier commit (or any git revision)")
     parser.add_argument("--runs", type=int, default=5, help="measured runs of each tree")
     parser.add_argument("--question", default=QUESTION)
+    parser.add_argument(
+        "--without-repack", action="store_true", help="also time this tree with ASSISTANT_LLM_REPACK_WEIGHTS=false"
+    )
     args = parser.parse_args(argv)
     before = subprocess.run(["git", "rev-parse", "--short", args.before], cwd=ROOT, capture_output=True, text=True)
     names = {"after": f"this tree ({commit()})", "before": f"before ({before.stdout.strip()})"}
-    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    envs: dict[str, dict] = {"before": {}, "after": {}}
+    if args.without_repack:
+        names["plain"] = f"this tree, ASSISTANT_LLM_REPACK_WEIGHTS=false ({commit()})"
+        envs["plain"] = {"ASSISTANT_LLM_REPACK_WEIGHTS": "false"}
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "before"
         subprocess.run(
             ["git", "worktree", "add", "--detach", str(tree), args.before], cwd=ROOT, check=True, capture_output=True
         )
-        trees = {"before": tree, "after": ROOT}
+        trees = {"before": tree, "after": ROOT, "plain": ROOT}
         try:
-            for name in trees:
-                ask(trees[name], args.question)  # unmeasured: saves the model state, warms the page cache
+            for name in names:
+                ask(trees[name], args.question, envs[name])  # unmeasured: saves the model state, warms the page cache
+            order = list(names)
             for i in range(args.runs):
-                for name in ("before", "after") if i % 2 == 0 else ("after", "before"):
-                    runs[name].append(ask(trees[name], args.question))
+                for name in order if i % 2 == 0 else order[::-1]:
+                    runs[name].append(ask(trees[name], args.question, envs[name]))
                     print(f"{names[name]}: {runs[name][-1]['seconds']:.2f} s", file=sys.stderr)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
@@ -103,7 +113,7 @@ def report(args, names: dict, runs: dict[str, list[dict]]) -> None:
             "peak_mb": statistics.median(r["peak_mb"] for r in results),
             "answers": sorted({r["text"] for r in results}),
         }
-    same = rows["before"]["answers"] == rows["after"]["answers"]
+    same = rows["before"]["answers"] == rows["after"]["answers"]  # the plain kernels may word answers otherwise
     print(f"\n`assistant ask` cold start, median of {args.runs} (question: {args.question!r})\n")
     print("| tree | whole process | the answer in-process | peak memory |")
     print("|---|---|---|---|")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -86,3 +89,26 @@ def test_chain_batch_answers_three_questions_at_once(assistant):
     assert re.search(p1, answers[0].text) and answers[0].citations
     assert answers[1].abstained and answers[1].text != ""
     assert re.search(p2, answers[2].text) and answers[2].citations
+
+
+def _fresh_ask(*args: str) -> subprocess.CompletedProcess:
+    """`assistant ask` in a fresh process, reporting at exit whether it imported torch."""
+    code = (
+        "import sys; from assistant.cli import main; rc = main(sys.argv[1:]); "
+        "print('imported torch:', 'torch' in sys.modules, file=sys.stderr); sys.exit(rc)"
+    )
+    return subprocess.run([sys.executable, "-c", code, "ask", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_a_fresh_assistant_ask_answers_with_a_citation_without_importing_torch():
+    done = _fresh_ask("--json", "Who described the moment as NATO 3.0?")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert re.search("Colby", answer["text"]) and answer["citations"][0]["passage_id"].endswith(":p2")
+    assert "imported torch: False" in done.stderr
+
+
+def test_a_fresh_assistant_ask_with_an_unknown_scope_says_which_exist_while_the_model_was_loading():
+    done = _fresh_ask("--scope", "no-such-article", "Who spoke?")
+    assert done.returncode == 2
+    assert "There is no article 'no-such-article'" in done.stderr and "Traceback" not in done.stderr
