@@ -186,6 +186,8 @@ class Assistant:
 
         loading = threading.Thread(target=load_model, name="model-load") if hasattr(model, "load") else None
         if loading:
+            if hasattr(model, "import_engine"):
+                model.import_engine()  # imports stay in this thread: only llama.cpp's own work runs beside it
             loading.start()
         try:
             self.load()

@@ -148,6 +148,15 @@ class LlamaCppChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "llamacpp-in-process"
 
+    def import_engine(self) -> None:
+        """Import llama-cpp-python now, in this thread (see llamacpp.import_engine), before load() runs elsewhere."""
+        from .llamacpp import ModelLoadError, import_engine
+
+        try:
+            import_engine()
+        except ModelLoadError as exc:
+            raise ModelUnavailable(str(exc)) from exc
+
     def load(self):
         """Load the model (once) and return the llama_cpp.Llama object."""
         with self._lock:

@@ -54,11 +54,22 @@ def _weights_repacked(repack: bool):
             llama_module.llama_cpp.llama_model_default_params = original
 
 
-def _load(path: str, n_ctx: int, n_threads: int | None, repack: bool):
+def import_engine() -> None:
+    """Import llama-cpp-python, in the calling thread.
+
+    Loading then goes on in another thread, but importing must not: numpy's C extension, which llama_cpp imports,
+    fails when two threads import it for the first time at once (seen as "partially initialized module").
+    """
     try:
-        from llama_cpp import Llama
+        import llama_cpp  # noqa: F401
     except ImportError as exc:
         raise ModelLoadError("llama-cpp-python is not installed; run the set-up (`bash scripts/setup.sh`).") from exc
+
+
+def _load(path: str, n_ctx: int, n_threads: int | None, repack: bool):
+    import_engine()
+    from llama_cpp import Llama
+
     started = time.perf_counter()
     try:
         with _weights_repacked(repack):
@@ -75,6 +86,10 @@ def _load(path: str, n_ctx: int, n_threads: int | None, repack: bool):
 def preload(path: str, n_ctx: int, n_threads: int | None, repack: bool) -> None:
     """Start loading this model in a background thread; the next open_model() with the same arguments takes it."""
     key = (path, n_ctx, n_threads, repack)
+    try:
+        import_engine()
+    except ModelLoadError:
+        return  # opening the model later says what to do
     future: Future = Future()
 
     def work() -> None:

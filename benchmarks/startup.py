@@ -56,7 +56,9 @@ def ask(tree: Path, question: str, extra_env: dict | None = None) -> dict:
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode:
             errors.seek(0)
-            raise RuntimeError(f"`assistant ask` failed in {tree}: {errors.read()[-2000:]}")
+            log = ROOT / "benchmarks" / "results" / "startup-failure.log"
+            log.write_text(errors.read())
+            raise RuntimeError(f"`assistant ask` failed in {tree} with {extra_env or 'default settings'}; see {log}")
     answer = json.loads(stdout)
     return {
         "seconds": seconds,
