@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     llm_threads: int | None = Field(None, description="CPU threads for llama.cpp; default: all cores.")
     llm_repack_weights: bool = Field(
         True,
-        description="Let llama.cpp copy the weights into its repacked CPU layout at load. Off: a fresh process starts about 1 s sooner with 0.6 GB less memory, but the plain kernels round differently and some answers change wording (python -m benchmarks.cold).",
+        description="Let llama.cpp copy the weights into its repacked CPU layout at load. Off: 0.6 GB less memory and a start no slower (the load overlaps the rest), but the plain kernels round differently and some answers change wording (python -m benchmarks.startup --without-repack).",
     )
     llm_context: int = Field(4096, description="Context window (tokens) of the local model.")
     max_answer_tokens: int = Field(160, description="Upper bound on tokens generated per answer.")
