@@ -31,8 +31,8 @@ def _weights_repacked(repack: bool):
     """Load models with or without llama.cpp's CPU repacking of the weights.
 
     Repacking copies the whole model into an interleaved layout at load time (about 1 s and 0.6 GB for the default
-    model) for kernels whose rounding differs: without it some answers change wording, so it stays on by default. llama-cpp-python has no
-    argument for it, so its default model parameters are swapped for the time of one load.
+    model) for kernels whose rounding differs: without it some answers change wording, so it stays on by default.
+    llama-cpp-python has no argument for it, so its default model parameters are swapped for the time of one load.
     """
     if repack:
         yield
