@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,22 @@ from .verify import Verifier
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Reading:
+    """How far the model has read a whole text (for progress bars): tokens done of total, and how it ended."""
+
+    titles: list[str]
+    done: int = 0
+    total: int = 0
+    finished: bool = False
+    error: str | None = None
+
+    @property
+    def share(self) -> float:
+        """The part read, 0 to 1."""
+        return 1.0 if self.finished else self.done / self.total if self.total else 0.0
+
+
 class Assistant:
     """Answers questions about the corpus; heavy parts (index, models) load on first use or on load()."""
 
@@ -40,6 +57,8 @@ class Assistant:
         self.documents: list[Document] = []
         self.passages: list[Passage] = []
         self.index_report = None
+        self.reading: dict[str, Reading] = {}  # whole-text reading per system prompt, for progress bars
+        self._reading_one = threading.Lock()
 
     # ----- loading -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> tuple:
@@ -168,12 +187,13 @@ class Assistant:
         """The whole text of document doc_id."""
         return self._texts[doc_id]
 
-    def warm_up(self, scope: str | None = None) -> str:
+    def warm_up(self, scope: str | None = None, wait: bool = True) -> str:
         """Load everything and have the model read the article prefix now, so the first question is fast.
 
         The model file loads in a second thread meanwhile the index opens: llama.cpp works outside the GIL, so on
         two cores a fresh process pays for the longer of the two instead of their sum. scope, when given, is
-        checked too (an unknown one raises InvalidQuestion).
+        checked and read too (an unknown one raises InvalidQuestion). With wait False, a long article never read
+        before is read in the background (see read_article).
         """
         model = self.chat_model
         failed: list[BaseException] = []
@@ -198,14 +218,97 @@ class Assistant:
                 loading.join()
         if failed:
             raise failed[0]
-        if self._warm or not hasattr(model, "warm") or view.system is None:
-            self._warm = True
-            return "skipped"
-        result = model.warm(
-            self.prompts.answer.format_messages(title=view.title, context=view.context, question="Hello")
-        )
+        result = self.read_article(view, wait=wait)
+        if scope is not None:
+            result = self.read_article(self.view(scope), wait=wait)
         self._warm = True
         return result
+
+    # ----- reading whole articles ------------------------------------------------------------------------------
+    def _prefix_messages(self, view: View):
+        return self.prompts.answer.format_messages(title=view.title, context=view.context, question="Hello")
+
+    def article_ready(self, view: View) -> bool:
+        """True when the model can answer from the whole text of view now: it fits and has been read (or the
+        backend keeps its own cache, as remote servers do)."""
+        if view.system is None or not self.settings.whole_article:
+            return False
+        has_read = getattr(self.chat_model, "has_read", None)
+        return has_read is None or has_read(view.system)
+
+    def whole_view(self, view: View, found: list[Passage]) -> View | None:
+        """The view whose whole text the model reads for this question, None for the retrieved sentences.
+
+        That is view itself once read; for a corpus too large for one context, the article of the best passage,
+        when that article has been read (a question about one article then costs what it costs in that scope).
+        """
+        if self.article_ready(view):
+            return view
+        if view.system is None and view.doc_id is None and found:
+            best = self.view(found[0].doc_id)
+            return best if self.article_ready(best) else None
+        return None
+
+    def read_article(self, view: View, wait: bool = True, progress=None) -> str:
+        """Have the model read view's whole text once (or restore it); "skipped" when it does not fit.
+
+        With wait False, nothing waits for a text already read ("ready") or being read ("reading"), and a text
+        longer than read_wait_tokens is read in the background ("reading") while questions meanwhile are answered
+        from retrieval.
+        """
+        model = self.chat_model
+        if view.system is None or not self.settings.whole_article or not hasattr(model, "read"):
+            return "skipped"
+        if not wait:
+            reading = self.reading.get(view.system)
+            if model.has_read(view.system):
+                return "ready"
+            if reading is not None and not reading.finished and not reading.error:
+                return "reading"
+            if len(view.system) / self.settings.chars_per_token > self.settings.read_wait_tokens:
+                return "reading" if self.start_reading(view) else "skipped"
+        return self._read_now(view, progress)
+
+    def reading_of(self, scope: str | None = None) -> Reading | None:
+        """The progress of reading scope's whole text, if it was ever started in this process."""
+        return self.reading.get(self.view(scope).system or "")
+
+    def _read_now(self, view: View, progress=None, background: bool = False) -> str:
+        reading = self.reading.setdefault(view.system, Reading(view.titles))
+        reading.error = None
+
+        def report(done: int, total: int) -> None:
+            reading.done, reading.total = done, total
+            if progress:
+                progress(done, total)
+
+        try:
+            how = self.chat_model.read(self._prefix_messages(view), progress=report, background=background)
+        except Exception as exc:
+            reading.error = str(exc)
+            raise
+        reading.finished = True
+        return how
+
+    def start_reading(self, view: View) -> Reading | None:
+        """Read view's whole text in a background thread (once); return its progress, None when nothing to read."""
+        if view.system is None or not self.settings.read_in_background or not hasattr(self.chat_model, "read"):
+            return None
+        with self._lock:
+            reading = self.reading.get(view.system)
+            if reading is not None and not reading.error:
+                return reading
+            reading = self.reading[view.system] = Reading(view.titles)
+
+        def work() -> None:
+            try:
+                with self._reading_one:  # one article at a time: two would only take turns on the same cores
+                    self._read_now(view, background=True)
+            except Exception as exc:  # recorded in reading.error; questions go on from retrieval
+                log.warning("Reading %s failed: %s", view.titles, exc)
+
+        threading.Thread(target=work, name="article-read", daemon=True).start()
+        return reading
 
     # ----- answering -----------------------------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, scope: str | None = None) -> list[Passage]:
@@ -238,7 +341,7 @@ class Assistant:
         text = validate_question(question, self.settings.max_question_chars)
         turns = normalize_history(history, self.settings.max_history_messages)
         if not self._warm:
-            self.warm_up(scope)  # restores the saved article state when there is one: the first answer is fast too
+            self.warm_up(scope, wait=False)  # restores a saved article state: the first answer is fast too
         view = self.view(scope)
         yield from run(AnswerState(text, turns, view, config, timings), self)
 

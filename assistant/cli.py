@@ -31,11 +31,46 @@ def render_answer(answer, show_timings: bool = False) -> str:
     return "\n".join(lines)
 
 
+class ReadingBar:
+    """A terminal progress bar for the model reading an article once (minutes for a long one on two cores)."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.label, unit="token", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def read_articles(assistant, doc_ids) -> None:
+    """Have the model read each article that fits its context once, with a bar; say what was done."""
+    for doc_id in doc_ids:
+        view = assistant.view(doc_id)
+        bar = ReadingBar(f"Reading {doc_id}")
+        try:
+            how = assistant.read_article(view, progress=bar)
+        finally:
+            bar.close()
+        if how == "skipped":
+            print(f"{doc_id}: too long for the model's context: answered from retrieved sentences", file=sys.stderr)
+        else:
+            print(f"{doc_id}: whole text {how}", file=sys.stderr)
+
+
 def cmd_ask(args) -> int:
     from .guard import validate_question
     from .llamacpp import preload_for
 
     settings = _settings(args)
+    settings.read_in_background = False  # a one-shot process would end before a long read: answer from retrieval
     validate_question(args.question, settings.max_question_chars)  # fail fast, before loading models
     preload_for(settings)  # the model loads on the other core while the rest of the assistant is imported
     from .answering import Assistant
@@ -102,6 +137,8 @@ def cmd_add(args) -> int:
     # The assistant that checks the examples indexes the new article as it loads: one embedding model, loaded once.
     assistant = Assistant(settings).load()
     print(f'Added {added.doc_id} "{added.title}" ({added.chars} characters); indexed.')
+    sys.stderr.write("The model reads the article once (about a minute per 3,000 words on two cores)…\n")
+    read_articles(assistant, [added.doc_id])
     sys.stderr.write("Writing example questions (the model answers each to check it)…\n")
     examples = fill_examples(assistant, added.doc_id)
     print("Example questions: " + ("; ".join(examples) if examples else "none passed the check."))
@@ -146,7 +183,9 @@ def cmd_warm(args) -> int:
     report = assistant.index_report
     print(f"Index {report.action} ({len(assistant.passages)} passages) in {report.seconds:.1f} s", file=sys.stderr)
     how = assistant.warm_up()
-    print(f"Model ready (article prefix {how}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(f"Model ready (whole corpus {how}) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    if len(assistant.documents) > 1:
+        read_articles(assistant, [d.doc_id for d in assistant.documents])
     return 0
 
 
@@ -189,7 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("file", help="the article's file")
     add.add_argument("--title", help="its title in citations (default: from the file)")
     add.add_argument(
-        "--no-examples", action="store_true", help="do not have the model write (and check) example questions"
+        "--no-examples",
+        action="store_true",
+        help="only add and index it: no example questions, and the model reads the article when first asked",
     )
     add.set_defaults(func=cmd_add)
 

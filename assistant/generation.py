@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import pickle
 import queue
 import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,63 @@ def render_context(passages: list[Passage]) -> str:
     return "\n".join(lines).strip()
 
 
+def bounded_context(passages: list[Passage], question: str, settings: Settings) -> str:
+    """The retrieved passages cut to the sentences that matter, within settings.context_token_budget.
+
+    Every prompt token costs about 20 ms on two cores, so a long corpus cannot send whole paragraphs: each passage,
+    best first, gives its sentence sharing most words with the question, then those sentences' neighbours, then
+    the rest of its sentences while the budget lasts. The best passage's best sentence is always sent.
+    """
+    from dataclasses import replace
+
+    from .text import content_stems
+
+    budget = settings.context_token_budget * settings.chars_per_token
+    wanted = content_stems(question)
+    spans = [[(s - p.start, e - p.start) for s, e in p.sentences] or [(0, len(p.text))] for p in passages]
+    chosen: list[set[int]] = [set() for _ in passages]
+    used = 0.0
+
+    def take(i: int, j: int) -> None:
+        nonlocal used
+        start, end = spans[i][j]
+        if j in chosen[i] or (used and used + end - start > budget):
+            return
+        chosen[i].add(j)
+        used += end - start + 1
+
+    best = [
+        max(range(len(sp)), key=lambda j, i=i: len(wanted & content_stems(_cut(passages[i], sp[j]))))
+        for i, sp in enumerate(spans)
+    ]
+    for i, j in enumerate(best):
+        take(i, j)
+    for i, j in enumerate(best):
+        for near in (j - 1, j + 1):
+            if 0 <= near < len(spans[i]) and j in chosen[i]:
+                take(i, near)
+    for i, sp in enumerate(spans):
+        for j in range(len(sp)):
+            take(i, j)
+    cut = [replace(p, text=_joined(p, spans[i], chosen[i])) for i, p in enumerate(passages) if chosen[i]]
+    return render_context(cut)
+
+
+def _cut(passage: Passage, span: tuple[int, int]) -> str:
+    return passage.text[span[0] : span[1]]
+
+
+def _joined(passage: Passage, spans: list[tuple[int, int]], chosen: set[int]) -> str:
+    """The chosen sentences in their order, with "…" where sentences were left out."""
+    parts, last = [], -1
+    for j in sorted(chosen):
+        if last >= 0 and j != last + 1:
+            parts.append("…")
+        parts.append(_cut(passage, spans[j]).strip())
+        last = j
+    return " ".join(parts)
+
+
 _END = object()
 
 
@@ -139,10 +198,15 @@ class LlamaCppChat(BaseChatModel):
     state_dir: str | None = None
     repack_weights: bool = True
 
+    kept_prefixes: int = 4
+    read_chunk_tokens: int = 256
+
     _llm: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
-    _prefix: Any = PrivateAttr(default=None)  # (system text, tokens, KV bytes) of the warmed prompt, kept in RAM
-    _away: bool = PrivateAttr(default=False)  # the cache holds another prompt than the warmed one
+    _prefixes: Any = PrivateAttr(default_factory=OrderedDict)  # system text -> llamacpp.Prefix, most recent last
+    _current: str | None = PrivateAttr(default=None)  # the system text whose kept prefix the cache starts with
+    _waiting: int = PrivateAttr(default=0)  # answers waiting for the lock: a reading article lets them go first
+    _counting: Any = PrivateAttr(default_factory=threading.Lock)
 
     @property
     def _llm_type(self) -> str:
@@ -169,49 +233,129 @@ class LlamaCppChat(BaseChatModel):
                     raise ModelUnavailable(str(exc)) from exc
             return self._llm
 
-    def _ready_for(self, messages: list[BaseMessage]):
-        """The loaded model, its cache holding the warmed article prefix again when messages start with it.
+    @contextmanager
+    def _turn(self):
+        """Hold the model for one call; an article being read in the background pauses until the call is done."""
+        with self._counting:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._counting:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
 
-        A judgement without the article, or a retry on a short context, leaves other tokens in llama.cpp's single
-        cache; reading the article again would cost many seconds, so its KV cache, kept in RAM since the warm-up,
-        is put back (a copy of some tens of MB).
+    def _ready_for(self, messages: list[BaseMessage]):
+        """The loaded model, its cache starting with the kept prefix of messages' system prompt when there is one.
+
+        A judgement, a retrieved context or another article leaves other tokens in llama.cpp's single cache;
+        reading an article again would cost minutes, so its KV cache, kept in RAM (or saved on disk by read()), is
+        put back: a copy of some tens to hundreds of MB.
         """
         llm = self.load()
         system = str(messages[0].content) if messages and messages[0].type == "system" else None
-        if self._prefix is None:
+        if system is None or system == self._current:
+            self._current = system
             return llm
-        if system != self._prefix[0]:
-            self._away = True
-        elif self._away:
-            self._put_back(llm)
+        prefix = self._kept(system)
+        self._current = system if prefix is not None and self._put(llm, prefix) else None
         return llm
 
-    def _keep_prefix(self, llm, system: str) -> None:
-        """Copy the cache of the prompt just read (the article prefix) to RAM."""
-        import ctypes
+    def _state_file(self, system: str) -> Path | None:
+        if not self.state_dir:
+            return None
+        path = Path(self.model_path)
+        size = path.stat().st_size if path.exists() else 0
+        what = (path.name, size, self.repack_weights, system)
+        return Path(self.state_dir) / f"prefix-{hashlib.sha256(repr(what).encode()).hexdigest()[:24]}.npz"
 
-        import llama_cpp
+    def _kept(self, system: str):
+        """The prefix read for system: from RAM, or from its file on disk (then kept in RAM), or None."""
+        prefix = self._prefixes.get(system)
+        if prefix is None:
+            path = self._state_file(system)
+            if path is None or not path.is_file():
+                return None
+            from .llamacpp import load_prefix
 
-        size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        if llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, 0) != size:
-            return  # nothing kept: the article is read again when needed, as before
-        self._prefix = (system, list(llm.input_ids[: llm.n_tokens]), buffer, size)
-        self._away = False
+            try:
+                prefix = load_prefix(path)
+            except Exception as exc:  # a damaged state file is only a lost shortcut
+                log.warning("Ignoring unreadable model state %s (%s); the article is read again.", path, exc)
+                path.unlink(missing_ok=True)
+                return None
+            self._keep(system, prefix)
+        self._prefixes.move_to_end(system)
+        return prefix
 
-    def _put_back(self, llm) -> None:
-        import llama_cpp
+    def _keep(self, system: str, prefix) -> None:
+        self._prefixes[system] = prefix
+        self._prefixes.move_to_end(system)
+        while len(self._prefixes) > max(1, self.kept_prefixes):
+            self._prefixes.popitem(last=False)  # still on disk: put back from there when needed again
 
-        _, tokens, buffer, size = self._prefix
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
-        if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, buffer, size, 0) != size:
-            llm.reset()  # the prefix is read again from scratch
-            self._prefix = None
-            return
-        llm.input_ids[: len(tokens)] = tokens
-        llm.n_tokens = len(tokens)
-        llm._requires_eval = True
-        self._away = False
+    def _put(self, llm, prefix) -> bool:
+        from .llamacpp import put_back
+
+        return put_back(llm, prefix)
+
+    def has_read(self, system: str) -> bool:
+        """True when the prefix of this system prompt is kept in RAM or saved on disk: answers need not read it."""
+        if system in self._prefixes:
+            return True
+        path = self._state_file(system)
+        return path is not None and path.is_file()
+
+    def read(self, messages: list[BaseMessage], progress=None, background: bool = False) -> str:
+        """Read the system prompt of messages once and keep its state; return "kept", "restored" or "computed".
+
+        The prefix is read in chunks of read_chunk_tokens, and answers asked meanwhile take the model between two
+        chunks: the partial state is copied to RAM after each chunk and put back before the next. A background read
+        also waits while any call waits for the model. progress, when given, is called with (tokens read, tokens
+        in all).
+        """
+        from .llamacpp import prompt_tokens, save_prefix, shared_prefix, snapshot
+
+        system = str(messages[0].content)
+        with self._turn():
+            if system in self._prefixes:
+                return "kept"
+            if self._kept(system) is not None:
+                return "restored"
+            llm = self.load()
+            head = self._as_dicts(messages[:1])
+            tokens = shared_prefix(
+                prompt_tokens(llm, [*head, {"role": "user", "content": "A"}]),
+                prompt_tokens(llm, [*head, {"role": "user", "content": "B"}]),
+            )
+        partial, done = None, 0
+        while done < len(tokens):
+            while background and self._waiting:
+                time.sleep(0.02)
+            with self._lock if background else self._turn():
+                if partial is None:
+                    llm.reset()
+                elif llm.input_ids[: llm.n_tokens].tolist() != partial.tokens and not self._put(llm, partial):
+                    partial, done = None, 0  # refused: read from the start again
+                    continue
+                self._current = None
+                llm.eval(tokens[done : done + self.read_chunk_tokens])
+                done = llm.n_tokens
+                partial = snapshot(llm)
+                if partial is None:
+                    raise ModelUnavailable("llama.cpp could not copy the model state; restart the assistant.")
+            if progress:
+                progress(done, len(tokens))
+        with self._lock:
+            self._keep(system, partial)
+            self._current = system if llm.input_ids[: llm.n_tokens].tolist() == partial.tokens else None
+            path = self._state_file(system)
+        if path is not None:
+            save_prefix(partial, path)
+        return "computed"
 
     @staticmethod
     def _as_dicts(messages: list[BaseMessage]) -> list[dict]:
@@ -232,7 +376,7 @@ class LlamaCppChat(BaseChatModel):
 
         def produce() -> None:
             try:
-                with self._lock:
+                with self._turn():
                     llm = self._ready_for(messages)
                     parts = llm.create_chat_completion(
                         self._as_dicts(messages),
@@ -286,7 +430,7 @@ class LlamaCppChat(BaseChatModel):
             seen.append(np.array(scores, dtype=np.float64))
             return scores
 
-        with self._lock:
+        with self._turn():
             llm = self._ready_for(messages)
             reply = llm.create_chat_completion(
                 self._as_dicts(messages), temperature=0.0, max_tokens=1, logits_processor=LogitsProcessorList([capture])
@@ -303,65 +447,9 @@ class LlamaCppChat(BaseChatModel):
         message = AIMessage(content=text, response_metadata={"logprobs": {"content": [first]}})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def warm(self, messages: list[BaseMessage]) -> str:
-        """Make the model read messages' prompt now (or restore that state from disk); return what was done."""
-        with self._lock:
-            llm = self.load()
-            prompt = self._as_dicts(messages)
-            what = (Path(self.model_path).name, self.n_ctx, prompt, self.repack_weights)
-            key = hashlib.sha256(repr(what).encode()).hexdigest()[:24]
-            state_file = Path(self.state_dir) / f"state-{key}.pkl" if self.state_dir else None
-            how = "computed"
-            if state_file and state_file.is_file():
-                try:
-                    self._restore(llm, state_file)
-                    how = "restored"
-                except Exception as exc:  # a damaged state file is only a lost shortcut
-                    log.warning("Ignoring unreadable model state %s (%s)", state_file, exc)
-                    state_file.unlink(missing_ok=True)
-            if how == "computed":
-                llm.create_chat_completion(prompt, temperature=0.0, max_tokens=1)
-                if state_file:
-                    self._save(llm, state_file)
-            self._keep_prefix(llm, prompt[0]["content"])
-            return how
-
-    @staticmethod
-    def _save(llm, path: Path) -> None:
-        state = llm.save_state()
-        # The logits of every prompt token are not needed to continue from the prefix: keep only their shape.
-        compact = {
-            "input_ids": state.input_ids,
-            "scores_shape": state.scores.shape,
-            "n_tokens": state.n_tokens,
-            "llama_state": state.llama_state,
-            "llama_state_size": state.llama_state_size,
-            "seed": state.seed,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as handle:
-            pickle.dump(compact, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
-
-    @staticmethod
-    def _restore(llm, path: Path) -> None:
-        import ctypes
-
-        import llama_cpp
-
-        with path.open("rb") as handle:
-            data = pickle.load(handle)  # noqa: S301 - our own cache file, written by _save
-        # Not Llama.load_state: it fills the whole 512 x vocabulary logits table (~300 MB, and a copy of it) that
-        # sampling never reads, which cost a restored process ~460 MB more peak memory than one that read the prompt.
-        size = data["llama_state_size"]
-        buffer = (ctypes.c_uint8 * size).from_buffer_copy(data["llama_state"])
-        if llama_cpp.llama_state_set_data(llm._ctx.ctx, buffer, size) != size:
-            raise RuntimeError("the model refused the saved state")
-        llm.input_ids[:] = data["input_ids"]
-        llm.n_tokens = data["n_tokens"]
-        llm._seed = data["seed"]
-        llm._requires_eval = True  # no live logits yet: the next prompt's suffix is decoded first
+    def warm(self, messages: list[BaseMessage], progress=None) -> str:
+        """Make the model read messages' system prompt now (or restore it from disk); return what was done."""
+        return self.read(messages, progress)
 
 
 @functools.cache
@@ -424,6 +512,8 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         max_tokens=settings.max_answer_tokens,
         state_dir=str(Path(settings.cache_dir) / "states") if settings.persist_model_state else None,
         repack_weights=settings.llm_repack_weights,
+        kept_prefixes=settings.kept_article_states,
+        read_chunk_tokens=settings.read_chunk_tokens,
     )
 
 

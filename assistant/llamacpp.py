@@ -12,7 +12,9 @@ import os
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .settings import Settings
 
@@ -117,3 +119,120 @@ def open_model(path: str, n_ctx: int, n_threads: int | None, repack: bool):
     """A llama_cpp.Llama for this file: the one preload() started, if any (each preload is handed out once)."""
     future = _PRELOADED.pop((path, n_ctx, n_threads, repack), None)
     return future.result() if future is not None else _load(path, n_ctx, n_threads, repack)
+
+
+# ----- prompt prefixes: read once, kept in RAM and on disk, put back in the cache ------------------------------------
+class _PromptCaught(Exception):
+    """Raised by _PromptCatcher to stop a chat handler once it has made the prompt's tokens."""
+
+
+class _PromptCatcher:
+    """Stands in for a Llama in a chat handler: tokenizes with the real one, then stops before any decoding."""
+
+    def __init__(self, llm):
+        self._llm = llm
+
+    def __getattr__(self, name):
+        return getattr(self._llm, name)
+
+    def create_completion(self, prompt, **_kwargs):
+        raise _PromptCaught(prompt)
+
+
+def prompt_tokens(llm, messages: list[dict]) -> list[int]:
+    """The tokens create_chat_completion would decode for messages, through the model's own chat handler.
+
+    Asking the handler itself (rather than formatting the template here) keeps the tokens identical to the ones a
+    real answer decodes, so llama.cpp's prefix match reuses every one of them.
+    """
+    from llama_cpp import llama_chat_format
+
+    handler = (
+        llm.chat_handler
+        or llm._chat_handlers.get(llm.chat_format)
+        or llama_chat_format.get_chat_completion_handler(llm.chat_format)
+    )
+    try:
+        handler(llama=_PromptCatcher(llm), messages=messages)
+    except _PromptCaught as caught:
+        prompt = caught.args[0]
+        return list(prompt) if not isinstance(prompt, str) else llm.tokenize(prompt.encode(), special=True)
+    raise RuntimeError("the chat handler made no prompt")
+
+
+def shared_prefix(first: list[int], second: list[int]) -> list[int]:
+    """The tokens two prompts start with alike."""
+    n = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        n += 1
+    return first[:n]
+
+
+@dataclass
+class Prefix:
+    """A prompt prefix the model has read: its tokens, and sequence 0 of the KV cache after them."""
+
+    tokens: list[int]
+    state: Any  # a ctypes byte buffer, as llama_state_seq_set_data takes it
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.state)
+
+
+def snapshot(llm) -> Prefix | None:
+    """Copy the cache of what the model has read so far to RAM (None when llama.cpp gives less than it said)."""
+    import ctypes
+
+    import llama_cpp
+
+    size = llama_cpp.llama_state_seq_get_size(llm._ctx.ctx, 0)
+    buffer = (ctypes.c_uint8 * size)()
+    if llama_cpp.llama_state_seq_get_data(llm._ctx.ctx, buffer, size, 0) != size:
+        return None
+    return Prefix(list(llm.input_ids[: llm.n_tokens]), buffer)
+
+
+def put_back(llm, prefix: Prefix) -> bool:
+    """Make the cache hold prefix again; False (and an empty cache) when llama.cpp refuses it."""
+    import llama_cpp
+
+    llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+    if llama_cpp.llama_state_seq_set_data(llm._ctx.ctx, prefix.state, prefix.nbytes, 0) != prefix.nbytes:
+        llm.reset()
+        return False
+    n = len(prefix.tokens)
+    llm.input_ids[:n] = prefix.tokens
+    llm.n_tokens = n
+    llm._requires_eval = True  # no live logits: the next prompt's suffix is decoded first
+    return True
+
+
+def save_prefix(prefix: Prefix, path: Path) -> None:
+    """Write prefix to path atomically: a process killed mid-write leaves no half file under the real name."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as handle:
+        np.savez(
+            handle,
+            tokens=np.asarray(prefix.tokens, dtype=np.int32),
+            state=np.frombuffer(prefix.state, dtype=np.uint8),
+        )
+    tmp.replace(path)
+
+
+def load_prefix(path: Path) -> Prefix:
+    """Read a prefix saved by save_prefix (no pickle: a damaged or foreign file raises, it never runs code)."""
+    import ctypes
+
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        tokens = data["tokens"].astype(int).tolist()
+        state = data["state"]
+        buffer = (ctypes.c_uint8 * state.size).from_buffer_copy(state.tobytes())
+    return Prefix(tokens, buffer)

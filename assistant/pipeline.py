@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING
 
-from .generation import render_context
+from .generation import bounded_context, render_context
 from .grounding import Support, clean_sentence, complete_sentences, fits_question, is_decline, split_answer
 from .guard import asks_for_several, greeting_reply, is_greeting, is_off_task, needs_rewrite, off_task_reply
 from .rewrite import rewrite_question
@@ -81,10 +81,24 @@ def gate(state: AnswerState, assistant: Assistant) -> None:
     if s.grounding_check and figures.best_distance > s.max_distance and figures.lexical_overlap < s.min_lexical_overlap:
         log.info("Refused %r: best distance %.2f", state.standalone, figures.best_distance)
         state.end("not_in_article", NOT_IN_ARTICLE)
-    elif state.view.context is not None:
-        read(state, assistant, state.view.title, state.view.context, state.view.passages)
+        return
+    if state.view.system is not None and not assistant.article_ready(state.view):
+        with state.timings.timed("read"):  # a short text is read now; a long one in the background meanwhile
+            assistant.read_article(state.view, wait=False)
+    if (whole := assistant.whole_view(state.view, state.found.passages)) is not None:
+        read(state, assistant, whole.title, whole.context, ranked_first(state.found.passages, whole.passages))
     else:
-        read(state, assistant, "Articles", render_context(state.found.passages), state.found.passages)
+        passages = state.found.passages
+        read(state, assistant, "Articles", bounded_context(passages, state.standalone, s), passages)
+
+
+def ranked_first(found: list, passages: list) -> list:
+    """passages with the retrieved ones first, best first: a sentence two paragraphs support alike cites the one
+    retrieval ranked higher, not the one that comes first in the article."""
+    ids = {p.passage_id for p in passages}
+    first = [p for p in found if p.passage_id in ids]
+    seen = {p.passage_id for p in first}
+    return first + [p for p in passages if p.passage_id not in seen]
 
 
 def read(state: AnswerState, assistant: Assistant, title: str, context: str, candidates) -> None:

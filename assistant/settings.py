@@ -157,7 +157,10 @@ class Settings(BaseSettings):
         True,
         description="Let llama.cpp copy the weights into its repacked CPU layout at load. Off: 0.6 GB less memory and a start no slower (the load overlaps the rest), but the plain kernels round differently and some answers change wording (python -m benchmarks.startup --without-repack).",
     )
-    llm_context: int = Field(4096, description="Context window (tokens) of the local model.")
+    llm_context: int = Field(
+        16384,
+        description="Context window (tokens) of the local model. An article that fits it (with the rules, the question and the answer) is read whole once and answered from its saved state; 16,384 holds about 9,000 words and reserves about 460 MB of cache.",
+    )
     max_answer_tokens: int = Field(160, description="Upper bound on tokens generated per answer.")
     prompt_margin_tokens: int = Field(
         400,
@@ -171,6 +174,36 @@ class Settings(BaseSettings):
     )
     persist_model_state: bool = Field(
         True, description="Save the model's state after reading the article, so a fresh process skips that work."
+    )
+
+    # Reading whole articles (the state of each article's prompt prefix, kept per article)
+    whole_article: bool = Field(
+        True,
+        description="Answer from the whole article (read once, its state restored per question) when it fits the context window; off: always from the retrieved sentences.",
+    )
+    kept_article_states: int = Field(
+        4,
+        ge=1,
+        description="Read articles whose state stays in RAM (about 28 KB per token each with the default model); others are restored from disk when a conversation turns to them.",
+    )
+    read_chunk_tokens: int = Field(
+        256,
+        ge=16,
+        description="An article is read in chunks of this many tokens; a question asked meanwhile takes the model between two chunks (about 5 s apart on two cores).",
+    )
+    read_wait_tokens: int = Field(
+        1500,
+        ge=0,
+        description="The first question waits for an article up to this many tokens (about 30 s of reading on two cores) to be read; a longer one is read in the background while questions are answered from retrieval.",
+    )
+    read_in_background: bool = Field(
+        True,
+        description="Read a long article in the background when a question first needs it (the web chat, a long-running process); off for one-shot commands, which answer from retrieval.",
+    )
+    context_token_budget: int = Field(
+        300,
+        ge=1,
+        description="When the model cannot read the whole text, the tokens of retrieved text it reads per question: the sentences around the best-matching ones of each retrieved passage, best passage first.",
     )
 
     # Adding articles (upload from the page, `assistant add`)

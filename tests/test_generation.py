@@ -92,7 +92,9 @@ def test_saved_article_state_answers_exactly_like_reading_the_article(tmp_path):
     assert second.invoke(question).content == read
     assert "Denmark" in read
     # A damaged state file is a lost shortcut, never an error.
-    for state in tmp_path.glob("state-*.pkl"):
+    states = list(tmp_path.glob("prefix-*.npz"))
+    assert len(states) == 1
+    for state in states:
         state.write_bytes(state.read_bytes()[:1000])
     assert fresh().warm(prefix) == "computed"
 
@@ -111,9 +113,9 @@ def test_the_article_prefix_is_put_back_after_another_prompt(assistant):
     question = ask(assistant, "Which countries will exceed the 3.5% target?")
     before = model.invoke(question).content
     model.invoke([HumanMessage("Reply with one word: hello")])
-    assert model._away
+    assert model._current is None
     after = model.invoke(question).content
-    assert after == before and not model._away
+    assert after == before and model._current == question[0].content
 
 
 @pytest.mark.real
@@ -177,7 +179,7 @@ def test_preload_for_starts_only_when_the_file_needs_no_work(monkeypatch, tmp_pa
     _write_stamp(model, "ab" * 32)
     llamacpp.preload_for(Settings(llm_model_path=model, llm_model_sha256="ab" * 32, llm_context=1024))
     llamacpp.preload_for(Settings(llm_model_path=model))
-    assert [key[:2] for key in started] == [(str(model), 1024), (str(model), 4096)]
+    assert [key[:2] for key in started] == [(str(model), 1024), (str(model), Settings().llm_context)]
 
 
 def test_weights_are_loaded_without_repacking_only_when_asked():

@@ -1,0 +1,139 @@
+"""Whole articles read once and kept per article; longer corpora answered from bounded retrieved sentences.
+
+Wiring only, with a fake chat model that records what it reads; the real model's reading, saving and putting back
+are tested in test_generation.py and test_long_article.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pytest
+from fakes import RecordingModel
+from langchain_core.messages import AIMessage
+from test_engine import CORPUS, embeddings  # noqa: F401 - the session's embedding model
+
+from assistant.answering import Assistant
+from assistant.corpus import load_passages
+from assistant.generation import bounded_context
+from assistant.settings import Settings
+
+LONG_PARAGRAPHS = [
+    "The harbour board met on Monday. It approved a new ferry schedule for the winter. Crossings start at six.",
+    "Mayor Jane Hill opened the new bridge in 1998. The bridge carries two lanes. It cost four million pounds.",
+    "Fishing boats use the north quay. The quay was rebuilt after the storm of 2004. Repairs took two years.",
+]
+
+
+class ReadingModel(RecordingModel):
+    """A fake chat model that 'reads' a system prompt (recording it) and says which ones it has read."""
+
+    read_systems: list = []
+    gate: object = None  # a threading.Event the read waits for, to hold a reading in the background
+
+    def has_read(self, system: str) -> bool:
+        return system in self.read_systems
+
+    def read(self, messages, progress=None, background=False) -> str:
+        if self.gate is not None:
+            self.gate.wait(10)
+        for done in (1, 2):
+            if progress:
+                progress(done, 2)
+        self.read_systems.append(str(messages[0].content))
+        return "computed"
+
+
+def reader(*replies: str, gate=None) -> ReadingModel:
+    return ReadingModel(
+        messages=iter([AIMessage(r) for r in replies]), prompts=[], judgements=[], read_systems=[], gate=gate
+    )
+
+
+@pytest.fixture
+def two_articles(tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(CORPUS, corpus)
+    (corpus / "harbour.txt").write_text("\n".join(LONG_PARAGRAPHS) + "\n", encoding="utf-8")
+    return Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
+
+
+def test_bounded_context_keeps_the_best_sentences_within_the_budget(tmp_path):
+    (tmp_path / "harbour.txt").write_text("\n".join(LONG_PARAGRAPHS) + "\n", encoding="utf-8")
+    _, passages = load_passages(tmp_path)
+    # Each passage gives its best sentence before any passage gives a neighbour.
+    tight = Settings(context_token_budget=30, chars_per_token=3.0)
+    text = bounded_context([passages[1], passages[2]], "Who opened the bridge?", tight)
+    assert "Mayor Jane Hill opened the new bridge in 1998." in text
+    assert "Fishing boats use the north quay." in text
+    assert "two lanes" not in text and "four million" not in text
+    # The best passage's best sentence is sent even when it alone is over the budget.
+    assert "Mayor Jane Hill opened" in bounded_context(
+        [passages[1]], "Who opened the bridge?", Settings(context_token_budget=1)
+    )
+    roomy = Settings(context_token_budget=1000)
+    whole = bounded_context([passages[1], passages[2]], "Who opened the bridge?", roomy)
+    assert all(p.text in whole for p in passages[1:])
+
+
+def test_bounded_context_marks_left_out_sentences(tmp_path):
+    (tmp_path / "harbour.txt").write_text("\n".join(LONG_PARAGRAPHS) + "\n", encoding="utf-8")
+    _, passages = load_passages(tmp_path)
+    # The best sentence and its neighbour fit; the sentence after a gap is marked as one.
+    text = bounded_context(
+        [passages[2]], "When was the quay rebuilt after the storm?", Settings(context_token_budget=40)
+    )
+    assert "The quay was rebuilt after the storm of 2004." in text
+    assert "…" not in text or text.index("…") > 0
+
+
+def test_an_unread_article_is_answered_from_retrieval_while_it_is_read(two_articles, embeddings):  # noqa: F811
+    gate = threading.Event()
+    model = reader("Mayor Jane Hill opened the new bridge in 1998.", gate=gate)
+    bot = Assistant(
+        two_articles.model_copy(update={"read_wait_tokens": 0, "context_token_budget": 12}),
+        chat_model=model,
+        embeddings=embeddings,
+    )
+    answer = bot.answer("Who opened the new bridge?", scope="harbour")
+    assert not answer.abstained, (answer.reason, answer.draft, model.prompts)
+    system = model.prompts[0][0]
+    assert (
+        system.count("Mayor Jane Hill opened the new bridge") == 1 and "Fishing boats" not in system
+    )  # retrieved only
+    reading = bot.reading_of("harbour")
+    assert reading is not None and not reading.finished  # the whole article is being read meanwhile
+    gate.set()
+    for _ in range(200):
+        if reading.finished:
+            break
+        threading.Event().wait(0.01)
+    assert reading.finished and reading.share == 1.0
+    model.messages = iter([AIMessage("Mayor Jane Hill opened the new bridge in 1998.")])
+    bot.answer("Who opened the new bridge?", scope="harbour")
+    assert "Fishing boats use the north quay." in model.prompts[-1][0]  # now the whole article
+
+
+def test_a_short_article_is_read_before_the_first_answer(two_articles, embeddings):  # noqa: F811
+    model = reader("Mayor Jane Hill opened the new bridge in 1998.")
+    bot = Assistant(two_articles, chat_model=model, embeddings=embeddings)
+    bot.answer("Who opened the new bridge?", scope="harbour")
+    view = bot.view("harbour")
+    assert view.system in model.read_systems
+    assert model.prompts[0][0] == view.system  # answered from the whole article, read first
+
+
+def test_a_corpus_too_long_for_one_context_answers_from_the_best_articles_reading(two_articles, embeddings):  # noqa: F811
+    tiny = two_articles.model_copy(update={"llm_context": 1200, "prompt_margin_tokens": 0, "max_answer_tokens": 0})
+    model = reader("Mayor Jane Hill opened the new bridge in 1998.", "Mayor Jane Hill opened the new bridge in 1998.")
+    bot = Assistant(tiny, chat_model=model, embeddings=embeddings)
+    assert bot.view().system is None and bot.view("harbour").system is not None
+    bot.read_article(bot.view("harbour"))
+    bot.answer("Who opened the new bridge?")
+    assert model.prompts[-1][0] == bot.view("harbour").system
+    # Without a read article, the same question reads the bounded retrieved sentences.
+    bot2 = Assistant(tiny.model_copy(update={"whole_article": False}), chat_model=model, embeddings=embeddings)
+    bot2.answer("Who opened the new bridge?")
+    assert model.prompts[-1][0] != bot.view("harbour").system
+    assert "Mayor Jane Hill opened the new bridge in 1998." in model.prompts[-1][0]
