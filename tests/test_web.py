@@ -218,6 +218,15 @@ class StubAssistant:
         self.warmed = threading.Event()
         self.release = threading.Event()
         self.release.set()
+        self.reading = {}  # whole-text reading per system prompt, as Assistant.reading
+        self.read_scopes: list = []
+
+    def view(self, scope=None):
+        return scope
+
+    def read_article(self, view, wait=True, progress=None):
+        self.read_scopes.append(view)
+        return "skipped"
 
     def stream(self, question, history=None, scope=None, config=None):
         self.calls.append((question, history))
@@ -401,6 +410,23 @@ def test_warm_up_reports_loading_then_ready():
     stub.release.set()
     assert warmup.done.wait(10)
     assert warmup.state == "ready" and "Ready" in warmup.html()
+    assert stub.read_scopes == [d.doc_id for d in stub.documents]  # each article that fits is read once
+
+
+def test_the_status_line_shows_a_bar_for_an_article_being_read():
+    from assistant.answering import Reading
+
+    stub = StubAssistant()
+    warmup = web.WarmUp(stub).start()
+    assert warmup.done.wait(10) and not warmup.busy
+    stub.reading["system"] = Reading(["Harbour news <b>"], done=300, total=1200)
+    html = warmup.html()
+    assert warmup.busy and '<progress max="100" value="25">' in html
+    assert "Harbour news &lt;b&gt;" in html and "300 of 1,200 tokens" in html
+    stub.reading["system"].finished = True
+    assert not warmup.busy and "<progress" not in warmup.html()
+    stub.reading["other"] = Reading(["Other"], error="the model failed")
+    assert not warmup.busy and "Reading “Other” failed" in warmup.html()
 
 
 def test_warm_up_failure_is_reported_on_the_page(caplog):
