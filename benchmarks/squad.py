@@ -79,7 +79,8 @@ ATTRIBUTION = (
 START, END = "<!-- squad:start -->", "<!-- squad:end -->"
 HEADING = "## Real articles: SQuAD 2.0"
 MODES = {"single": "each article as its own scope", "all": "all articles together (scope=None)"}
-ENGINES = ("ours", "before", "tutorial")
+ENGINES = ("ours", "retrieved", "before", "tutorial")
+ASSISTANTS = ("ours", "retrieved", "before")  # the engines that are this project (cite, abstain, have targets)
 TARGETS = {  # (key, label, target, higher is better, modes it applies to)
     "p50": ("whole answer p50", 5.0, False, ("single",)),
     "p95": ("whole answer p95", 10.0, False, ("single",)),
@@ -481,8 +482,13 @@ def start_engines(args, corpus_dir: Path, tree: Path | None) -> dict[str, Engine
     from assistant.answering import Assistant
     from assistant.settings import Settings
 
-    ours = Assistant(Settings(corpus_dir=corpus_dir, index_dir=args.workdir / "index"))
+    settings = Settings(corpus_dir=corpus_dir, index_dir=args.workdir / "index")
+    ours = Assistant(settings)
     engines = {"ours": Engine("ours", ours)}
+    if args.retrieved:
+        # The same chat model, answering from the retrieved sentences even where it has read the article.
+        retrieved = Assistant(settings.model_copy(update={"whole_article": False}), chat_model=ours.chat_model)
+        engines["retrieved"] = Engine("retrieved", retrieved)
     if tree is not None:
         index = args.workdir / f"index-before-{short_commit(args.before)}"
         engines["before"] = WorkerEngine("before", tree, corpus_dir, index)
@@ -531,7 +537,7 @@ def schedule(steps: list[tuple], engines: list[str], every: int) -> list[tuple]:
     jobs, uses, k = [], {}, 0
     for mode, scope, cases in steps:
         for case in cases:
-            names = [n for n in ("ours", "before") if n in engines]
+            names = [n for n in ASSISTANTS if n in engines]
             if "tutorial" in engines and every and k % every == 0:
                 names.append("tutorial")
             turn = uses.get(len(names), 0)
@@ -634,7 +640,7 @@ def run(args, argv: list[str]) -> dict:
     with before_tree(args.before) as tree:
         engines = start_engines(args, corpus_dir, tree)
         try:
-            for name in ("ours", "before"):
+            for name in ASSISTANTS:
                 if name in engines:
                     results["loading"][name] = engines[name].run({"do": "load"})["seconds"]
                     say(f"{name}: index and model loaded in {results['loading'][name]:.1f} s")
@@ -713,9 +719,12 @@ def fmt(value, digits: int = 2, unit: str = "") -> str:
 
 def engine_label(results: dict, engine: str) -> str:
     """How the report names an engine: the assistants by their commit."""
-    return {"ours": f"this tree ({results['commit']})", "before": f"before ({results.get('before')})"}.get(
-        engine, "tutorial"
-    )
+    labels = {
+        "ours": f"this tree ({results['commit']})",
+        "retrieved": f"this tree, retrieved sentences only ({results['commit']}, ASSISTANT_WHOLE_ARTICLE=false)",
+        "before": f"before ({results.get('before')})",
+    }
+    return labels.get(engine, "tutorial")
 
 
 def mode_table(results: dict, mode: str, summary: dict) -> list[str]:
@@ -773,7 +782,7 @@ def missed(results: dict, summary: dict) -> list[str]:
     """Each overall figure of the assistant (this tree, and the earlier commit) that misses its target, by how much."""
     rows = []
     for mode, engines in summary.items():
-        for engine in ("ours", "before"):
+        for engine in ASSISTANTS:
             f = engines.get(engine, {}).get("overall")
             if f is None:
                 continue
@@ -870,6 +879,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     add("--before", metavar="COMMIT", help="also run this earlier commit, from a git worktree, in a worker")
     add("--baseline-every", type=int, default=4, metavar="N", help="the tutorial on every Nth case (0: never)")
+    add(
+        "--retrieved",
+        action="store_true",
+        help="also this tree answering from the retrieved sentences only (ASSISTANT_WHOLE_ARTICLE=false)",
+    )
     add("--render", type=Path, metavar="JSON", help="only rewrite BENCHMARKS.md's section from a saved run")
     add("--markdown", type=Path, default=ROOT / "BENCHMARKS.md", help="report file the section goes into")
     args = parser.parse_args(argv)
