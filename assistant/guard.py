@@ -10,6 +10,8 @@ class InvalidQuestion(ValueError):
     """The question cannot be answered as given (empty, too long, not text); the message says what to change."""
 
 
+_MARKUP = re.compile(r"<[^<>]*>")  # an HTML or XML tag, which says nothing a question could ask
+_WORD_CHAR = re.compile(r"[^\W_]")  # a letter or a digit, in any script
 _ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
 
 
@@ -42,6 +44,9 @@ def validate_question(question: object, max_chars: int) -> str:
     text = clean_text(question)
     if not text:
         raise InvalidQuestion("The question is empty; type a question about the article.")
+    if not _WORD_CHAR.search(_MARKUP.sub(" ", text)):
+        # Only markup, symbols or emoji: nothing to answer, and nothing to read as a follow-up of the last question.
+        raise InvalidQuestion("There are no words to answer in that; type a question about the article, in words.")
     if len(text) > max_chars:
         raise InvalidQuestion(
             f"The question is {len(text):,} characters long; the limit is {max_chars:,}. Ask a shorter question."

@@ -104,6 +104,17 @@ def test_bad_questions_raise_a_value_error_with_a_message(bad):
     assert str(info.value)
 
 
+@pytest.mark.parametrize("wordless", ["?", "<img src=x onerror=alert(1)>", "🇪🇺🛡️💶", "<b></b> ★ —"])
+def test_input_with_no_words_asks_for_a_question(wordless):
+    with pytest.raises(InvalidQuestion, match="no words"):
+        validate_question(wordless, 2000)
+
+
+@pytest.mark.parametrize("worded", ["<b>Who</b> is the chair?", "北约秘书长是谁？", "What is 3.5%?", "Ist das so?"])
+def test_questions_with_words_in_markup_or_any_script_pass(worded):
+    assert validate_question(worded, 2000)
+
+
 def test_questions_are_cleaned():
     assert validate_question("  Who\x00 is\u200b  Rutte?\n", 2000) == "Who is Rutte?"
     assert validate_question(b"Who is Rutte\xff?", 2000) == "Who is Rutte\ufffd?"

@@ -192,13 +192,25 @@ def test_refusal_is_styled_as_a_note(chat):
 
 def test_html_in_a_question_shows_as_text_and_never_runs(chat):
     chat.wait_ready()
-    chat.ask(XSS)
+    question = f"{XSS} What is the capital of Australia?"
+    chat.ask(question)
     time.sleep(1)  # give a would-be onerror handler time to fire
     assert chat.dialogs == []
     user = chat.page.locator('#chat [data-testid="user"]').last
-    assert user.inner_text().strip() == XSS
+    assert user.inner_text().strip() == question
     assert chat.page.locator("#chat img[src='x'], #sources img").count() == 0
     assert XSS in chat.page.locator("#sources").inner_text()
+
+
+def test_markup_alone_asks_for_words_and_gets_no_answer(chat):
+    chat.wait_ready()
+    chat.box.fill(XSS)
+    chat.box.press("Enter")
+    chat.page.get_by_text("no words to answer").first.wait_for(timeout=WAIT_MS)
+    time.sleep(1)
+    assert chat.dialogs == []
+    assert chat.page.locator('#chat [data-testid="user"], #chat [data-testid="bot"]').count() == 0
+    assert chat.box.input_value() == XSS  # kept in the box, not asked
 
 
 def test_bad_input_is_explained_and_new_chat_clears(chat):
