@@ -19,6 +19,8 @@ import os
 import sys
 from pathlib import Path
 
+from benchmarks.report import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 CASE_FILES = [ROOT / "tests" / "questions.yaml", *sorted((ROOT / "tests" / "data" / "generalization").glob("*/*.yaml"))]
 START, END = "<!-- generalization:start -->", "<!-- generalization:end -->"
@@ -161,16 +163,6 @@ def missed(results: dict) -> list[str]:
     return ["Where a target is missed (test splits and the NATO set):", "", *rows, "", *why, ""] if rows else []
 
 
-def write_section(section: str, path: Path) -> None:
-    """Put section into path between its markers, replacing an earlier one; the rest of the file stays."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.generalization", description=__doc__.splitlines()[0])
     parser.add_argument("files", type=Path, nargs="*", help="case files (default: the NATO set and every split)")
@@ -207,7 +199,7 @@ def main() -> int:
         args.json.write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
     section = render(results)
     print(section)
-    write_section(section, args.out)
+    write_section(section, args.out, START, END)
     return 0
 
 

@@ -63,6 +63,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.report import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "squad2" / "dev-v2.0-12-articles.json"
 DEFAULT_WORKDIR = Path.home() / ".cache" / "nato-assistant" / "squad"
@@ -848,16 +850,6 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str, path: Path) -> None:
-    """Put section into path between its markers, replacing an earlier one, or append it; the rest stays."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.squad", description=__doc__.splitlines()[0])
@@ -898,7 +890,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.render:
             section = render(json.loads(args.render.read_text(encoding="utf-8")))
-            write_section(section, args.markdown)
+            write_section(section, args.markdown, START, END)
             print(section)
             return 0
         results = run(args, argv)
