@@ -138,30 +138,20 @@ def bounded_context(passages: list[Passage], question: str, settings: Settings) 
     budget = settings.context_token_budget * settings.chars_per_token
     wanted = content_stems(question)
     spans = [[(s - p.start, e - p.start) for s, e in p.sentences] or [(0, len(p.text))] for p in passages]
-    chosen: list[set[int]] = [set() for _ in passages]
-    used = 0.0
-
-    def take(i: int, j: int) -> None:
-        nonlocal used
-        start, end = spans[i][j]
-        if j in chosen[i] or (used and used + end - start > budget):
-            return
-        chosen[i].add(j)
-        used += end - start + 1
-
     best = [
-        max(range(len(sp)), key=lambda j, i=i: len(wanted & content_stems(_cut(passages[i], sp[j]))))
-        for i, sp in enumerate(spans)
+        max(range(len(sp)), key=lambda j, p=p, sp=sp: len(wanted & content_stems(_cut(p, sp[j]))))
+        for p, sp in zip(passages, spans, strict=True)
     ]
-    for i, j in enumerate(best):
-        take(i, j)
-    for i, j in enumerate(best):
-        for near in (j - 1, j + 1):
-            if 0 <= near < len(spans[i]) and j in chosen[i]:
-                take(i, near)
-    for i, sp in enumerate(spans):
-        for j in range(len(sp)):
-            take(i, j)
+    wishes = [(i, j) for i, j in enumerate(best)]
+    wishes += [(i, near) for i, j in enumerate(best) for near in (j - 1, j + 1) if 0 <= near < len(spans[i])]
+    wishes += [(i, j) for i, sp in enumerate(spans) for j in range(len(sp))]
+    chosen: list[set[int]] = [set() for _ in passages]
+    used = 0
+    for i, j in wishes:
+        length = spans[i][j][1] - spans[i][j][0] + 1
+        if j not in chosen[i] and (not used or used + length <= budget):
+            chosen[i].add(j)
+            used += length
     cut = [replace(p, text=_joined(p, spans[i], chosen[i])) for i, p in enumerate(passages) if chosen[i]]
     return render_context(cut)
 
@@ -301,6 +291,16 @@ class LlamaCppChat(BaseChatModel):
         from .llamacpp import put_back
 
         return put_back(llm, prefix)
+
+    def forget(self, system: str) -> None:
+        """Drop what was read of this system prompt, in RAM and on disk (its next use reads it again)."""
+        with self._turn():
+            self._prefixes.pop(system, None)
+            if self._current == system:
+                self._current = None
+            path = self._state_file(system)
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     def has_read(self, system: str) -> bool:
         """True when the prefix of this system prompt is kept in RAM or saved on disk: answers need not read it."""

@@ -159,7 +159,7 @@ class Settings(BaseSettings):
     )
     llm_context: int = Field(
         16384,
-        description="Context window (tokens) of the local model. An article that fits it (with the rules, the question and the answer) is read whole once and answered from its saved state; 16,384 holds about 9,000 words and reserves about 460 MB of cache.",
+        description="Context window (tokens) of the local model. An article that fits it (with the rules, the question and the answer) is read whole once and answered from its saved state; 16,384 holds about 9,000 words and reserves about 460 MB of cache. For a remote server, set it to the server's own context size.",
     )
     max_answer_tokens: int = Field(160, description="Upper bound on tokens generated per answer.")
     prompt_margin_tokens: int = Field(
