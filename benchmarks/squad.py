@@ -530,20 +530,21 @@ def plan(chosen: list[Article], samples: dict[str, list[Case]], together: int) -
     return steps
 
 
-def schedule(steps: list[tuple], engines: list[str], every: int) -> list[tuple]:
+def schedule(steps: list[tuple], engines: list[str], every: int, before_every: int = 1) -> list[tuple]:
     """(mode, scope, case, engine names in the order they answer) for every case.
 
-    The tutorial joins every `every`-th case. Whoever goes first rotates each time the same set of engines meets,
-    so that a slow moment of the machine falls on each engine alike.
+    The tutorial joins every `every`-th case, the earlier commit every `before_every`-th (both are slow). Whoever
+    goes first rotates each time the same set of engines meets, so that a slow moment of the machine falls on each
+    engine alike.
     """
     jobs, uses, k = [], {}, 0
     for mode, scope, cases in steps:
         for case in cases:
-            names = [n for n in ASSISTANTS if n in engines]
+            names = [n for n in ASSISTANTS if n in engines and (n != "before" or k % max(1, before_every) == 0)]
             if "tutorial" in engines and every and k % every == 0:
                 names.append("tutorial")
-            turn = uses.get(len(names), 0)
-            uses[len(names)] = turn + 1
+            turn = uses.get(tuple(names), 0)
+            uses[tuple(names)] = turn + 1
             r = turn % len(names)
             jobs.append((mode, scope, case, names[r:] + names[:r]))
             k += 1
@@ -646,7 +647,8 @@ def run(args, argv: list[str]) -> dict:
                 if name in engines:
                     results["loading"][name] = engines[name].run({"do": "load"})["seconds"]
                     say(f"{name}: index and model loaded in {results['loading'][name]:.1f} s")
-            jobs = schedule(plan(chosen, samples, args.all_together), list(engines), args.baseline_every)
+            steps = plan(chosen, samples, args.all_together)
+            jobs = schedule(steps, list(engines), args.baseline_every, args.before_every)
             run_schedule(engines, jobs, results, save)
         finally:
             for engine in engines.values():
@@ -871,6 +873,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     add("--before", metavar="COMMIT", help="also run this earlier commit, from a git worktree, in a worker")
     add("--baseline-every", type=int, default=4, metavar="N", help="the tutorial on every Nth case (0: never)")
+    add("--before-every", type=int, default=1, metavar="N", help="the earlier commit on every Nth case (default: all)")
     add(
         "--retrieved",
         action="store_true",
