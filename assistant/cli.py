@@ -78,7 +78,13 @@ def cmd_ask(args) -> int:
     assistant = Assistant(settings)
     history = json.loads(Path(args.history).read_text(encoding="utf-8")) if args.history else None
     sys.stderr.write("Loading the index and the model…\n")
-    assistant.warm_up(args.scope)  # an unknown --scope fails here, before any answering
+    assistant.warm_up(args.scope, wait=False)  # an unknown --scope fails here, before any answering
+    view = assistant.view(args.scope)
+    if view.system is not None and not assistant.article_ready(view):
+        sys.stderr.write(
+            "The model has not read this article yet: answering from the retrieved passages. "
+            "`assistant warm` reads it once (minutes for a long one); later answers are faster.\n"
+        )
     if args.json:
         answer = assistant.answer(args.question, history, scope=args.scope)
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
