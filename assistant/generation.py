@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import queue
 import sys
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -193,7 +191,7 @@ class LlamaCppChat(BaseChatModel):
 
     _llm: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
-    _prefixes: Any = PrivateAttr(default_factory=OrderedDict)  # system text -> llamacpp.Prefix, most recent last
+    _prefixes: Any = PrivateAttr(default=None)  # the llamacpp.PrefixStore of what was read (see _store)
     _current: str | None = PrivateAttr(default=None)  # the system text whose kept prefix the cache starts with
     _waiting: int = PrivateAttr(default=0)  # answers waiting for the lock: a reading article lets them go first
     _counting: Any = PrivateAttr(default_factory=threading.Lock)
@@ -250,42 +248,17 @@ class LlamaCppChat(BaseChatModel):
         if system is None or system == self._current:
             self._current = system
             return llm
-        prefix = self._kept(system)
+        prefix = self._store.get(system)
         self._current = system if prefix is not None and self._put(llm, prefix) else None
         return llm
 
-    def _state_file(self, system: str) -> Path | None:
-        if not self.state_dir:
-            return None
-        path = Path(self.model_path)
-        size = path.stat().st_size if path.exists() else 0
-        what = (path.name, size, self.repack_weights, system)
-        return Path(self.state_dir) / f"prefix-{hashlib.sha256(repr(what).encode()).hexdigest()[:24]}.npz"
+    @property
+    def _store(self):
+        if self._prefixes is None:
+            from .llamacpp import PrefixStore
 
-    def _kept(self, system: str):
-        """The prefix read for system: from RAM, or from its file on disk (then kept in RAM), or None."""
-        prefix = self._prefixes.get(system)
-        if prefix is None:
-            path = self._state_file(system)
-            if path is None or not path.is_file():
-                return None
-            from .llamacpp import load_prefix
-
-            try:
-                prefix = load_prefix(path)
-            except Exception as exc:  # a damaged state file is only a lost shortcut
-                log.warning("Ignoring unreadable model state %s (%s); the article is read again.", path, exc)
-                path.unlink(missing_ok=True)
-                return None
-            self._keep(system, prefix)
-        self._prefixes.move_to_end(system)
-        return prefix
-
-    def _keep(self, system: str, prefix) -> None:
-        self._prefixes[system] = prefix
-        self._prefixes.move_to_end(system)
-        while len(self._prefixes) > max(1, self.kept_prefixes):
-            self._prefixes.popitem(last=False)  # still on disk: put back from there when needed again
+            self._prefixes = PrefixStore(self.state_dir, self.model_path, self.repack_weights, self.kept_prefixes)
+        return self._prefixes
 
     def _put(self, llm, prefix) -> bool:
         from .llamacpp import put_back
@@ -295,19 +268,13 @@ class LlamaCppChat(BaseChatModel):
     def forget(self, system: str) -> None:
         """Drop what was read of this system prompt, in RAM and on disk (its next use reads it again)."""
         with self._turn():
-            self._prefixes.pop(system, None)
+            self._store.forget(system)
             if self._current == system:
                 self._current = None
-            path = self._state_file(system)
-            if path is not None:
-                path.unlink(missing_ok=True)
 
     def has_read(self, system: str) -> bool:
         """True when the prefix of this system prompt is kept in RAM or saved on disk: answers need not read it."""
-        if system in self._prefixes:
-            return True
-        path = self._state_file(system)
-        return path is not None and path.is_file()
+        return self._store.has(system)
 
     def read(self, messages: list[BaseMessage], progress=None, background: bool = False) -> str:
         """Read the system prompt of messages once and keep its state; return "kept", "restored" or "computed".
@@ -317,13 +284,13 @@ class LlamaCppChat(BaseChatModel):
         also waits while any call waits for the model. progress, when given, is called with (tokens read, tokens
         in all).
         """
-        from .llamacpp import prompt_tokens, save_prefix, shared_prefix, snapshot
+        from .llamacpp import prompt_tokens, shared_prefix, snapshot
 
         system = str(messages[0].content)
         with self._turn():
-            if system in self._prefixes:
+            if self._store.in_ram(system):
                 return "kept"
-            if self._kept(system) is not None:
+            if self._store.get(system) is not None:
                 return "restored"
             llm = self.load()
             head = self._as_dicts(messages[:1])
@@ -350,11 +317,8 @@ class LlamaCppChat(BaseChatModel):
             if progress:
                 progress(done, len(tokens))
         with self._lock:
-            self._keep(system, partial)
+            self._store.put(system, partial)
             self._current = system if llm.input_ids[: llm.n_tokens].tolist() == partial.tokens else None
-            path = self._state_file(system)
-        if path is not None:
-            save_prefix(partial, path)
         return "computed"
 
     @staticmethod

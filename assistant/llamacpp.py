@@ -7,10 +7,12 @@ imports the rest of the assistant while llama.cpp, outside the GIL, reads the we
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,3 +238,75 @@ def load_prefix(path: Path) -> Prefix:
         state = data["state"]
         buffer = (ctypes.c_uint8 * state.size).from_buffer_copy(state.tobytes())
     return Prefix(tokens, buffer)
+
+
+class PrefixStore:
+    """The prefixes read so far, by system prompt: the last `keep` in RAM, every one saved on disk under folder.
+
+    A file's name hashes the model file (name and size), the repacking switch and the system prompt, so a state is
+    never put back under another model or another text. Without a folder nothing outlives the process.
+    """
+
+    def __init__(self, folder: str | Path | None, model_path: str, repack: bool, keep: int):
+        self.folder = Path(folder) if folder else None
+        self.model_path = Path(model_path)
+        self.repack = repack
+        self.keep = max(1, keep)
+        self._ram: OrderedDict[str, Prefix] = OrderedDict()  # most recently used last
+
+    def path(self, system: str) -> Path | None:
+        """Where the prefix of system is saved (None without a folder)."""
+        if self.folder is None:
+            return None
+        size = self.model_path.stat().st_size if self.model_path.exists() else 0
+        what = (self.model_path.name, size, self.repack, system)
+        return self.folder / f"prefix-{hashlib.sha256(repr(what).encode()).hexdigest()[:24]}.npz"
+
+    def in_ram(self, system: str) -> bool:
+        return system in self._ram
+
+    def has(self, system: str) -> bool:
+        """True when the prefix of system is in RAM or on disk."""
+        path = self.path(system)
+        return system in self._ram or (path is not None and path.is_file())
+
+    def get(self, system: str) -> Prefix | None:
+        """The prefix of system: from RAM, or from disk (then kept in RAM); None when never read, or damaged."""
+        prefix = self._ram.get(system)
+        if prefix is None:
+            path = self.path(system)
+            if path is None or not path.is_file():
+                return None
+            try:
+                prefix = load_prefix(path)
+            except Exception as exc:  # a damaged state file is only a lost shortcut
+                log.warning("Ignoring unreadable model state %s (%s); the text is read again.", path, exc)
+                path.unlink(missing_ok=True)
+                return None
+            self._remember(system, prefix)
+        self._ram.move_to_end(system)
+        return prefix
+
+    def put(self, system: str, prefix: Prefix) -> None:
+        """Keep prefix in RAM and save it on disk."""
+        self._remember(system, prefix)
+        path = self.path(system)
+        if path is not None:
+            save_prefix(prefix, path)
+
+    def forget(self, system: str) -> None:
+        """Drop the prefix of system from RAM and disk."""
+        self._ram.pop(system, None)
+        path = self.path(system)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    def drop_ram(self) -> None:
+        """Forget what is in RAM only (as a fresh process would start)."""
+        self._ram.clear()
+
+    def _remember(self, system: str, prefix: Prefix) -> None:
+        self._ram[system] = prefix
+        self._ram.move_to_end(system)
+        while len(self._ram) > self.keep:
+            self._ram.popitem(last=False)  # still on disk: put back from there when needed again

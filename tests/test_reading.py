@@ -137,3 +137,42 @@ def test_a_corpus_too_long_for_one_context_answers_from_the_best_articles_readin
     bot2.answer("Who opened the new bridge?")
     assert model.prompts[-1][0] != bot.view("harbour").system
     assert "Mayor Jane Hill opened the new bridge in 1998." in model.prompts[-1][0]
+
+
+def test_prefix_store_keeps_the_last_few_in_ram_and_all_on_disk(tmp_path):
+    import ctypes
+
+    from assistant.llamacpp import Prefix, PrefixStore
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+
+    def prefix(n: int) -> Prefix:
+        return Prefix(list(range(n)), (ctypes.c_uint8 * n).from_buffer_copy(bytes(range(n))))
+
+    store = PrefixStore(tmp_path / "states", str(model), repack=True, keep=2)
+    for i, text in enumerate(["first", "second", "third"], start=3):
+        store.put(text, prefix(i))
+    assert not store.in_ram("first") and store.in_ram("second") and store.in_ram("third")
+    assert all(store.has(t) for t in ("first", "second", "third"))
+    again = store.get("first")  # back from disk, exactly as saved
+    assert again.tokens == [0, 1, 2] and bytes(again.state) == bytes([0, 1, 2]) and store.in_ram("first")
+    assert not store.in_ram("second")  # the least recently used left RAM
+    # Another model file, or the other repacking, never finds these states.
+    assert not PrefixStore(tmp_path / "states", str(model), repack=False, keep=2).has("first")
+    model.write_bytes(b"GGUF" + bytes(200))
+    assert not PrefixStore(tmp_path / "states", str(model), repack=True, keep=2).has("first")
+    model.write_bytes(b"GGUF" + bytes(100))
+    # A damaged file is a lost shortcut: removed, and read again later.
+    path = store.path("second")
+    path.write_bytes(path.read_bytes()[:20])
+    assert store.get("second") is None and not path.exists()
+    # A file named like a state that holds a pickle is refused, never unpickled.
+    import pickle
+
+    path.write_bytes(pickle.dumps({"tokens": [1], "state": b"x"}))
+    assert store.get("second") is None and not path.exists()
+    store.forget("third")
+    assert not store.has("third")
+    # An interrupted save leaves no file under the real name.
+    assert not [p for p in (tmp_path / "states").iterdir() if p.name.endswith(".tmp")]
