@@ -38,6 +38,11 @@ class Reading:
     error: str | None = None
 
     @property
+    def active(self) -> bool:
+        """True while the reading goes on (neither finished nor failed)."""
+        return not self.finished and not self.error
+
+    @property
     def share(self) -> float:
         """The part read, 0 to 1."""
         return 1.0 if self.finished else self.done / self.total if self.total else 0.0
@@ -263,7 +268,7 @@ class Assistant:
             reading = self.reading.get(view.system)
             if model.has_read(view.system):
                 return "ready"
-            if reading is not None and not reading.finished and not reading.error:
+            if reading is not None and reading.active:
                 return "reading"
             if len(view.system) / self.settings.chars_per_token > self.settings.read_wait_tokens:
                 return "reading" if self.start_reading(view) else "skipped"

@@ -299,9 +299,7 @@ class WarmUp:
     @property
     def busy(self) -> bool:
         """True while the page should keep polling: loading, or an article being read."""
-        return self.state == "loading" or any(
-            not r.finished and not r.error for r in list(self.assistant.reading.values())
-        )
+        return self.state == "loading" or any(r.active for r in list(self.assistant.reading.values()))
 
 
 # ----- streaming ----------------------------------------------------------------------------------------------
