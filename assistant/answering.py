@@ -230,8 +230,9 @@ class Assistant:
         return result
 
     # ----- reading whole articles ------------------------------------------------------------------------------
-    def _prefix_messages(self, view: View):
-        return self.prompts.answer.format_messages(title=view.title, context=view.context, question="Hello")
+    def _prefix_prompts(self, view: View) -> list:
+        """Two prompts of view that differ only in the question: what they share is what every question reads."""
+        return [self.prompts.answer.format_messages(title=view.title, context=view.context, question=q) for q in "AB"]
 
     def article_ready(self, view: View) -> bool:
         """True when the model can answer from the whole text of view now: it fits and has been read (or the
@@ -288,7 +289,7 @@ class Assistant:
                 progress(done, total)
 
         try:
-            how = self.chat_model.read(self._prefix_messages(view), progress=report, background=background)
+            how = self.chat_model.read(self._prefix_prompts(view), progress=report, background=background)
         except Exception as exc:
             reading.error = str(exc)
             raise

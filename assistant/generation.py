@@ -276,8 +276,13 @@ class LlamaCppChat(BaseChatModel):
         """True when the prefix of this system prompt is kept in RAM or saved on disk: answers need not read it."""
         return self._store.has(system)
 
-    def read(self, messages: list[BaseMessage], progress=None, background: bool = False) -> str:
-        """Read the system prompt of messages once and keep its state; return "kept", "restored" or "computed".
+    def read(self, prompts: list[list[BaseMessage]], progress=None, background: bool = False) -> str:
+        """Read what prompts (one article's, with different questions) share, once, and keep its state under their
+        system prompt; return "kept", "restored" or "computed".
+
+        The shared part runs up to the first token of the question itself, so the question's template is read too
+        and a question's own tokens are evaluated the same way whether the prefix was read here, restored or cached
+        by llama.cpp's server: greedy answers then do not change with how the article got into the cache.
 
         The prefix is read in chunks of read_chunk_tokens, and answers asked meanwhile take the model between two
         chunks: the partial state is copied to RAM after each chunk and put back before the next. A background read
@@ -286,18 +291,14 @@ class LlamaCppChat(BaseChatModel):
         """
         from .llamacpp import prompt_tokens, shared_prefix, snapshot
 
-        system = str(messages[0].content)
+        system = str(prompts[0][0].content)
         with self._turn():
             if self._store.in_ram(system):
                 return "kept"
             if self._store.get(system) is not None:
                 return "restored"
             llm = self.load()
-            head = self._as_dicts(messages[:1])
-            tokens = shared_prefix(
-                prompt_tokens(llm, [*head, {"role": "user", "content": "A"}]),
-                prompt_tokens(llm, [*head, {"role": "user", "content": "B"}]),
-            )
+            tokens = functools.reduce(shared_prefix, (prompt_tokens(llm, self._as_dicts(p)) for p in prompts))
         partial, done = None, 0
         while done < len(tokens):
             while background and self._waiting:
@@ -411,9 +412,9 @@ class LlamaCppChat(BaseChatModel):
         message = AIMessage(content=text, response_metadata={"logprobs": {"content": [first]}})
         return ChatResult(generations=[ChatGeneration(message=message)])
 
-    def warm(self, messages: list[BaseMessage], progress=None) -> str:
-        """Make the model read messages' system prompt now (or restore it from disk); return what was done."""
-        return self.read(messages, progress)
+    def warm(self, prompts: list[list[BaseMessage]], progress=None) -> str:
+        """Make the model read what prompts share now (or restore it from disk); return what was done."""
+        return self.read(prompts, progress)
 
 
 @functools.cache

@@ -240,10 +240,15 @@ def load_prefix(path: Path) -> Prefix:
     return Prefix(tokens, buffer)
 
 
+# Changes whenever what a saved prefix holds changes (2: it runs up to the question's first token), so older files
+# are read again instead of being put back.
+PREFIX_FORMAT = 2
+
+
 class PrefixStore:
     """The prefixes read so far, by system prompt: the last `keep` in RAM, every one saved on disk under folder.
 
-    A file's name hashes the model file (name and size), the repacking switch and the system prompt, so a state is
+    A file's name hashes the format, the model file (name and size), the repacking switch and the system prompt, so a state is
     never put back under another model or another text. Without a folder nothing outlives the process.
     """
 
@@ -259,7 +264,7 @@ class PrefixStore:
         if self.folder is None:
             return None
         size = self.model_path.stat().st_size if self.model_path.exists() else 0
-        what = (self.model_path.name, size, self.repack, system)
+        what = (PREFIX_FORMAT, self.model_path.name, size, self.repack, system)
         return self.folder / f"prefix-{hashlib.sha256(repr(what).encode()).hexdigest()[:24]}.npz"
 
     def in_ram(self, system: str) -> bool:

@@ -76,8 +76,9 @@ def test_saved_article_state_answers_exactly_like_reading_the_article(tmp_path):
 
     settings = Settings()
     article = (settings.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
-    prefix = [SystemMessage(f"Answer from this article only.\n\n{article}")]
-    question = [*prefix, HumanMessage("Which countries will exceed the 3.5% target?")]
+    system = SystemMessage(f"Answer from this article only.\n\n{article}")
+    prefix = [[system, HumanMessage("A")], [system, HumanMessage("B")]]
+    question = [system, HumanMessage("Which countries will exceed the 3.5% target?")]
 
     def fresh() -> LlamaCppChat:
         path = str(chat_model_file(settings))

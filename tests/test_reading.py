@@ -35,13 +35,13 @@ class ReadingModel(RecordingModel):
     def has_read(self, system: str) -> bool:
         return system in self.read_systems
 
-    def read(self, messages, progress=None, background=False) -> str:
+    def read(self, prompts, progress=None, background=False) -> str:
         if self.gate is not None:
             self.gate.wait(10)
         for done in (1, 2):
             if progress:
                 progress(done, 2)
-        self.read_systems.append(str(messages[0].content))
+        self.read_systems.append(str(prompts[0][0].content))
         return "computed"
 
 
