@@ -473,6 +473,7 @@ def open_store(settings: Settings) -> ConversationStore:
 # A marker with the space cite.mark_sentence puts before it: a footnote reference follows its word directly.
 _SPACED_MARKER = re.compile(rf"[ \t]*{MARKER.pattern}")
 _TURN_ENDINGS = {"streaming": "*(interrupted: the answer stopped here)*", "error": "*(the answer failed)*"}
+_NOT_ANSWERED = {**_TURN_ENDINGS, "streaming": "*(not answered: the assistant stopped before answering)*"}
 
 
 def _one_line(text: str) -> str:
@@ -509,7 +510,7 @@ def conversation_markdown(conversation: Conversation) -> str:
     for turn in conversation.turns:
         lines += [f"**Q:** {turn.question.strip()}", ""]
         body, notes, first = answer_markdown(turn.answer, turn.citations, first)
-        ending = _TURN_ENDINGS.get(turn.state)
+        ending = _TURN_ENDINGS.get(turn.state) if turn.answer.strip() else _NOT_ANSWERED.get(turn.state)
         answer = " ".join(part for part in (body.strip(), ending) if part)
         if answer:
             lines += [answer, ""]

@@ -9,7 +9,10 @@ import logging
 import queue
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -22,7 +25,7 @@ from .guard import InvalidQuestion, validate_question
 from .indexing import IndexStoreError
 from .models import ModelError
 from .settings import Settings
-from .workspace import STORE_ERRORS, Conversations, Examples, Recorder, user_of
+from .workspace import STORE_ERRORS, Conversations, Examples, Recorder, session_of, user_of
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,12 @@ WAITING = (
     "Waiting for the model, which answers one question at a time: your place in the queue and the expected wait "
     "show at the foot of the chat."
 )
+UNANSWERED = (
+    "Not answered: the assistant stopped before it could answer. Click the question to put it back in the box, "
+    "then send it again."
+)
+ELSEWHERE = "Still being answered (asked before the page was reloaded): open this conversation again in a moment."
+ORDER_POLL_S = 0.1  # how often a question checks that the one asked before it has its answer (several at once only)
 HISTORY_MESSAGES = 20  # the engine reads only the last few turns; a long chat must not hit its history limit
 GENERIC_ERROR = "Something went wrong while answering; the error was logged. Please try again."
 API_DOC = """Answer a question about the article, from the article only, with citations.
@@ -118,6 +127,10 @@ def answer_html(turn: dict, number: int) -> str:
         return f'<span class="chat-error">⚠ {chat_text(turn["error"])}</span>'
     if turn.get("waiting"):
         return f'<span class="waiting">{chat_text(WAITING)}</span>'
+    if turn.get("unanswered"):
+        return f'<span class="unanswered">{chat_text(UNANSWERED)}</span>'
+    if turn.get("elsewhere"):
+        return f'<span class="waiting elsewhere">{chat_text(ELSEWHERE)}</span>'
     text = turn.get("answer", "")
     if turn.get("abstained"):
         reason = re.sub(r"[^a-z_]", "", str(turn.get("reason", "")))
@@ -142,9 +155,14 @@ def chat_messages(turns: list[dict]) -> list[dict]:
     messages = []
     for number, turn in enumerate(turns):
         messages.append({"role": "user", "content": chat_text(turn["question"])})
-        if turn.get("answer") or turn.get("error") or turn.get("done") or turn.get("waiting"):
+        if has_reply(turn):
             messages.append({"role": "assistant", "content": answer_html(turn, number)})
     return messages
+
+
+def has_reply(turn: dict) -> bool:
+    """True when the chat shows a bot message after turn's question: an answer so far, an error or a note."""
+    return any(turn.get(key) for key in ("answer", "error", "done", "waiting", "unanswered", "elsewhere"))
 
 
 def engine_history(turns: list[dict]) -> list[dict]:
@@ -347,83 +365,190 @@ def stream_in_thread(
 
 
 # ----- the app ------------------------------------------------------------------------------------------------
+@dataclass
+class Asked:
+    """A question shown and stored, waiting for its answer: the turn dict on the page, the session's turns it was
+    asked in (another conversation may be on screen by the time it is answered) and where its answer is saved."""
+
+    turn: dict
+    turns: list[dict]
+    recorder: Recorder
+    scope: str | None
+    session: str
+
+
+def earlier_turns(asked: Asked) -> list[dict]:
+    """The turns asked before asked's, in its conversation."""
+    return asked.turns[: next(i for i, t in enumerate(asked.turns) if t is asked.turn)]
+
+
 class ChatHandlers:
-    """The page's chat event handlers. They keep no state of their own: each session's turns live in a gr.State,
-    and every turn is written to the conversation store (when there is one) as it streams."""
+    """The page's chat event handlers. Each session's turns live in a gr.State (the same list object for every call
+    of that session); a question is written to the conversation store when it is shown, and its answer as it
+    streams.
+
+    Asking is two steps. accept() runs outside the queue: it shows the question at once with a waiting note, saves
+    it and queues it for its session. respond() runs in the queue, one call per accepted question: it answers the
+    session's oldest waiting question. So a question sent while another is answered, an article is read or
+    another conversation is open is never dropped, and a session's questions are answered in the order asked.
+    """
 
     def __init__(self, assistant: Assistant, passages: list[Passage], store=None):
         self.assistant = assistant
         self.passages = passages
         self.store = store
         self.conversations = Conversations(store)
+        self._lock = threading.Lock()
+        self._asked: dict[str, deque[Asked]] = {}  # per session, oldest first
+        self._shown: dict[str, list[dict]] = {}  # per session, the turns on its screen
+        self._live: dict[tuple, Asked] = {}  # (user, conversation, position) of questions not yet answered
+        self._busy: set[int] = set()  # id() of the turns being answered now
 
-    def respond(
+    def accept(
         self,
         question: str,
         turns: list[dict] | None,
         scope: str | None = None,
         conversation: str | None = None,
         request: gr.Request = None,
-    ) -> Iterator[tuple]:
-        """Stream the answer: yields (chat, turns, sources, article, textbox, conversation, conversation list)."""
-        turns = list(turns or [])
+    ) -> tuple:
+        """Show and save question at once: (chat, turns, textbox, conversation, conversation list). A question
+        that cannot be asked stays in the box, with a warning that says why."""
         try:
             text = validate_question(question, self.assistant.settings.max_question_chars)
         except InvalidQuestion as exc:
             gr.Warning(escape(str(exc)), duration=15, title="Please change the question")  # rendered as HTML
-            yield (gr.skip(),) * 7
-            return
-        history = engine_history(turns)
+            return (gr.skip(),) * 5
+        turns = turns if turns is not None else []
         recorder = Recorder(self.store, user_of(request), conversation or None)
         conversation = recorder.start(text, scope or None)
-        turn = {"question": text, "answer": "", "done": False, "position": recorder.position}
+        turn = {"question": text, "answer": "", "done": False, "waiting": True, "position": recorder.position}
         turns.append(turn)
-        listing = self.listing(recorder.user, conversation)
-        yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), "", conversation, listing
-        answer = None
+        asked = Asked(turn, turns, recorder, scope or None, session_of(request))
+        with self._lock:
+            self._asked.setdefault(asked.session, deque()).append(asked)
+            self._shown[asked.session] = turns
+            if recorder.position is not None:
+                self._live[(recorder.user, conversation, recorder.position)] = asked
+        return chat_messages(turns), turns, "", conversation, self.listing(recorder.user, conversation)
+
+    def respond(self, request: gr.Request = None) -> Iterator[tuple]:
+        """Answer the session's oldest waiting question, streaming: yields (chat, sources, article), each left as it
+        is while another conversation is on the session's screen."""
+        session = session_of(request)
+        with self._lock:
+            waiting = self._asked.get(session)
+            asked = waiting.popleft() if waiting else None
+            if asked is not None:
+                self._busy.add(id(asked.turn))
+        if asked is None:  # never expected: one respond follows each accept
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        turn = asked.turn
         try:
-            for item in stream_in_thread(self.assistant, text, history, scope or None):
+            self._after_earlier(asked)
+            turn["waiting"] = False
+            yield self._screen(session, turn)
+            answer = yield from self._stream(session, asked)
+        finally:
+            self._forget(asked)
+        if answer is None:
+            yield self._screen(session, turn, ended=True)
+            return
+        turn.update(
+            answer=answer.text,
+            abstained=answer.abstained,
+            reason=answer.reason,
+            done=True,
+            citations=[c.to_dict() for c in answer.citations],
+        )
+        asked.recorder.write(answer.text, answer.to_dict(), "done")
+        yield self._screen(session, turn, ended=True)
+
+    def _stream(self, session: str, asked: Asked) -> Iterator[tuple]:
+        """Stream asked's answer into its turn and the store; return the Answer (None after an error, shown)."""
+        turn, answer = asked.turn, None
+        history = engine_history(earlier_turns(asked))
+        try:
+            for item in stream_in_thread(self.assistant, turn["question"], history, asked.scope):
                 if isinstance(item, Answer):
                     answer = item
                 elif item:
                     turn["answer"] += item
-                    recorder.write(turn["answer"])
-                    yield chat_messages(turns), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                    asked.recorder.write(turn["answer"])
+                    yield self._screen(session, turn)
             if answer is None:
                 raise RuntimeError("the engine finished without an Answer")
         except Exception as exc:
             if isinstance(exc, (InvalidQuestion, *_EXPECTED_ERRORS)):
-                log.error("Could not answer %r: %s", text, exc)
+                log.error("Could not answer %r: %s", turn["question"], exc)
             else:
-                log.exception("Unexpected error answering %r", text)
+                log.exception("Unexpected error answering %r", turn["question"])
             turn.update(error=error_message(exc), done=True)
-            recorder.write(turn["answer"], {"error": turn["error"]}, "error")
-            yield chat_messages(turns), turns, sources_html(turns), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            return
-        citations = [c.to_dict() for c in answer.citations]
-        turn.update(
-            answer=answer.text, abstained=answer.abstained, reason=answer.reason, citations=citations, done=True
-        )
-        recorder.write(answer.text, answer.to_dict(), "done")
-        article = article_html(self.assistant.passages or self.passages, turn["citations"])
-        yield chat_messages(turns), turns, sources_html(turns), article, "", gr.skip(), gr.skip()
+            asked.recorder.write(turn["answer"], {"error": turn["error"]}, "error")
+            return None
+        return answer
 
-    def waiting(self, question: str, turns: list[dict] | None) -> tuple:
-        """Before the queue: show the question at once with a waiting note, empty the box, hand the question on."""
-        try:
-            text = validate_question(question, self.assistant.settings.max_question_chars)
-        except InvalidQuestion:  # the queued step says what is wrong, and the box keeps the text to fix
-            return gr.skip(), gr.skip(), question
-        pending = [*(turns or []), {"question": text, "answer": "", "done": False, "waiting": True}]
-        return chat_messages(pending), "", question
+    def _after_earlier(self, asked: Asked) -> None:
+        """Wait while an earlier question of the same turns is still being answered: its answer is history for
+        this one. Only a backend answering several at once (answer_concurrency) ever waits here."""
+        while True:
+            with self._lock:
+                live = self._busy | {id(a.turn) for q in self._asked.values() for a in q}
+            if not any(id(t) in live and not t.get("done") for t in earlier_turns(asked)):
+                return
+            time.sleep(ORDER_POLL_S)
+
+    def _screen(self, session: str, turn: dict, ended: bool = False) -> tuple:
+        """The (chat, sources, article) update for session: its screen's turns when turn is among them, else none."""
+        with self._lock:
+            shown = self._shown.get(session)
+        if shown is None or not any(t is turn for t in shown):
+            return gr.skip(), gr.skip(), gr.skip()
+        if not ended:
+            return chat_messages(shown), gr.skip(), gr.skip()
+        article = article_html(self.assistant.passages or self.passages, turn.get("citations"))
+        return chat_messages(shown), sources_html(shown), article if turn.get("citations") else gr.skip()
+
+    def _forget(self, asked: Asked) -> None:
+        with self._lock:
+            self._busy.discard(id(asked.turn))
+            key = (asked.recorder.user, asked.recorder.conversation, asked.recorder.position)
+            if self._live.get(key) is asked:
+                del self._live[key]
+
+    def showing(self, turns: list[dict], request: gr.Request = None) -> list[dict]:
+        """Record that turns are now on the session's screen (a conversation opened, a new chat); return them."""
+        with self._lock:
+            self._shown[session_of(request)] = turns
+        return turns
+
+    def live_turn(self, user: str, conversation: str, turn: dict, request: gr.Request = None) -> dict:
+        """turn (from the store) as this session shows it. A question this session is still answering is its live
+        turn, so the answer goes on streaming into the reopened conversation; one asked before a reload, or in
+        another tab, says it is still being answered."""
+        with self._lock:
+            asked = self._live.get((user, conversation, turn.get("position")))
+        if asked is None:
+            return turn
+        if asked.session == session_of(request):
+            return asked.turn
+        return {**turn, "answer": "", "done": False, "unanswered": False, "elsewhere": True}
 
     def listing(self, user: str, current: str | None):
         """The conversation list for user, with current selected."""
         return gr.Radio(choices=self.conversations.choices(user), value=current)
 
-    def new_chat(self) -> tuple:
-        """Clear the chat: no messages, no turns, no sources, the article without marks, an empty textbox."""
-        return [], [], sources_html([]), article_html(self.passages), "", None, gr.Radio(value=None)
+    def new_chat(self, request: gr.Request = None) -> tuple:
+        """Clear the chat: no messages, no turns, no sources, the article without marks, an empty textbox. Answers
+        still coming for the conversation left go on, and are saved in it."""
+        turns = self.showing([], request)
+        return [], turns, sources_html([]), article_html(self.passages), "", None, gr.Radio(value=None)
+
+    def pick(self, turns: list[dict] | None, chosen: gr.SelectData) -> str | dict:
+        """A question clicked in the chat goes back into the box, to be asked again (or changed first)."""
+        number, role = message_of(turns or [], chosen.index)
+        return turns[number]["question"] if role == "user" else gr.skip()
 
     def answer(self, question: str, history_json: str = "[]", article: str = "") -> dict:
         """Answer a question about the article, from the article only, with citations (see API_DOC).
@@ -463,11 +588,13 @@ class WorkspaceHandlers:
         """Reopen a past conversation: (chat, turns, sources, article, conversation, scope)."""
         if not conversation or self.store is None:
             return (gr.skip(),) * 6
+        user = user_of(request)
         try:
-            turns, scope = self.conversations.turns(user_of(request), conversation)
+            turns, scope = self.conversations.turns(user, conversation)
         except LookupError:
             gr.Warning("That conversation is gone; it may have been deleted in another tab.")
             return (gr.skip(),) * 6
+        turns = self.chat.showing([self.chat.live_turn(user, conversation, t, request) for t in turns], request)
         last = next((t.get("citations") for t in reversed(turns) if t.get("citations")), None)
         article = article_html(self.chat.assistant.passages or self.chat.passages, last)
         return chat_messages(turns), turns, sources_html(turns), article, conversation, scope or ""
@@ -477,7 +604,7 @@ class WorkspaceHandlers:
         user = user_of(request)
         if conversation:
             self.conversations.delete(user, conversation)
-        return (*self.chat.new_chat()[:6], self.chat.listing(user, None))
+        return (*self.chat.new_chat(request)[:6], self.chat.listing(user, None))
 
     def export(self, conversation: str | None, request: gr.Request = None):
         """The open conversation as a Markdown file, citations as footnotes."""
@@ -562,16 +689,26 @@ RIGHT_ANSWER_CHOICE = "The right answer is…"
 
 
 def turn_of_message(turns: list[dict], index) -> int | None:
-    """The turn whose answer is chat message index (chat_messages lays out question, answer, question, …)."""
+    """The turn whose finished answer is chat message index, None for any other message."""
+    number, role = message_of(turns, index)
+    if role != "assistant" or not turns[number].get("done") or turns[number].get("error"):
+        return None
+    return number
+
+
+def message_of(turns: list[dict], index) -> tuple[int | None, str | None]:
+    """(turn number, "user" or "assistant") of chat message index, as chat_messages lays them out."""
     index = index[0] if isinstance(index, (list, tuple)) else index
     position = -1
     for number, turn in enumerate(turns):
         position += 1
-        if turn.get("answer") or turn.get("error") or turn.get("done"):
+        if position == index:
+            return number, "user"
+        if has_reply(turn):
             position += 1
             if position == index:
-                return number if turn.get("done") and not turn.get("error") else None
-    return None
+                return number, "assistant"
+    return None, None
 
 
 def chat_panel(examples: list[str]) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, gr.Button, gr.Dataset]:
@@ -828,30 +965,30 @@ def layout(documents, passages, examples: Examples) -> dict:
 def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, turns, conversation, target, listing):
     """Asking, streaming, New chat and the 👍/👎 on answers."""
     outputs = [c["chatbot"], turns, c["sources"], c["article"], c["textbox"], conversation, listing]
-    asked = gr.State("")
-    # Shown at once, outside the queue: the question and a waiting note. The answer then waits its turn in the
-    # queue, whose place and expected wait Gradio shows over the chat until the model takes it.
-    events = [
+    # Shown and saved at once, outside the queue, however many are sent while an answer streams ("multiple"): the
+    # question and a waiting note. Its answer then waits its turn in the queue, whose place and expected wait
+    # Gradio shows over the chat until the model takes it.
+    for trigger in (c["textbox"].submit, c["send"].click):
         trigger(
-            handlers.waiting,
-            inputs=[c["textbox"], turns],
-            outputs=[c["chatbot"], c["textbox"], asked],
+            handlers.accept,
+            inputs=[c["textbox"], turns, c["scope"], conversation],
+            outputs=[c["chatbot"], turns, c["textbox"], conversation, listing],
             queue=False,
+            trigger_mode="multiple",
             api_visibility="private",
         ).then(
             handlers.respond,
-            inputs=[asked, turns, c["scope"], conversation],
-            outputs=outputs,
+            outputs=[c["chatbot"], c["sources"], c["article"]],
             api_visibility="private",
             concurrency_id="answer",
             concurrency_limit=answer_concurrency(handlers.assistant.settings),
+            trigger_mode="multiple",
             show_progress="full",
             show_progress_on=[c["chatbot"]],
         )
-        for trigger in (c["textbox"].submit, c["send"].click)
-    ]
     for trigger in (c["clear"].click, c["chatbot"].clear):  # the Chatbot's trash button empties only the display
-        trigger(handlers.new_chat, outputs=outputs, cancels=events, queue=False, api_visibility="private")
+        trigger(handlers.new_chat, outputs=outputs, queue=False, api_visibility="private")
+    c["chatbot"].select(handlers.pick, inputs=[turns], outputs=[c["textbox"]], queue=False, api_visibility="private")
     c["chatbot"].like(
         side.rate, inputs=[turns, conversation], outputs=[c["feedback"], target], api_visibility="private"
     )

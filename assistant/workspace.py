@@ -26,12 +26,19 @@ def user_of(request) -> str:
     return str(getattr(request, "username", None) or "")
 
 
+def session_of(request) -> str:
+    """The page session (one browser tab) a request comes from, "" outside the page."""
+    return str(getattr(request, "session_hash", None) or "")
+
+
 def web_turn(turn: Turn) -> dict:
     """A stored turn as the page's session keeps it (see web.chat_messages)."""
     data = dict(turn.answer_json or {})
     shown = {"question": turn.question, "answer": turn.answer, "position": turn.position, "done": True}
     if turn.state == "error":
         shown["error"] = data.get("error") or "This answer failed."
+    elif turn.state == "streaming" and not turn.answer:  # shown and saved, but the process stopped before answering
+        shown.update(done=False, unanswered=True)
     elif turn.state == "streaming":  # no live request owns it: the process stopped while it was streaming
         shown["answer"] = (turn.answer + " …").strip()
         shown["interrupted"] = True

@@ -257,30 +257,36 @@ def spending_answer(question="Which countries will exceed the new spending targe
     return Answer(question, text, citations=[citation()], timings={"total": 0.1})
 
 
-def run(handlers, question, turns):
-    return list(handlers.respond(question, turns))
+def run(handlers, question, turns, request=None):
+    """Send question as the page does: the accept step's outputs, then every step of its answer."""
+    accepted = handlers.accept(question, turns, "", None, request)
+    return accepted, list(handlers.respond(request))
 
 
 def test_respond_streams_deltas_then_renders_citations():
     answer = spending_answer()
     stub = StubAssistant(["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", answer])
-    steps = run(web.ChatHandlers(stub, PASSAGES), "  Which countries will exceed the new spending target? ", [])
-    first, *streamed, last = steps
-    # The question shows at once and the textbox empties; the answer grows as deltas arrive.
-    assert first[0] == [{"role": "user", "content": web.chat_text(answer.question)}] and first[4] == ""
+    accepted, steps = run(
+        web.ChatHandlers(stub, PASSAGES), "  Which countries will exceed the new spending target? ", []
+    )
+    # The question shows at once with the waiting note, and the textbox empties.
+    chat, turns, textbox, *_ = accepted
+    assert chat[0] == {"role": "user", "content": web.chat_text(answer.question)} and textbox == ""
+    assert 'class="waiting"' in chat[1]["content"]
+    taken, *streamed, last = steps
+    assert taken[0] == chat[:1]  # the model took it: the note gives way to the answer
     assert [s[0][-1]["content"].count("streaming") for s in streamed] == [1, 1]
     assert "Denmark, Estonia, Latvia, Lithuania" in streamed[0][0][-1]["content"]
-    chat, turns, sources, article, textbox, *_ = last
+    chat, sources, article = last
     assert 'href="#src-0-1"' in chat[-1]["content"] and "streaming" not in chat[-1]["content"]
     assert turns[0]["citations"] == [answer.citations[0].to_dict()] and turns[0]["answer"] == answer.text
     assert marked(sources) == [SPENDING_QUOTE] and marked(article) == [SPENDING_QUOTE]
-    assert textbox == ""
 
 
 def test_respond_hands_the_engine_plain_text_history():
     stub = StubAssistant([spending_answer()])
     handlers = web.ChatHandlers(stub, PASSAGES)
-    turns = run(handlers, "Which countries will exceed the new spending target?", [])[-1][1]
+    turns = run(handlers, "Which countries will exceed the new spending target?", [])[0][1]
     run(handlers, "Why <those>?", turns)
     assert stub.calls[0][1] == []
     assert stub.calls[1] == (
@@ -295,18 +301,121 @@ def test_respond_hands_the_engine_plain_text_history():
 def test_respond_keeps_sessions_apart():
     stub = StubAssistant([spending_answer()])
     handlers = web.ChatHandlers(stub, PASSAGES)
-    mine = run(handlers, "Which countries will exceed the new spending target?", [])[-1][1]
-    theirs = run(handlers, "Which countries will exceed the new spending target?", [])[-1][1]
+    mine = run(handlers, "Which countries will exceed the new spending target?", [], tab("a"))[0][1]
+    theirs = run(handlers, "Which countries will exceed the new spending target?", [], tab("b"))[0][1]
     assert len(mine) == len(theirs) == 1 and mine is not theirs
     assert stub.calls[1][1] == []
 
 
-@pytest.mark.parametrize("question", ["", "   ", "x" * 2001])
+def tab(session: str, user: str = ""):
+    """A stand-in gr.Request of one browser tab."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(session_hash=session, username=user)
+
+
+def test_questions_sent_while_one_is_answered_all_show_at_once_and_are_answered_in_order(tmp_path):
+    from assistant.conversations import ConversationStore
+
+    store = ConversationStore(tmp_path / "assistant.db")
+    stub = StubAssistant([spending_answer()])
+    handlers = web.ChatHandlers(stub, PASSAGES, store)
+    me, turns, conversation = tab("a"), [], None
+    questions = ["Which countries will exceed the new spending target?", "Why those?", "And when?"]
+    first = handlers.respond(me)
+    for question in questions:
+        chat, turns, box, conversation, _ = handlers.accept(question, turns, "", conversation, me)
+        if question == questions[0]:
+            next(first)  # the model takes the first one; the next two are sent while it is answered
+    assert box == "" and [m["content"] for m in chat if m["role"] == "user"] == questions
+    assert sum('class="waiting"' in m["content"] for m in chat) == 2
+    assert [t.question for t in store.get("", conversation).turns] == questions  # kept from the moment shown
+    list(first)
+    for _ in questions[1:]:
+        list(handlers.respond(me))
+    assert [q for q, _ in stub.calls] == questions
+    assert [len(h) for _, h in stub.calls] == [0, 2, 4]  # each one had the answers before it as history
+    assert all(t["done"] and t["citations"] for t in turns)
+    assert [t.state for t in store.get("", conversation).turns] == ["done"] * 3
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A conversation store, chat handlers whose engine streams one sentence then the answer, and the side list."""
+    from assistant.conversations import ConversationStore
+
+    store = ConversationStore(tmp_path / "assistant.db")
+    handlers = web.ChatHandlers(StubAssistant(["Denmark", spending_answer()]), PASSAGES, store)
+    return store, handlers, web.WorkspaceHandlers(handlers)
+
+
+def streaming(handlers, me, question="Which countries will exceed the new spending target?"):
+    """Send question in a new conversation and let its answer start: (conversation, the rest of the answer)."""
+    _, _, _, conversation, _ = handlers.accept(question, [], "", None, me)
+    answering = handlers.respond(me)
+    next(answering)
+    return conversation, answering
+
+
+def test_an_answer_for_a_conversation_no_longer_on_screen_is_saved_but_not_shown(workspace):
+    store, handlers, side = workspace
+    me = tab("a")
+    first, answering = streaming(handlers, me)
+    _, other, *_ = handlers.new_chat(me)  # another conversation while the first answer streams
+    chat, _, _, second, _ = handlers.accept("Who is the NATO Secretary General?", other, "", None, me)
+    assert second != first and 'class="waiting"' in chat[-1]["content"]
+    rest = list(answering)
+    assert rest and all(isinstance(value, type(gr.skip())) for step in rest for value in step)  # not drawn over
+    assert store.get("", first).turns[0].state == "done"  # but finished and saved in its own conversation
+    steps = list(handlers.respond(me))
+    assert store.get("", second).turns[0].state == "done" and "cite" in steps[-1][0][-1]["content"]
+    chat, turns, *_ = side.open(first, me)
+    assert turns[0]["citations"] and "cite" in chat[-1]["content"]
+
+
+def test_a_question_the_process_never_answered_is_marked_after_a_restart(tmp_path):
+    from assistant.conversations import ConversationStore
+
+    store = ConversationStore(tmp_path / "assistant.db")
+    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
+    *_, conversation, _ = handlers.accept("Which countries will exceed the new spending target?", [], "", None, None)
+    # The process stops here; a new one (new handlers) reopens the conversation.
+    side = web.WorkspaceHandlers(web.ChatHandlers(StubAssistant(), PASSAGES, store))
+    chat, turns, *_ = side.open(conversation, tab("b"))
+    assert turns[0]["unanswered"] and not turns[0]["done"] and web.engine_history(turns) == []
+    assert 'class="unanswered"' in chat[-1]["content"] and "Not answered" in chat[-1]["content"]
+    assert "not answered" in store.export_markdown("", conversation)
+
+
+def test_a_reopened_conversation_shows_its_question_still_being_answered(workspace):
+    _, handlers, side = workspace
+    me = tab("a")
+    conversation, answering = streaming(handlers, me)
+    handlers.new_chat(me)
+    chat, turns, *_ = side.open(conversation, me)  # back to it: the answer goes on streaming into it
+    steps = list(answering)
+    assert steps[-1][0][-1]["content"].count("cite") and turns[0]["done"]
+    # After a reload (another session), the same question says it is still being answered.
+    handlers.accept("Why?", turns, "", conversation, me)
+    chat, turns, *_ = side.open(conversation, tab("b"))
+    assert turns[-1].get("elsewhere") and "Still being answered" in html.unescape(chat[-1]["content"])
+
+
+def test_a_question_clicked_in_the_chat_goes_back_into_the_box():
+    handlers = web.ChatHandlers(StubAssistant(), PASSAGES)
+    turns = [done_turn(question="Which countries?"), {"question": "Why?", "answer": "", "unanswered": True}]
+    assert handlers.pick(turns, gr.SelectData(None, {"index": 2, "value": ""})) == "Why?"
+    assert handlers.pick(turns, gr.SelectData(None, {"index": 0, "value": ""})) == "Which countries?"
+    assert isinstance(handlers.pick(turns, gr.SelectData(None, {"index": 1, "value": ""})), type(gr.skip()))
+
+
+@pytest.mark.parametrize("question", ["", "   ", "x" * 2001, "<img src=x onerror=alert(1)>"])
 def test_invalid_question_warns_and_leaves_the_chat_alone(question):
     stub = StubAssistant([spending_answer()])
-    with pytest.warns(UserWarning, match="empty|limit is 2,000"):
-        steps = run(web.ChatHandlers(stub, PASSAGES), question, [done_turn()])
-    assert len(steps) == 1 and all(isinstance(value, type(gr.skip())) for value in steps[0])
+    handlers = web.ChatHandlers(stub, PASSAGES)
+    with pytest.warns(UserWarning, match="empty|limit is 2,000|no words"):
+        accepted = handlers.accept(question, [done_turn()], "", None, None)
+    assert all(isinstance(value, type(gr.skip())) for value in accepted)  # the box keeps the text
     assert stub.calls == []
 
 
@@ -322,8 +431,8 @@ def test_invalid_question_warns_and_leaves_the_chat_alone(question):
 )
 def test_engine_errors_show_their_advice_in_the_chat(error, caplog):
     stub = StubAssistant(error=error)
-    chat, turns, *_ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
-    shown = chat[-1]["content"]
+    (_, turns, *_), steps = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])
+    shown = steps[-1][0][-1]["content"]
     assert 'class="chat-error"' in shown
     assert web.chat_text(str(error)) in shown and "Traceback" not in shown
     assert turns[0]["error"] and web.engine_history(turns) == []
@@ -333,8 +442,8 @@ def test_engine_errors_show_their_advice_in_the_chat(error, caplog):
 def test_unexpected_errors_are_logged_but_not_shown(caplog):
     stub = StubAssistant(["Denmark", ""], error=RuntimeError("secret internals at 0xdeadbeef"))
     with caplog.at_level(logging.ERROR, logger="assistant.web"):
-        chat, turns, *_ = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])[-1]
-    shown = chat[-1]["content"]
+        _, steps = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])
+    shown = steps[-1][0][-1]["content"]
     assert web.chat_text(web.GENERIC_ERROR) in shown and "secret" not in shown and "Traceback" not in shown
     record = next(r for r in caplog.records if r.name == "assistant.web")
     assert record.exc_info and "secret internals" in str(record.exc_info[1])
@@ -506,7 +615,7 @@ def test_build_app_shares_only_the_assistant(scripted_server):
     chatbot = next(b for b in demo.blocks.values() if isinstance(b, gr.Chatbot))
     assert chatbot.sanitize_html and not chatbot.allow_tags and chatbot.latex_delimiters == []
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
-    assert [s.value for s in states] == [[], None, None, ""]  # turns, conversation, feedback target, question
+    assert [s.value for s in states] == [[], None, None]  # turns, conversation, feedback target
 
 
 def test_api_endpoint_over_gradio_client(scripted_server):
@@ -645,7 +754,7 @@ def test_each_signed_in_user_sees_only_their_own_conversations(tmp_path):
     handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
     side = web.WorkspaceHandlers(handlers)
     ann, bob = SimpleNamespace(username="ann"), SimpleNamespace(username="bob")
-    *_, conversation, listing = list(handlers.respond("Which countries will exceed it?", [], "", None, ann))[0]
+    (*_, conversation, listing), _ = run(handlers, "Which countries will exceed it?", [], ann)
     assert conversation and listing.constructor_args["choices"] == [("Which countries will exceed it?", conversation)]
     assert side.listing(bob).constructor_args["choices"] == []
     with pytest.warns(UserWarning, match="gone"):
@@ -662,23 +771,25 @@ def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
     store = ConversationStore(tmp_path / "assistant.db")
     pieces = ["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", spending_answer()]
     handlers = web.ChatHandlers(StubAssistant(pieces), PASSAGES, store)
-    saved, conversation = [], None
-    for step in handlers.respond("Which countries will exceed it?", [], "", None, None):
-        conversation = step[5] if isinstance(step[5], str) else conversation
+    *_, conversation, _ = handlers.accept("Which countries will exceed it?", [], "", None, None)
+    saved = []
+    for _ in handlers.respond(None):
         turn = store.get("", conversation).turns[0]
         saved.append((turn.answer, turn.state))
+    assert saved[0] == ("", "streaming")  # saved when shown, before the model takes it
     assert saved[1] == ("Denmark, Estonia, Latvia, Lithuania", "streaming")
     assert saved[-1] == (spending_answer().text, "done")
 
 
 def test_a_question_shows_at_once_with_a_waiting_note_and_a_bad_one_stays_in_the_box():
     handlers = web.ChatHandlers(StubAssistant(), PASSAGES)
-    chat, box, asked = handlers.waiting("  Which countries?  ", [done_turn()])
-    assert box == "" and asked == "  Which countries?  "
+    chat, turns, box, *_ = handlers.accept("  Which countries?  ", [done_turn()], "", None, None)
+    assert box == "" and turns[-1]["question"] == "Which countries?"
     assert chat[-2]["content"] == "Which countries?" and 'class="waiting"' in chat[-1]["content"]
     assert "queue" in chat[-1]["content"]
-    chat, box, asked = handlers.waiting("x" * 2001, [])
-    assert isinstance(chat, type(gr.skip())) and isinstance(box, type(gr.skip())) and asked == "x" * 2001
+    with pytest.warns(UserWarning, match="limit"):
+        chat, turns, box, *_ = handlers.accept("x" * 2001, [], "", None, None)
+    assert isinstance(chat, type(gr.skip())) and isinstance(box, type(gr.skip()))
 
 
 def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
@@ -689,7 +800,7 @@ def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
     store = ConversationStore(tmp_path / "assistant.db")
     handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
     side = web.WorkspaceHandlers(handlers)
-    turns = list(handlers.respond("Which countries will exceed it?", [], "", None))[-1][1]
+    turns = run(handlers, "Which countries will exceed it?", [])[0][1]
     conversation = store.list("")[0].id
     like = SimpleNamespace(index=1, liked=True)
     assert side.rate(turns, conversation, like)[1] is None  # a 👍 needs no note
@@ -714,6 +825,6 @@ def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):
             return []
 
     handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, Broken())
-    chat, turns, *_ = run(handlers, "Which countries will exceed the new spending target?", [])[-1]
+    (_, turns, *_), _ = run(handlers, "Which countries will exceed the new spending target?", [])
     assert turns[0]["answer"] == spending_answer().text and turns[0]["done"]
     assert any("Could not save the conversation" in r.getMessage() for r in caplog.records)

@@ -243,6 +243,11 @@ The second daily crossing leaves the island at six in the evening.
 
 def add_article(chat: Chat, path: Path) -> str:
     """Upload path in the Add article tab; return the result line."""
+    return upload_result(chat, start_upload(chat, path))
+
+
+def start_upload(chat: Chat, path: Path) -> str:
+    """Choose path in the Add article tab and press Add; return the result line shown before."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     chat.page.get_by_role("tab", name="Add article", exact=True).click()
@@ -260,6 +265,11 @@ def add_article(chat: Chat, path: Path) -> str:
     shown = chat.page.locator("#upload-result .upload-result")
     previous = shown.inner_text() if shown.count() else ""
     chat.page.locator("#add-article").click()
+    return previous
+
+
+def upload_result(chat: Chat, previous: str) -> str:
+    """Wait for the result line of the upload started after previous was shown; return it."""
     chat.page.wait_for_function(
         "prev => { const e = document.querySelector('#upload-result .upload-result');"
         " return e && e.innerText !== prev; }",
@@ -386,3 +396,157 @@ def test_a_second_question_waits_in_the_queue_and_says_so(browser, server):
     finally:
         for tab in tabs:
             tab.close()
+
+
+# ----- no question is ever lost (issue 21) --------------------------------------------------------------------------
+USERS = '#chat [data-testid="user"]'
+BOTS = '#chat [data-testid="bot"]'
+THREE = [
+    (SPENDING, "Denmark"),
+    ("Who described the moment as NATO 3.0?", "Colby"),
+    ("Where has NATO increased its vigilance?", "Arctic"),
+]
+
+
+def shown_questions(chat: Chat, count: int, timeout_ms: int = 10_000) -> list[str]:
+    """Wait until count questions are in the chat; return them."""
+    chat.page.wait_for_function(f"() => document.querySelectorAll('{USERS}').length === {count}", timeout=timeout_ms)
+    return [q.strip() for q in chat.page.locator(USERS).all_inner_texts()]
+
+
+def finished(chat: Chat, count: int, timeout_ms: int = WAIT_MS) -> None:
+    chat.page.wait_for_function(f"() => document.querySelectorAll('{FINISHED}').length >= {count}", timeout=timeout_ms)
+
+
+def test_three_questions_typed_while_answers_stream_are_all_shown_and_answered_in_order(chat):
+    chat.wait_ready()
+    for number, (question, _) in enumerate(THREE):
+        if number:
+            time.sleep(1.5)  # typed while the first answer is still coming
+        chat.box.fill(question)
+        chat.box.press("Enter")
+    assert shown_questions(chat, 3) == [q for q, _ in THREE]  # all three, at once, in order
+    assert chat.box.input_value() == ""
+    assert chat.page.locator("#chat .waiting").count() >= 1  # the later ones say they wait
+    finished(chat, 3, 3 * WAIT_MS)
+    bots = chat.page.locator(BOTS)
+    assert bots.count() == 3 and chat.page.locator("#chat .waiting").count() == 0
+    for number, (question, word) in enumerate(THREE):
+        reply = bots.nth(number)
+        assert word in reply.inner_text(), (question, reply.inner_text())
+        assert reply.locator("a.cite").count() >= 1, (question, reply.inner_text())
+    assert chat.dialogs == []
+
+
+GARDEN = "# Village library opens a reading garden\n\n" + "\n\n".join(
+    f"Bench {n} of the new reading garden was given by family {n} of the village, the librarian Tomas Berg said; "
+    f"it stands {n * 3} metres from the pond and faces the orchard planted in spring."
+    for n in range(1, 31)
+)
+
+
+def test_a_question_sent_during_an_upload_is_shown_at_once_and_answered(chat, tmp_path):
+    chat.wait_ready()
+    scope = chat.page.locator("#scope input").input_value()
+    article = tmp_path / "garden.md"
+    article.write_text(GARDEN, encoding="utf-8")
+    previous = start_upload(chat, article)
+    chat.page.get_by_role("tab", name="Chat", exact=True).click()
+    chat.box.fill(SPENDING)
+    chat.box.press("Enter")
+    assert shown_questions(chat, 1) == [SPENDING]
+    during = chat.page.locator("#scope input").input_value() == scope  # the upload had not chosen its article yet
+    finished(chat, 1)
+    reply = chat.last_bot_message()
+    if during:  # asked in the scope it was sent in, whatever the upload chose later
+        assert "Denmark" in reply.inner_text() and reply.locator("a.cite").count() >= 1, reply.inner_text()
+    chat.page.get_by_role("tab", name="Add article", exact=True).click()
+    assert "Added" in upload_result(chat, previous)
+    print(f"\nquestion shown while the upload was still indexing: {during}")
+
+
+def test_a_question_sent_while_another_conversation_streams_is_answered_and_both_are_kept(chat):
+    chat.wait_ready()
+    chat.box.fill(SPENDING)
+    chat.box.press("Enter")
+    chat.page.locator("#chat .answer.streaming").first.wait_for(timeout=WAIT_MS)
+    chat.page.locator("#new-chat").click()
+    chat.page.wait_for_function(f"() => !document.querySelector('{USERS}')", timeout=10_000)
+    question = "Who is the NATO Secretary General?"
+    chat.box.fill(question)
+    chat.box.press("Enter")
+    assert shown_questions(chat, 1) == [question]
+    finished(chat, 1)
+    reply = chat.last_bot_message()
+    assert "Rutte" in reply.inner_text() and reply.locator("a.cite").count() >= 1
+    assert shown_questions(chat, 1) == [question]  # the first conversation's answer never drew over this one
+    chat.page.locator("#conversations label").filter(has_text=SPENDING[:40]).first.click()
+    assert shown_questions(chat, 1) == [SPENDING]
+    finished(chat, 1, 30_000)
+    assert "Denmark" in chat.last_bot_message().inner_text()  # it finished meanwhile, and was kept
+
+
+def start_chat_server(port: int, data_dir: Path) -> subprocess.Popen:
+    """`assistant chat` in a process of its own (the default corpus and index, conversations in data_dir)."""
+    env = {**os.environ, "ASSISTANT_PORT": str(port), "ASSISTANT_DATA_DIR": str(data_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "assistant.cli", "chat"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_listening(url: str, child: subprocess.Popen, timeout_s: float = 300) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert child.poll() is None, f"the chat server exited with {child.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"the chat server never answered at {url}")
+
+
+def test_a_question_shown_before_kill_9_is_kept_marked_and_can_be_asked_again(browser, free_port, tmp_path):
+    import signal
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    child = start_chat_server(port, tmp_path / "data")
+    tab = None
+    try:
+        wait_listening(url, child)
+        tab = Chat(browser, url)
+        tab.wait_ready()
+        tab.box.fill(SPENDING)
+        tab.box.press("Enter")
+        assert shown_questions(tab, 1) == [SPENDING]
+        os.kill(child.pid, signal.SIGKILL)  # shown, so saved: the process dies before it answers
+        child.wait(timeout=30)
+        child = start_chat_server(port, tmp_path / "data")
+        wait_listening(url, child)
+        tab.page.reload()
+        tab.wait_ready()
+        tab.page.locator("#conversations label").filter(has_text=SPENDING[:40]).first.click()
+        assert shown_questions(tab, 1) == [SPENDING]
+        note = tab.page.locator("#chat .unanswered")
+        note.wait_for(timeout=30_000)
+        assert "Not answered" in note.inner_text()
+        tab.page.locator(USERS).first.click()  # a way to ask it again: the question goes back into the box
+        tab.page.wait_for_function(
+            "q => document.querySelector('#question textarea').value === q", arg=SPENDING, timeout=10_000
+        )
+        tab.box.press("Enter")
+        finished(tab, 1)
+        assert "Denmark" in tab.last_bot_message().inner_text()
+        assert shown_questions(tab, 2) == [SPENDING, SPENDING]
+    finally:
+        if tab is not None:
+            tab.close()
+        child.kill()
+        child.wait(timeout=30)
