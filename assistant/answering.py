@@ -17,7 +17,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from .cite import Citation
 from .corpus import Document, Passage, load_passages
-from .generation import Prompts, load_prompts, render_context
+from .generation import LlamaCppChat, Prompts, load_prompts, render_context
 from .grounding import Grounder
 from .guard import InvalidQuestion, greeting_reply, normalize_history, off_task_reply, validate_question
 from .settings import Settings
@@ -271,9 +271,16 @@ class Assistant:
                 return "ready"
             if reading is not None and reading.active:
                 return "reading"
-            if len(view.system) / self.settings.chars_per_token > self.settings.read_wait_tokens:
+            if self._tokens(view.system) > self.settings.read_wait_tokens:
                 return "reading" if self.start_reading(view) else "skipped"
         return self._read_now(view, progress)
+
+    def _tokens(self, text: str) -> float:
+        """The tokens of text: counted by the local model (English runs near 4.5 characters a token, a safe
+        chars_per_token 3.0 would make a 1,100-token article look like 1,500), else estimated."""
+        if isinstance(self.chat_model, LlamaCppChat):  # LangChain's default counter would fetch GPT-2's tokenizer
+            return self.chat_model.get_num_tokens(text)
+        return len(text) / self.settings.chars_per_token
 
     def reading_of(self, scope: str | None = None) -> Reading | None:
         """The progress of reading scope's whole text, if it was ever started in this process."""

@@ -265,6 +265,10 @@ class LlamaCppChat(BaseChatModel):
 
         return put_back(llm, prefix)
 
+    def get_num_tokens(self, text: str) -> int:
+        """The model's own token count of text (LangChain's default would fetch a GPT-2 tokenizer)."""
+        return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
     def forget(self, system: str) -> None:
         """Drop what was read of this system prompt, in RAM and on disk (its next use reads it again)."""
         with self._turn():
