@@ -387,7 +387,7 @@ class ChatHandlers:
     of that session); a question is written to the conversation store when it is shown, and its answer as it
     streams.
 
-    Asking is two steps. accept() runs outside the queue: it shows the question at once with a waiting note, saves
+    Asking is two steps. accept() never waits in the queue: it shows the question at once with a waiting note, saves
     it and queues it for its session. respond() runs in the queue, one call per accepted question: it answers the
     session's oldest waiting question. So a question sent while another is answered, an article is read or
     another conversation is open is never dropped, and a session's questions are answered in the order asked.
@@ -965,17 +965,19 @@ def layout(documents, passages, examples: Examples) -> dict:
 def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, turns, conversation, target, listing):
     """Asking, streaming, New chat and the 👍/👎 on answers."""
     outputs = [c["chatbot"], turns, c["sources"], c["article"], c["textbox"], conversation, listing]
-    # Shown and saved at once, outside the queue, however many are sent while an answer streams ("multiple"): the
-    # question and a waiting note. Its answer then waits its turn in the queue, whose place and expected wait
+    # Shown and saved at once, however many are sent while an answer streams ("multiple"): the question and a
+    # waiting note. Queued only so that a refusal's gr.Warning reaches the page, in a group that never waits. Its answer then waits its turn in the queue, whose place and expected wait
     # Gradio shows over the chat until the model takes it.
     for trigger in (c["textbox"].submit, c["send"].click):
         trigger(
             handlers.accept,
             inputs=[c["textbox"], turns, c["scope"], conversation],
             outputs=[c["chatbot"], turns, c["textbox"], conversation, listing],
-            queue=False,
             trigger_mode="multiple",
             api_visibility="private",
+            concurrency_id="accept",  # a group of its own with no limit: it never waits behind an answer
+            concurrency_limit=None,
+            show_progress="hidden",
         ).then(
             handlers.respond,
             outputs=[c["chatbot"], c["sources"], c["article"]],
