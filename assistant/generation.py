@@ -187,6 +187,7 @@ class LlamaCppChat(BaseChatModel):
     repack_weights: bool = True
 
     kept_prefixes: int = 4
+    saved_states_mb: int = 4000
     read_chunk_tokens: int = 256
 
     _llm: Any = PrivateAttr(default=None)
@@ -257,7 +258,9 @@ class LlamaCppChat(BaseChatModel):
         if self._prefixes is None:
             from .llamacpp import PrefixStore
 
-            self._prefixes = PrefixStore(self.state_dir, self.model_path, self.repack_weights, self.kept_prefixes)
+            self._prefixes = PrefixStore(
+                self.state_dir, self.model_path, self.repack_weights, self.kept_prefixes, self.saved_states_mb
+            )
         return self._prefixes
 
     def _put(self, llm, prefix) -> bool:
@@ -482,6 +485,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         state_dir=str(Path(settings.cache_dir) / "states") if settings.persist_model_state else None,
         repack_weights=settings.llm_repack_weights,
         kept_prefixes=settings.kept_article_states,
+        saved_states_mb=settings.saved_states_mb,
         read_chunk_tokens=settings.read_chunk_tokens,
     )
 

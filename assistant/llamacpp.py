@@ -248,15 +248,18 @@ PREFIX_FORMAT = 2
 class PrefixStore:
     """The prefixes read so far, by system prompt: the last `keep` in RAM, every one saved on disk under folder.
 
-    A file's name hashes the format, the model file (name and size), the repacking switch and the system prompt, so a state is
-    never put back under another model or another text. Without a folder nothing outlives the process.
+    A file's name hashes the format, the model file (name and size), the repacking switch and the system prompt, so
+    a state is never put back under another model or another text. Without a folder nothing outlives the process.
+    The files take at most budget_mb: past it, the least recently used go (states of an older format or model, or
+    of articles since removed, are never used again).
     """
 
-    def __init__(self, folder: str | Path | None, model_path: str, repack: bool, keep: int):
+    def __init__(self, folder: str | Path | None, model_path: str, repack: bool, keep: int, budget_mb: int = 4000):
         self.folder = Path(folder) if folder else None
         self.model_path = Path(model_path)
         self.repack = repack
         self.keep = max(1, keep)
+        self.budget = budget_mb * 1_000_000
         self._ram: OrderedDict[str, Prefix] = OrderedDict()  # most recently used last
 
     def path(self, system: str) -> Path | None:
@@ -289,6 +292,7 @@ class PrefixStore:
                 path.unlink(missing_ok=True)
                 return None
             self._remember(system, prefix)
+            os.utime(path)  # recently used: the last to be pruned
         self._ram.move_to_end(system)
         return prefix
 
@@ -298,6 +302,27 @@ class PrefixStore:
         path = self.path(system)
         if path is not None:
             save_prefix(prefix, path)
+            self.prune(keep=path)
+
+    def prune(self, keep: Path | None = None) -> list[Path]:
+        """Delete the least recently used saved states past the disk budget (never keep); return those deleted."""
+        if self.folder is None:
+            return []
+        files = []
+        for path in self.folder.glob("prefix-*.npz"):
+            try:
+                files.append((path.stat().st_mtime, path.stat().st_size, path))
+            except OSError:  # removed meanwhile by another process
+                continue
+        total, deleted = sum(size for _, size, _ in files), []
+        for _, size, path in sorted(files, key=lambda f: f[0]):
+            if total <= self.budget:
+                break
+            if path != keep:
+                path.unlink(missing_ok=True)
+                total -= size
+                deleted.append(path)
+        return deleted
 
     def forget(self, system: str) -> None:
         """Drop the prefix of system from RAM and disk."""

@@ -186,6 +186,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Read articles whose state stays in RAM (about 28 KB per token each with the default model); others are restored from disk when a conversation turns to them.",
     )
+    saved_states_mb: int = Field(
+        4000,
+        ge=0,
+        description="Disk the saved article states may take (ASSISTANT_CACHE_DIR/states); past it the least recently used are deleted, and read again if needed. A 5,000-word article's state is about 200 MB.",
+    )
     read_chunk_tokens: int = Field(
         256,
         ge=16,

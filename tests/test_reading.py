@@ -176,3 +176,32 @@ def test_prefix_store_keeps_the_last_few_in_ram_and_all_on_disk(tmp_path):
     assert not store.has("third")
     # An interrupted save leaves no file under the real name.
     assert not [p for p in (tmp_path / "states").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_saved_states_past_the_disk_budget_go_least_recently_used_first(tmp_path):
+    import ctypes
+    import os
+
+    from assistant.llamacpp import Prefix, PrefixStore
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    states = tmp_path / "states"
+
+    def prefix(n: int) -> Prefix:
+        return Prefix(list(range(n)), (ctypes.c_uint8 * n).from_buffer_copy(bytes(n)))
+
+    store = PrefixStore(states, str(model), repack=True, keep=1, budget_mb=1)
+    for age, text in enumerate(["old", "used", "new"]):
+        store.put(text, prefix(300_000))  # about 2.7 MB each as saved
+        os.utime(store.path(text), (1000 + age, 1000 + age))
+    # Each save pruned down to the budget, never the file just written.
+    assert [store.has(t) for t in ("old", "used", "new")] == [False, False, True]
+    orphan = states / "prefix-0123456789abcdef01234567.npz"  # another model's or format's: never read again
+    orphan.write_bytes(bytes(2_000_000))
+    os.utime(orphan, (1, 1))
+    store.budget = 10_000_000
+    store.put("used", prefix(10))
+    assert store.get("new") is not None  # restored from disk: now the most recently used
+    store.budget = 3_000_000
+    assert store.prune() == [orphan] and store.has("new") and store.has("used")
