@@ -188,7 +188,7 @@ class LlamaCppChat(BaseChatModel):
 
     kept_prefixes: int = 4
     saved_states_mb: int = 4000
-    read_chunk_tokens: int = 256
+    read_chunk_tokens: int = 512
 
     _llm: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
@@ -287,11 +287,13 @@ class LlamaCppChat(BaseChatModel):
         """Read what prompts (one article's, with different questions) share, once, and keep its state under their
         system prompt; return "kept", "restored" or "computed".
 
-        The shared part runs up to the first token of the question itself, so the question's template is read too
-        and a question's own tokens are evaluated the same way whether the prefix was read here, restored or cached
-        by llama.cpp's server: greedy answers then do not change with how the article got into the cache.
+        The shared part runs up to the first token of the question itself, so the question's template is read too.
+        The first prompt is read whole, in chunks of read_chunk_tokens (llama.cpp's batch), and its question is then
+        dropped from the cache: every batch holds the very tokens it holds when a prompt is decoded in one go, as
+        llama.cpp's server does, so greedy answers do not change with how the article got into the cache (a 1.5B
+        model's answer flips on the rounding of another batch split).
 
-        The prefix is read in chunks of read_chunk_tokens, and answers asked meanwhile take the model between two
+        The prompt is read in chunks, and answers asked meanwhile take the model between two
         chunks: the partial state is copied to RAM after each chunk and put back before the next. A background read
         also waits while any call waits for the model. progress, when given, is called with (tokens read, tokens
         in all).
@@ -305,7 +307,8 @@ class LlamaCppChat(BaseChatModel):
             if self._store.get(system) is not None:
                 return "restored"
             llm = self.load()
-            tokens = functools.reduce(shared_prefix, (prompt_tokens(llm, self._as_dicts(p)) for p in prompts))
+            tokens = prompt_tokens(llm, self._as_dicts(prompts[0]))
+            kept = len(functools.reduce(shared_prefix, (prompt_tokens(llm, self._as_dicts(p)) for p in prompts)))
         partial, done = None, 0
         while done < len(tokens):
             while background and self._waiting:
@@ -319,11 +322,14 @@ class LlamaCppChat(BaseChatModel):
                 self._current = None
                 llm.eval(tokens[done : done + self.read_chunk_tokens])
                 done = llm.n_tokens
+                if done == len(tokens):  # the question read with the rest goes: the prefix is what is kept
+                    llm._ctx.kv_cache_seq_rm(-1, kept, -1)
+                    llm.n_tokens = kept
                 partial = snapshot(llm)
                 if partial is None:
                     raise ModelUnavailable("llama.cpp could not copy the model state; restart the assistant.")
             if progress:
-                progress(done, len(tokens))
+                progress(min(done, kept), kept)
         with self._lock:
             self._store.put(system, partial)
             self._current = system if llm.input_ids[: llm.n_tokens].tolist() == partial.tokens else None

@@ -240,9 +240,9 @@ def load_prefix(path: Path) -> Prefix:
     return Prefix(tokens, buffer)
 
 
-# Changes whenever what a saved prefix holds changes (2: it runs up to the question's first token), so older files
-# are read again instead of being put back.
-PREFIX_FORMAT = 2
+# Changes whenever what a saved prefix holds changes (3: read with a question, as llama.cpp decodes a prompt), so
+# older files are read again instead of being put back.
+PREFIX_FORMAT = 3
 
 
 class PrefixStore:

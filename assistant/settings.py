@@ -192,9 +192,9 @@ class Settings(BaseSettings):
         description="Disk the saved article states may take (ASSISTANT_CACHE_DIR/states); past it the least recently used are deleted, and read again if needed. A 5,000-word article's state is about 200 MB.",
     )
     read_chunk_tokens: int = Field(
-        256,
+        512,
         ge=16,
-        description="An article is read in chunks of this many tokens; a question asked meanwhile takes the model between two chunks (about 5 s apart on two cores).",
+        description="An article is read in chunks of this many tokens; a question asked meanwhile takes the model between two chunks (about 10 s apart on two cores). Keep it llama.cpp's batch size (512): other splits round differently, and a greedy answer may change with them.",
     )
     read_wait_tokens: int = Field(
         1500,
