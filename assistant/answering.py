@@ -6,6 +6,7 @@ Runnable.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from collections.abc import Iterator
@@ -64,6 +65,7 @@ class Assistant:
         self.index_report = None
         self.reading: dict[str, Reading] = {}  # whole-text reading per system prompt, for progress bars
         self._reading_one = threading.Lock()
+        self._readers: list[threading.Thread] = []  # background readings, stopped before the process exits
 
     # ----- loading -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> tuple:
@@ -300,7 +302,10 @@ class Assistant:
         except Exception as exc:
             reading.error = str(exc)
             raise
-        reading.finished = True
+        if how == "stopped":
+            reading.error = "stopped before the process exited"
+        else:
+            reading.finished = True
         return how
 
     def start_reading(self, view: View) -> Reading | None:
@@ -320,8 +325,22 @@ class Assistant:
             except Exception as exc:  # recorded in reading.error; questions go on from retrieval
                 log.warning("Reading %s failed: %s", view.titles, exc)
 
-        threading.Thread(target=work, name="article-read", daemon=True).start()
+        reader = threading.Thread(target=work, name="article-read", daemon=True)
+        with self._lock:
+            if not self._readers:
+                atexit.register(self.stop_reading)
+            self._readers.append(reader)
+        reader.start()
         return reading
+
+    def stop_reading(self, timeout: float = 120.0) -> None:
+        """Stop the background readings after their current chunk (at exit: llama.cpp must not be freed while a
+        thread is inside it, which crashed the interpreter). What was read is lost; the next process reads again."""
+        stop = getattr(self.chat_model, "stop_reading", None)
+        if stop is not None:
+            stop()
+        for reader in list(self._readers):
+            reader.join(timeout)
 
     # ----- answering -----------------------------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, scope: str | None = None) -> list[Passage]:

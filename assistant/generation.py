@@ -196,6 +196,7 @@ class LlamaCppChat(BaseChatModel):
     _current: str | None = PrivateAttr(default=None)  # the system text whose kept prefix the cache starts with
     _waiting: int = PrivateAttr(default=0)  # answers waiting for the lock: a reading article lets them go first
     _counting: Any = PrivateAttr(default_factory=threading.Lock)
+    _stopping: Any = PrivateAttr(default_factory=threading.Event)  # set at exit: background readings end
 
     @property
     def _llm_type(self) -> str:
@@ -268,6 +269,10 @@ class LlamaCppChat(BaseChatModel):
 
         return put_back(llm, prefix)
 
+    def stop_reading(self) -> None:
+        """Make background readings return "stopped" before their next chunk (a foreground one goes on)."""
+        self._stopping.set()
+
     def get_num_tokens(self, text: str) -> int:
         """The model's own token count of text (LangChain's default would fetch a GPT-2 tokenizer)."""
         return len(self.load().tokenize(text.encode("utf-8"), add_bos=False, special=True))
@@ -311,8 +316,10 @@ class LlamaCppChat(BaseChatModel):
             kept = len(functools.reduce(shared_prefix, (prompt_tokens(llm, self._as_dicts(p)) for p in prompts)))
         partial, done = None, 0
         while done < len(tokens):
-            while background and self._waiting:
+            while background and self._waiting and not self._stopping.is_set():
                 time.sleep(0.02)
+            if background and self._stopping.is_set():
+                return "stopped"
             with self._lock if background else self._turn():
                 if partial is None:
                     llm.reset()

@@ -26,6 +26,18 @@ LONG_PARAGRAPHS = [
 ]
 
 
+class StoppableReader(RecordingModel):
+    """A fake chat model whose background reading goes on until stop_reading, as LlamaCppChat's does by chunks."""
+
+    stop: object = None
+
+    def read(self, prompts, progress=None, background=False) -> str:
+        return "stopped" if self.stop.wait(10) else "computed"
+
+    def stop_reading(self) -> None:
+        self.stop.set()
+
+
 class ReadingModel(RecordingModel):
     """A fake chat model that 'reads' a system prompt (recording it) and says which ones it has read."""
 
@@ -205,3 +217,21 @@ def test_saved_states_past_the_disk_budget_go_least_recently_used_first(tmp_path
     assert store.get("new") is not None  # restored from disk: now the most recently used
     store.budget = 3_000_000
     assert store.prune() == [orphan] and store.has("new") and store.has("used")
+
+
+def test_background_readings_are_stopped_before_the_process_exits(two_articles, embeddings):  # noqa: F811
+    import atexit
+
+    model = StoppableReader(messages=iter([]), prompts=[], judgements=[], stop=threading.Event())
+    bot = Assistant(two_articles, chat_model=model, embeddings=embeddings)
+    bot.load()
+    registered = []
+    real_register, atexit.register = atexit.register, registered.append
+    try:
+        reading = bot.start_reading(bot.view("harbour"))
+    finally:
+        atexit.register = real_register
+    assert registered == [bot.stop_reading] and reading.active
+    bot.stop_reading(timeout=5)  # what the interpreter runs at exit, before it frees llama.cpp
+    assert not any(t.is_alive() for t in bot._readers)
+    assert not reading.finished and not reading.active  # stopped, not read: the next process reads it again
