@@ -290,7 +290,7 @@ class LlamaCppChat(BaseChatModel):
 
     def read(self, prompts: list[list[BaseMessage]], progress=None, background: bool = False) -> str:
         """Read what prompts (one article's, with different questions) share, once, and keep its state under their
-        system prompt; return "kept", "restored" or "computed".
+        system prompt; return "kept", "restored", "computed" or (a background read at exit) "stopped".
 
         The shared part runs up to the first token of the question itself, so the question's template is read too.
         The first prompt is read whole, in chunks of read_chunk_tokens (llama.cpp's batch), and its question is then
@@ -312,8 +312,8 @@ class LlamaCppChat(BaseChatModel):
             if self._store.get(system) is not None:
                 return "restored"
             llm = self.load()
-            tokens = prompt_tokens(llm, self._as_dicts(prompts[0]))
-            kept = len(functools.reduce(shared_prefix, (prompt_tokens(llm, self._as_dicts(p)) for p in prompts)))
+            each = [prompt_tokens(llm, self._as_dicts(p)) for p in prompts]
+            tokens, kept = each[0], len(functools.reduce(shared_prefix, each))
         partial, done = None, 0
         while done < len(tokens):
             while background and self._waiting and not self._stopping.is_set():
