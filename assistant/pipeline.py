@@ -1,6 +1,6 @@
 """The answer pipeline: named stages over one AnswerState, in the order run() reads them.
 
-    guard → rewrite → retrieve → gate → generate → retry → complete → settle
+    guard → rewrite → retrieve → gate → generate → reask → retry → complete → settle
 
 generate streams the model's reply sentence by sentence; each sentence is checked (grounding), verified (by meaning)
 and cited before it is shown. Each stage is a short function of the state and the Assistant that owns the models.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .generation import bounded_context, render_context
 from .grounding import Support, clean_sentence, complete_sentences, fits_question, is_decline, split_answer
 from .guard import asks_for_several, greeting_reply, is_greeting, is_off_task, needs_rewrite, off_task_reply
-from .rewrite import rewrite_question
+from .rewrite import rewrite_question, with_last_question
 from .state import NOT_IN_ARTICLE, Answer, AnswerState
 from .text import entity_words, find_entity
 
@@ -34,7 +34,7 @@ def run(state: AnswerState, assistant: Assistant) -> Iterator[str | Answer]:
         if state.reason:
             break
     else:
-        for streaming in (generate, retry, complete):
+        for streaming in (generate, reask, retry, complete):
             yield from streaming(state, assistant)
         settle(state, assistant)
     if state.reason != "answered":
@@ -110,6 +110,27 @@ def generate(state: AnswerState, assistant: Assistant) -> Iterator[str]:
         yield from sentences(state, assistant, question, last_exchange)
 
 
+def reask(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+    """When the answer to the model's rewrite of a follow-up failed its checks, drop the rewrite: the model reads the
+    last exchange itself and answers the question as asked.
+
+    A small model's rewrite can carry the answer into the question ("his job title" becomes "the job title of the
+    Under Secretary of War X"): its answer to that is muddled, and a right one would add nothing the checks accept.
+    """
+    if not (state.rewrite and state.rewrite.source == "model") or state.declined or state.reply.kept:
+        return
+    with state.timings.timed("reask"):
+        start_over(state)
+        state.rewrite = with_last_question(state.question, state.turns, assistant.settings)
+        yield from sentences(state, assistant, state.question, state.turns[-2:])
+
+
+def start_over(state: AnswerState) -> None:
+    """Forget the draft's outcome before the model is asked again (the draft itself is kept, for reports)."""
+    state.declined, state.draft = False, state.draft + "\n"
+    state.reply.pending.clear()
+
+
 def retry(state: AnswerState, assistant: Assistant) -> Iterator[str]:
     """A small model often reads a short context better: when it declined a question that retrieval matched
     closely, ask once more with only the best passages (and verify that answer like any other)."""
@@ -119,8 +140,7 @@ def retry(state: AnswerState, assistant: Assistant) -> Iterator[str]:
     with state.timings.timed("retry"):
         best = state.found.passages[: s.retry_passages]
         read(state, assistant, "Articles", render_context(best), best)
-        state.declined, state.draft = False, state.draft + "\n"
-        state.reply.pending.clear()
+        start_over(state)
         yield from sentences(state, assistant, state.standalone, [])
 
 

@@ -56,5 +56,10 @@ def rewrite_question(
     log.info("Rejected rewrite %r of %r", line, question)
     if entity_words(question, skip_first=True):
         return Rewrite(question, "as_asked")
+    return with_last_question(question, turns, settings)
+
+
+def with_last_question(question: str, turns: list[dict], settings: Settings) -> Rewrite:
+    """The question with the last user question added, for retrieval and checks; the model reads the last exchange."""
     last = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
     return Rewrite(f"{question} ({last[: settings.rewrite_fallback_chars]})", "last_question")

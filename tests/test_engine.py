@@ -488,6 +488,40 @@ def test_follow_up_is_rewritten_with_the_same_prefix(settings, embeddings):
     assert "What was his job title?" in rewrite_prompt[1]
 
 
+def test_a_rewrite_whose_answer_fails_its_checks_is_asked_again_as_asked_with_the_last_exchange(settings, embeddings):
+    # The rewrite carries the answer into the question; the answer to it is not supported by the article.
+    assistant = make(
+        settings,
+        embeddings,
+        "What is the job title of the US Under Secretary of War Eldridge Colby?",
+        "The job title of the US Under Secretary of War Eldridge Colby is Eldridge Colby.",
+        "His job title is US Under Secretary of War.",
+    )
+    history = [
+        {"role": "user", "content": "Who described the moment as NATO 3.0?"},
+        {"role": "assistant", "content": "US Under Secretary of War Eldridge Colby described the moment [1]."},
+    ]
+    answer = assistant.answer("What is his job title?", history)
+    assert not answer.abstained and "Under Secretary of War" in answer.text and "reask" in answer.timings
+    _, _, reasked = assistant.chat_model.prompts
+    assert (
+        reasked[-1].endswith("What is his job title?")
+        and "US Under Secretary of War Eldridge Colby described the moment." in reasked
+    )
+    assert answer.citations[0].passage_id == "nato-3-0:p2"
+
+
+def test_a_follow_up_the_model_declines_is_not_asked_again(settings, embeddings):
+    settings.retry_distance = 0.0
+    assistant = make(settings, embeddings, "What did Eldridge Colby say about Italy?", "The article does not say.")
+    history = [
+        {"role": "user", "content": "Who described the moment as NATO 3.0?"},
+        {"role": "assistant", "content": "Eldridge Colby described the moment as NATO 3.0 [1]."},
+    ]
+    answer = assistant.answer("What did he say about Italy?", history)
+    assert answer.abstained and "reask" not in answer.timings and len(assistant.chat_model.prompts) == 2
+
+
 def test_rewrite_that_loses_the_users_words_is_rejected(settings, embeddings):
     history = [
         {"role": "user", "content": "What will the US not replace in Romania?"},
