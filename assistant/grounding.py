@@ -166,19 +166,22 @@ class Grounder:
         """Content stems, names and numbers of a sentence: what a supporting passage must contain."""
         return content_stems(sentence), entity_words(sentence, lowercase_vocabulary=self._vocabulary), numbers(sentence)
 
-    def support(self, sentence: str, candidates: list[Passage] | None = None, question: str = "") -> Support | None:
+    def support(
+        self, sentence: str, candidates: list[Passage] | None = None, question: str = "", about: tuple[str, ...] = ()
+    ) -> Support | None:
         """Return the support of one sentence, or None when nothing backs it.
 
         One claim needs one passage that holds its content words, every name and every number. A sentence that joins
         claims ("X did A, and Y did B") may join passages, but only clause by clause: a name from one paragraph and a
-        number from another never make a fact together.
+        number from another never make a fact together. about: names the sentence is about without saying them
+        (whom "he" means in a follow-up), which its passage must hold as if it said them.
         """
         if _FIRST_PERSON.search(sentence):
             return None  # the model talking about itself ("I can provide…") is never a fact from the article
         pool = candidates or self.passages
         asked = content_stems(question)
         echoed = echoed_premise(sentence, question)
-        whole = self._single(sentence, pool, asked, echoed, question)
+        whole = self._single(sentence, pool, asked, echoed, question, about)
         if whole is not None:
             return whole
         clauses = split_clauses(sentence)
@@ -188,7 +191,7 @@ class Grounder:
         for clause in clauses:
             if not content_stems(clause) - asked:
                 continue  # a clause that only repeats the question ("Smith said") carries no claim of its own
-            part = self._single(clause, pool, asked, echoed, question)
+            part = self._single(clause, pool, asked, echoed, question, about)
             if part is None or len(self.claim_terms(clause)[0]) < _MIN_CLAUSE_WORDS:
                 return None
             parts.append(part)
@@ -212,8 +215,10 @@ class Grounder:
         asked: set[str] = frozenset(),
         echoed: tuple = (frozenset(), frozenset()),
         question: str = "",
+        about: tuple[str, ...] = (),
     ) -> Support | None:
         stems, names, nums = self.claim_terms(claim)
+        names = names + [n for n in about if n not in names]
         echoed_names, premise = echoed
         premise_names = [n for n in names if fold(n) in echoed_names]
         # A name the question brings and the corpus never uses ("Burma" for "Myanmar") is the user's own

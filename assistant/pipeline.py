@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -111,17 +112,23 @@ def generate(state: AnswerState, assistant: Assistant) -> Iterator[str]:
 
 
 def reask(state: AnswerState, assistant: Assistant) -> Iterator[str]:
-    """When the answer to the model's rewrite of a follow-up failed its checks, drop the rewrite: the model reads the
-    last exchange itself and answers the question as asked.
+    """When the answer to the model's rewrite of a follow-up found no support, let the model read the last exchange
+    itself and answer the question as asked.
 
     A small model's rewrite can carry the answer into the question ("his job title" becomes "the job title of the
-    Under Secretary of War X"): its answer to that is muddled, and a right one would add nothing the checks accept.
+    Under Secretary of War X"): its answer to that is muddled, and a right one adds nothing the word check accepts.
+    So the word check now reads the question as asked (with the last one), and the judge still reads the rewrite.
+    The names the rewrite gave "he" or "it" must still stand in the passage an answer cites, as if the answer said
+    them: a near miss about someone else ("he" called for what another minister called for) fails as it would have.
     """
     if not (state.rewrite and state.rewrite.source == "model") or state.declined or state.reply.kept:
         return
+    if state.failed_verification:
+        return  # the judge refused the answer to a clear question: asking again would only blur it
     with state.timings.timed("reask"):
         start_over(state)
-        state.rewrite = with_last_question(state.question, state.turns, assistant.settings)
+        fallback = with_last_question(state.question, state.turns, assistant.settings)
+        state.rewrite = replace(fallback, judged=state.rewrite.question)
         yield from sentences(state, assistant, state.question, state.turns[-2:])
 
 
@@ -213,7 +220,7 @@ def check(state: AnswerState, assistant: Assistant, sentence: str) -> str | None
         return None
     if not assistant.settings.grounding_check:
         return sentence
-    support = assistant.grounder.support(sentence, state.candidates, state.standalone)
+    support = assistant.grounder.support(sentence, state.candidates, state.standalone, state.referents)
     if support is None:
         if not assistant.grounder.claim_terms(sentence)[0]:
             state.reply.pending.append(sentence)  # "Yes." waits for the sentence that backs it
@@ -235,7 +242,7 @@ def verify(state: AnswerState, assistant: Assistant, sentence: str, support: Sup
     context = state.system if assistant.verify_with_article else None
     with state.timings.timed("verify"):
         try:
-            verdict = verifier.judge(state.standalone, claim, evidence, context)
+            verdict = verifier.judge(state.judged_question, claim, evidence, context)
         except Exception as exc:
             raise assistant.model_failure(exc) from exc
     state.verdicts.append(verdict)

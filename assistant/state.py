@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 
 from .cite import Citation, Reply
 from .corpus import Passage
+from .text import entity_words, find_entity
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
@@ -79,6 +80,7 @@ class Rewrite:
 
     question: str
     source: Literal["as_asked", "model", "last_question"]  # last_question: the model's rewrite was rejected
+    judged: str | None = None  # the question the judge reads, when not this one (it names who "he" is)
 
     @property
     def needs_history(self) -> bool:
@@ -139,6 +141,20 @@ class AnswerState:
     def standalone(self) -> str:
         """The question the retrieval and the model work on."""
         return self.rewrite.question if self.rewrite else self.question
+
+    @property
+    def judged_question(self) -> str:
+        """The question verification puts to the judge."""
+        return (self.rewrite.judged if self.rewrite else None) or self.standalone
+
+    @property
+    def referents(self) -> tuple[str, ...]:
+        """Names the judged rewrite gave the question's pronouns ("he" -> "Boris Pistorius"): an answer sentence
+        that leaves them out is still about them."""
+        judged = self.rewrite.judged if self.rewrite else None
+        if not judged:
+            return ()
+        return tuple(n for n in entity_words(judged, skip_first=True) if not find_entity(n, self.question))
 
     @property
     def failed_verification(self) -> bool:

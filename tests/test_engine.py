@@ -509,6 +509,41 @@ def test_a_rewrite_whose_answer_fails_its_checks_is_asked_again_as_asked_with_th
         and "US Under Secretary of War Eldridge Colby described the moment." in reasked
     )
     assert answer.citations[0].passage_id == "nato-3-0:p2"
+    # The judge still reads the rewrite: it names whom "his" means, so a near miss about someone else fails there.
+    assert "the US Under Secretary of War Eldridge Colby?" in assistant.chat_model.judgements[-1][-1]
+
+
+def test_a_follow_up_whose_answer_failed_verification_is_not_asked_again(settings, embeddings):
+    history = [
+        {"role": "user", "content": "Which German minister does the article quote?"},
+        {"role": "assistant", "content": "Boris Pistorius."},
+    ]
+    assistant = make(
+        settings,
+        embeddings,
+        "What did Boris Pistorius call for a significant boost in?",
+        "He called for a significant boost in defence production across Europe.",
+        p_yes=0.1,
+    )
+    answer = assistant.answer("What did he call for a significant boost in?", history)
+    assert answer.abstained and answer.reason == "unverified" and "reask" not in answer.timings
+
+
+def test_an_answer_asked_again_is_still_about_whom_the_rewrite_named(settings, embeddings):
+    # Another minister called for the boost: said without the name, the answer must not slip past the word check.
+    history = [
+        {"role": "user", "content": "Which German minister does the article quote?"},
+        {"role": "assistant", "content": "Boris Pistorius."},
+    ]
+    assistant = make(
+        settings,
+        embeddings,
+        "What did Boris Pistorius call for a significant boost in?",
+        "Boris Pistorius called for a significant boost in defence production across Europe.",
+        "Defence production across Europe.",
+    )
+    answer = assistant.answer("What did he call for a significant boost in?", history)
+    assert answer.abstained and "reask" in answer.timings and answer.verdicts == []
 
 
 def test_a_follow_up_the_model_declines_is_not_asked_again(settings, embeddings):
