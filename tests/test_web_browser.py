@@ -253,7 +253,9 @@ def start_upload(chat: Chat, path: Path) -> str:
     chat.page.get_by_role("tab", name="Add article", exact=True).click()
     chosen = chat.page.locator("#upload").get_by_text(path.name).filter(visible=True).first
     for attempt in range(3):  # the file control is re-drawn after the last upload: choose again if it missed it
-        chat.page.locator("#upload input[type=file]").set_input_files(str(path))
+        control = chat.page.locator("#upload input[type=file]")
+        if control.count():  # none once a file is shown: on a busy machine it can show after the wait below
+            control.set_input_files(str(path))
         try:
             chosen.wait_for(timeout=20_000)
             break
