@@ -16,6 +16,7 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from .answerability import load_verifier_model
 from .cite import Citation
 from .corpus import Document, Passage, load_passages
 from .generation import LlamaCppChat, Prompts, load_prompts, render_context
@@ -118,6 +119,7 @@ class Assistant:
                 self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
             )
             self.prompts: Prompts = load_prompts(self.settings.prompts_dir)
+            self.learned = load_verifier_model(self.settings.verifier_model) if self.settings.verify_learned else None
             self._by_id = {p.passage_id: p for p in self.passages}
             self._texts = {d.doc_id: d.text for d in self.documents}
             self._views: dict[str | None, View] = {}
@@ -180,9 +182,8 @@ class Assistant:
         """The verification stage, judging with the chat model; None when verification is off."""
         if not (self.settings.verify and self.settings.grounding_check):
             return None
-        return Verifier(
-            self.chat_model, self.prompts.verify, self.settings.verify_threshold, self.settings.verify_top_logprobs
-        )
+        s = self.settings
+        return Verifier(self.chat_model, self.prompts.verify, s.verify_threshold, s.verify_top_logprobs, self.learned)
 
     @property
     def verify_with_article(self) -> bool:

@@ -276,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .answerability import VerifierModelError
     from .corpus import CorpusError
     from .generation import ModelUnavailable, PromptError
     from .guard import InvalidQuestion
@@ -288,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidQuestion as exc:
         print(f"Invalid question: {exc}", file=sys.stderr)
         return 2
-    except (ModelUnavailable, ModelError, IndexStoreError, PromptError, CorpusError) as exc:
+    except (ModelUnavailable, ModelError, IndexStoreError, PromptError, CorpusError, VerifierModelError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:

@@ -101,6 +101,14 @@ class Settings(BaseSettings):
         le=1.0,
         description="Lowest probability of 'yes' (against 'no', from the judgement's first token) for a sentence to pass verification; 0.64 is the highest that kept every right answer of the dev split (python -m benchmarks.verification).",
     )
+    verify_learned: bool = Field(
+        False,
+        description="Let the learned verifier decide: a logistic regression over P(yes) and word signals (assistant/answerability.py), fitted on labelled SQuAD 2.0 questions, with its own threshold.",
+    )
+    verifier_model: Path = Field(
+        PROJECT_ROOT / "assistant" / "verifier.json",
+        description="The learned verifier's coefficients (python -m benchmarks.answerability fit writes them).",
+    )
     verify_with_article: bool | None = Field(
         None,
         description="Show the judgement the article (the answer's system prompt) before the evidence; unset: only for remote backends, whose cached article prefix the in-process put-back cannot restore.",

@@ -29,6 +29,7 @@ class Verdict:
     p_yes: float | None  # None: not judged (verification off)
     passed: bool
     source: str = "logprobs"  # "logprobs", "text" (no log-probabilities from the model) or "off"
+    score: float | None = None  # the learned verifier's probability, when it decided
 
     def to_dict(self) -> dict:
         """Return the verdict as plain data (for JSON)."""
@@ -38,6 +39,7 @@ class Verdict:
             "p_yes": None if self.p_yes is None else round(self.p_yes, 4),
             "passed": self.passed,
             "source": self.source,
+            "score": None if self.score is None else round(self.score, 4),
         }
 
 
@@ -82,7 +84,7 @@ class Verifier:
     cannot, pass the answer's system prompt as context and its cached prefix is reused instead.
     """
 
-    def __init__(self, model, template, threshold: float, top_logprobs: int = 20):
+    def __init__(self, model, template, threshold: float, top_logprobs: int = 20, learned=None):
         from langchain_core.prompts import ChatPromptTemplate, HumanMessagePromptTemplate, MessagesPlaceholder
 
         self.model = model
@@ -95,6 +97,7 @@ class Verifier:
         self.prompt = ChatPromptTemplate([MessagesPlaceholder("article", optional=True), human])
         self.threshold = threshold
         self.top_logprobs = top_logprobs
+        self.learned = learned  # a VerifierModel: it, not the threshold, decides when P(yes) was read
 
     def messages(self, question: str, sentence: str, evidence: list[str], context: str | None = None):
         """The judgement prompt: the claim against its evidence, after context (a system prompt) when given."""
@@ -119,7 +122,12 @@ class Verifier:
     def judge(self, question: str, sentence: str, evidence: list[str], context: str | None = None) -> Verdict:
         """Judge one answer sentence against the sentences cited for it."""
         p, source = self.probability(self.messages(question, sentence, evidence, context))
-        passed = p >= self.threshold
+        score, threshold = p, self.threshold
+        if self.learned is not None and source == "logprobs":
+            from .answerability import signals
+
+            score, threshold = self.learned.probability(signals(question, evidence, p)), self.learned.threshold
+        passed = score >= threshold
         if not passed:
-            log.info("Verification failed (P(yes) %.3f < %.2f): %r for %r", p, self.threshold, sentence, question)
-        return Verdict(sentence, tuple(evidence), p, passed, source)
+            log.info("Verification failed (%.3f < %.2f): %r for %r", score, threshold, sentence, question)
+        return Verdict(sentence, tuple(evidence), p, passed, source, score if self.learned is not None else None)

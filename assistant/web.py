@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from .answerability import VerifierModelError
 from .answering import Answer, Assistant
 from .cite import MARKER, highlight, strip_markers
 from .corpus import CorpusError, Passage, load_passages
@@ -59,7 +60,7 @@ message.
 """
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^=:])")
-_EXPECTED_ERRORS = (ModelUnavailable, ModelError, IndexStoreError, CorpusError, PromptError)
+_EXPECTED_ERRORS = (ModelUnavailable, ModelError, IndexStoreError, CorpusError, PromptError, VerifierModelError)
 
 CSS = """
 .upload-result { padding: 6px 10px; border-radius: 6px; }
