@@ -115,11 +115,12 @@ def reask(state: AnswerState, assistant: Assistant) -> Iterator[str]:
     """When the answer to the model's rewrite of a follow-up found no support, let the model read the last exchange
     itself and answer the question as asked.
 
-    A small model's rewrite can carry the answer into the question ("his job title" becomes "the job title of the
-    Under Secretary of War X"): its answer to that is muddled, and a right one adds nothing the word check accepts.
+    A small model's rewrite can carry the answer into the question ("what is her job?" becomes "what is the job of
+    the harbour master Anna Berg?"): its answer to that is muddled, and a right one adds nothing the word check
+    accepts.
     So the word check now reads the question as asked (with the last one), and the judge still reads the rewrite.
     The names the rewrite gave "he" or "it" must still stand in the passage an answer cites, as if the answer said
-    them: a near miss about someone else ("he" called for what another minister called for) fails as it would have.
+    them: a near miss about someone else ("he" said what another person said) fails as it would have.
     """
     if not (state.rewrite and state.rewrite.source == "model") or state.declined or state.reply.kept:
         return

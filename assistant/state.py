@@ -149,8 +149,8 @@ class AnswerState:
 
     @property
     def referents(self) -> tuple[str, ...]:
-        """Names the judged rewrite gave the question's pronouns ("he" -> "Boris Pistorius"): an answer sentence
-        that leaves them out is still about them."""
+        """Names the judged rewrite gave the question's pronouns ("he" -> "Anna Berg"): an answer sentence that
+        leaves them out is still about them."""
         judged = self.rewrite.judged if self.rewrite else None
         if not judged:
             return ()

@@ -14,6 +14,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from .answerability import signals
+
 log = logging.getLogger(__name__)
 
 _YES = frozenset({"yes", "y", "true"})
@@ -122,12 +124,11 @@ class Verifier:
     def judge(self, question: str, sentence: str, evidence: list[str], context: str | None = None) -> Verdict:
         """Judge one answer sentence against the sentences cited for it."""
         p, source = self.probability(self.messages(question, sentence, evidence, context))
-        score, threshold = p, self.threshold
+        learned = None  # the learned verifier's probability, when it decides (it needs P(yes) from logprobs)
         if self.learned is not None and source == "logprobs":
-            from .answerability import signals
-
-            score, threshold = self.learned.probability(signals(question, evidence, p)), self.learned.threshold
+            learned = self.learned.probability(signals(question, evidence, p))
+        score, threshold = (p, self.threshold) if learned is None else (learned, self.learned.threshold)
         passed = score >= threshold
         if not passed:
             log.info("Verification failed (%.3f < %.2f): %r for %r", score, threshold, sentence, question)
-        return Verdict(sentence, tuple(evidence), p, passed, source, score if self.learned is not None else None)
+        return Verdict(sentence, tuple(evidence), p, passed, source, learned)

@@ -41,6 +41,7 @@ from benchmarks.squad import (
     map_paragraphs,
     short_commit,
     write_corpus,
+    write_json,
 )
 from benchmarks.verification import auc
 
@@ -105,23 +106,15 @@ def load_records(path: Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
 
 
-def save_records(records: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = {"data": ATTRIBUTION, "records": records}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
 def collect(args) -> int:
     """Judge every example not yet in the records file with the real model; save as it goes."""
     from assistant.answering import Assistant
     from assistant.settings import Settings
 
-    articles = [a for a in load_articles(args.data) if args.split in ("all", a.split)]
+    every = load_articles(args.data)
     corpus_dir = args.workdir / "corpus"
-    write_corpus(load_articles(args.data), corpus_dir)
-    wanted = examples(articles, corpus_dir, args.per_article)
+    write_corpus(every, corpus_dir)  # all twelve, as benchmarks.squad writes it, so the folder stays shared
+    wanted = examples([a for a in every if args.split in ("all", a.split)], corpus_dir, args.per_article)
     records = load_records(args.records)
     done = {r["id"] for r in records}
     todo = [e for e in wanted if e["id"] not in done]
@@ -134,7 +127,7 @@ def collect(args) -> int:
         p_yes, _ = verifier.probability(messages)
         records.append({**example, "p_yes": round(p_yes, 5), "seconds": round(time.perf_counter() - t, 2)})
         if i % 10 == 0 or i == len(todo):
-            save_records(records, args.records)
+            write_json({"data": ATTRIBUTION, "records": records}, args.records)
             print(f"  {i}/{len(todo)} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return 0
 

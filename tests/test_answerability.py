@@ -176,3 +176,14 @@ def test_the_engine_answers_with_the_learned_verifier(tmp_path):
             "Who described the moment as NATO 3.0?"
         )
         assert answer.abstained is not passed and answer.verdicts[0].score == pytest.approx(p_yes, abs=1e-3)
+
+
+def test_without_logprobs_the_threshold_decides_and_no_learned_score_is_recorded():
+    from langchain_core.messages import AIMessage
+    from test_verify import WordsOnly
+
+    words_only = WordsOnly(messages=iter([AIMessage("Yes")]))
+    verdict = Verifier(words_only, "{evidence} {question}", threshold=0.5, learned=model()).judge(
+        "Who opened the bridge?", "Anna Berg opened it.", [EVIDENCE]
+    )
+    assert verdict.passed and verdict.source == "text" and verdict.p_yes == 1.0 and verdict.score is None

@@ -513,11 +513,13 @@ def test_a_rewrite_whose_answer_fails_its_checks_is_asked_again_as_asked_with_th
     assert "the US Under Secretary of War Eldridge Colby?" in assistant.chat_model.judgements[-1][-1]
 
 
+PISTORIUS_QUOTED = [
+    {"role": "user", "content": "Which German minister does the article quote?"},
+    {"role": "assistant", "content": "Boris Pistorius."},
+]
+
+
 def test_a_follow_up_whose_answer_failed_verification_is_not_asked_again(settings, embeddings):
-    history = [
-        {"role": "user", "content": "Which German minister does the article quote?"},
-        {"role": "assistant", "content": "Boris Pistorius."},
-    ]
     assistant = make(
         settings,
         embeddings,
@@ -525,16 +527,12 @@ def test_a_follow_up_whose_answer_failed_verification_is_not_asked_again(setting
         "He called for a significant boost in defence production across Europe.",
         p_yes=0.1,
     )
-    answer = assistant.answer("What did he call for a significant boost in?", history)
+    answer = assistant.answer("What did he call for a significant boost in?", PISTORIUS_QUOTED)
     assert answer.abstained and answer.reason == "unverified" and "reask" not in answer.timings
 
 
 def test_an_answer_asked_again_is_still_about_whom_the_rewrite_named(settings, embeddings):
     # Another minister called for the boost: said without the name, the answer must not slip past the word check.
-    history = [
-        {"role": "user", "content": "Which German minister does the article quote?"},
-        {"role": "assistant", "content": "Boris Pistorius."},
-    ]
     assistant = make(
         settings,
         embeddings,
@@ -542,7 +540,7 @@ def test_an_answer_asked_again_is_still_about_whom_the_rewrite_named(settings, e
         "Boris Pistorius called for a significant boost in defence production across Europe.",
         "Defence production across Europe.",
     )
-    answer = assistant.answer("What did he call for a significant boost in?", history)
+    answer = assistant.answer("What did he call for a significant boost in?", PISTORIUS_QUOTED)
     assert answer.abstained and "reask" in answer.timings and answer.verdicts == []
 
 
