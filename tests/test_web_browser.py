@@ -81,6 +81,18 @@ class Chat:
         self.page.goto(url)
         self.box = self.page.locator("#question textarea")
 
+    def reload(self) -> None:
+        """Reload the page. After a server restart Gradio's own client may reload it at the same moment, which
+        aborts this navigation (net::ERR_ABORTED): then the page is already loading, so wait for that load."""
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            self.page.reload()
+        except PlaywrightError as error:
+            if "ERR_ABORTED" not in str(error):
+                raise
+            self.page.wait_for_load_state("load", timeout=WAIT_MS)
+
     def wait_ready(self) -> str:
         """Wait until the status says the model is ready; return the status first shown."""
         first = self.page.locator("#status .status").inner_text(timeout=WAIT_MS)
@@ -541,7 +553,7 @@ def test_a_question_shown_before_kill_9_is_kept_marked_and_can_be_asked_again(br
         child.wait(timeout=30)
         child = start_chat_server(port, tmp_path / "data")
         wait_listening(url, child)
-        tab.page.reload()
+        tab.reload()
         tab.wait_ready()
         tab.page.locator("#conversations label").filter(has_text=SPENDING[:40]).first.click()
         assert shown_questions(tab, 1) == [SPENDING]
