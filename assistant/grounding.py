@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 from .corpus import Passage, split_sentences
-from .text import CAPITAL_RUN, content_stems, entity_words, find_entity, fold, lowercase_words, numbers, words
+from .text import (
+    CAPITAL_RUN,
+    STOPWORDS,
+    content_stems,
+    entity_words,
+    find_entity,
+    fold,
+    lowercase_words,
+    numbers,
+    words,
+)
 
 # The model's own references ("[2]", "(¶5)", "Paragraph 3:") are never trusted: citations are attached by code.
 _MODEL_MARKERS = re.compile(
@@ -144,6 +156,7 @@ class Grounder:
         self.doc_texts = doc_texts
         self.min_support = min_support
         self._stems = {p.passage_id: content_stems(p.text) for p in passages}
+        self._spread = Counter(stem for stems in self._stems.values() for stem in stems)
         self._numbers = {p.passage_id: numbers(p.text) for p in passages}
         self._vocabulary = lowercase_words(" ".join(p.text for p in passages))
         self._corpus_words = frozenset(w for p in passages for w in words(p.text))
@@ -151,6 +164,11 @@ class Grounder:
         for p in passages:
             by_doc.setdefault(p.doc_id, []).append(p)
         self._links = {doc_id: title_links(text, by_doc.get(doc_id, [])) for doc_id, text in doc_texts.items()}
+
+    def _weight(self, stem: str) -> float:
+        """Smoothed inverse document frequency: a word most passages use ("defence" in a defence article) says little
+        about which passage a sentence came from; a word no passage uses says the most."""
+        return math.log((1 + len(self.passages)) / (1 + self._spread[stem])) + 1
 
     def _named(self, name: str, passage: Passage, text: str) -> bool:
         """True when text mentions name, or the person the article gives that title or first name to."""
@@ -207,6 +225,40 @@ class Grounder:
         coverage = sum(p.coverage for p in parts) / len(parts)
         chosen = tuple(v[0] for v in spans.values())
         return Support(sentence, chosen, tuple((v[1], v[2]) for v in spans.values()), coverage)
+
+    def nearest(
+        self, sentence: str, candidates: list[Passage] | None = None, question: str = "", about: tuple[str, ...] = ()
+    ) -> Support | None:
+        """The passage a sentence the word check turned down stays closest to, for the judge to settle; or None.
+
+        Words alone cannot tell a paraphrase, a one-letter answer ("T cells") or a question's own wrong word ("the
+        adaptive nervous system") from a sentence the passages do not back; the judge reads meaning and can. What
+        words do settle stays settled: every name and number the sentence says must stand in that passage, most
+        of its content words too (weighted by how rarely the passages use them), and it must add a word to the
+        question.
+        """
+        if _FIRST_PERSON.search(sentence):
+            return None
+        asked = set(words(question))
+        if not [w for w in words(sentence) if w not in asked and w not in STOPWORDS]:
+            return None
+        stems, names, nums = self.claim_terms(sentence)
+        names = [n for n in [*names, *about] if not self._stranger(n, question)]
+        if not stems:
+            return None
+        weights = {stem: self._weight(stem) for stem in stems}
+        total = sum(weights.values())
+        best: tuple[float, Passage] | None = None
+        for passage in candidates or self.passages:
+            coverage = sum(weights[stem] for stem in stems & self._stems[passage.passage_id]) / total
+            if coverage < self.min_support or (best and coverage <= best[0]):
+                continue
+            if nums <= self._numbers[passage.passage_id] and all(self._named(n, passage, passage.text) for n in names):
+                best = (coverage, passage)
+        if best is None:
+            return None
+        coverage, passage = best
+        return Support(sentence, (passage,), (self._quote(passage, stems),), coverage)
 
     def _single(
         self,

@@ -222,15 +222,23 @@ def check(state: AnswerState, assistant: Assistant, sentence: str) -> str | None
     if not assistant.settings.grounding_check:
         return sentence
     support = assistant.grounder.support(sentence, state.candidates, state.standalone, state.referents)
-    if support is None:
-        if not assistant.grounder.claim_terms(sentence)[0]:
-            state.reply.pending.append(sentence)  # "Yes." waits for the sentence that backs it
-        else:
-            log.info("Dropped unsupported sentence: %r", sentence)
+    if support is None and not assistant.grounder.claim_terms(sentence)[0]:
+        state.reply.pending.append(sentence)  # "Yes." waits for the sentence that backs it
+        return None
+    if support is None and (support := nearest(state, assistant, sentence)) is None:
+        log.info("Dropped unsupported sentence: %r", sentence)
         return None
     if not verify(state, assistant, sentence, support):
         return None
     return state.reply.cite(support.sentence, quotes(support), assistant.doc_text)
+
+
+def nearest(state: AnswerState, assistant: Assistant, sentence: str) -> Support | None:
+    """For a sentence the word check turned down, the passage the judge decides it on; None without a judge, so
+    that the word check is then the last word."""
+    if not (assistant.settings.verify_rescue and assistant.settings.verify):
+        return None
+    return assistant.grounder.nearest(sentence, state.candidates, state.standalone, state.referents)
 
 
 def verify(state: AnswerState, assistant: Assistant, sentence: str, support: Support) -> bool:

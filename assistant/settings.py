@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         le=1.0,
         description="Lowest probability of 'yes' (against 'no', from the judgement's first token) for a sentence to pass verification; 0.64 is the highest that kept every right answer of the dev split (python -m benchmarks.verification).",
     )
+    verify_rescue: bool = Field(
+        True,
+        description="Let the judge decide an answer sentence the word check turned down when one passage holds its every name and number and most of its words (a paraphrase, a one-letter answer); off: the word check drops it.",
+    )
     verify_learned: bool = Field(
         False,
         description="Let the learned verifier decide: a logistic regression over P(yes) and word signals (assistant/answerability.py), fitted on labelled SQuAD 2.0 questions, with its own threshold.",

@@ -236,6 +236,29 @@ def test_an_echo_of_the_question_is_no_answer(grounder):
     )
 
 
+PARAPHRASE_QUESTION = "What will happen to the rotating infantry brigade in Romania?"
+PARAPHRASE = "The rotating infantry brigade in Romania will be withdrawn and not swapped out."
+
+
+def test_a_paraphrase_the_word_check_turns_down_goes_to_the_judge_with_its_nearest_passage(grounder):
+    g, text = grounder
+    assert g.support(PARAPHRASE, question=PARAPHRASE_QUESTION) is None  # "withdrawn", "swapped": not the article's
+    nearest = g.nearest(PARAPHRASE, question=PARAPHRASE_QUESTION)
+    assert [p.passage_id for p in nearest.passages] == ["nato-3-0:p9"]
+    start, end = nearest.quotes[0]
+    assert "rotating infantry brigade in Romania" in text[start:end]
+    # What words settle stays settled: a name or a number no passage holds with the rest, and an echo of the question.
+    assert g.nearest("Mark Rutte was born in 1967 in The Hague.") is None
+    assert g.nearest("Germany spends 3.5% of GDP on defence.") is None
+    question = "What agreement came out of the talks between Denmark, Greenland and the United States?"
+    assert (
+        g.nearest(
+            "The agreement came out of the talks between Denmark, Greenland and the United States.", question=question
+        )
+        is None
+    )
+
+
 def test_two_paragraph_sentence_cites_both(grounder):
     g, _ = grounder
     support = g.support(
@@ -445,6 +468,20 @@ def test_a_name_the_article_lacks_is_left_to_verification(settings, embeddings):
     assert [v.passed for v in refused.verdicts] == [False]
     accepted = make(settings, embeddings, reply, p_yes=0.9).answer("What did Italy's defence minister say?")
     assert not accepted.abstained and accepted.citations[0].passage_id == "nato-3-0:p7"
+
+
+@pytest.mark.parametrize(
+    ("p_yes", "rescue", "reason"), [(0.9, True, "answered"), (0.2, True, "unverified"), (0.9, False, "unsupported")]
+)
+def test_the_judge_settles_a_sentence_the_word_check_turned_down(settings, embeddings, p_yes, rescue, reason):
+    assistant = make(settings.model_copy(update={"verify_rescue": rescue}), embeddings, PARAPHRASE, p_yes=p_yes)
+    answer = assistant.answer(PARAPHRASE_QUESTION)
+    assert answer.reason == reason
+    assert len(assistant.chat_model.judgements) == (1 if rescue else 0)
+    if reason == "answered":
+        assert answer.text.startswith(PARAPHRASE[:-1]) and [c.passage_id for c in answer.citations] == ["nato-3-0:p9"]
+    else:
+        assert answer.abstained and answer.citations == []
 
 
 def test_off_task_refused_without_model(settings, embeddings):
