@@ -233,15 +233,16 @@ class Grounder:
 
         Words alone cannot tell a paraphrase, a one-letter answer ("T cells") or a question's own wrong word ("the
         adaptive nervous system") from a sentence the passages do not back; the judge reads meaning and can. What
-        words do settle stays settled: every name and number the sentence says must stand in that passage, most
-        of its content words too (weighted by how rarely the passages use them), and it must add a word to the
-        question.
+        words do settle stays settled: every name and number the sentence says must stand in that passage, and
+        most of its content words (weighted by how rarely the passages use them); a bare answer's passage must hold
+        the question's predicate; and the sentence must add a word to the question.
         """
         if _FIRST_PERSON.search(sentence):
             return None
-        asked = set(words(question))
-        if not [w for w in words(sentence) if w not in asked and w not in STOPWORDS]:
+        asked_words = set(words(question))
+        if not [w for w in words(sentence) if w not in asked_words and w not in STOPWORDS]:
             return None
+        asked = content_stems(question)
         stems, names, nums = self.claim_terms(sentence)
         names = [n for n in [*names, *about] if not self._stranger(n, question)]
         if not stems:
@@ -253,7 +254,11 @@ class Grounder:
             coverage = sum(weights[stem] for stem in stems & self._stems[passage.passage_id]) / total
             if coverage < self.min_support or (best and coverage <= best[0]):
                 continue
-            if nums <= self._numbers[passage.passage_id] and all(self._named(n, passage, passage.text) for n in names):
+            if (
+                nums <= self._numbers[passage.passage_id]
+                and all(self._named(n, passage, passage.text) for n in names)
+                and self._holds_predicate(passage, sentence, stems, asked, question)
+            ):
                 best = (coverage, passage)
         if best is None:
             return None
@@ -292,18 +297,11 @@ class Grounder:
             return found
 
         scored = sorted(((len(covered(p)), i, p) for i, p in enumerate(pool)), key=lambda t: (-t[0], t[1]))
-        # A bare answer ("Jane Smith") borrows its predicate from the question, so its passage must hold that
-        # predicate too: a name is no answer to "who agreed" when its paragraph says nothing about agreeing.
-        fragment = bool(asked) and not stems & asked and len(words(claim)) <= _MAX_FRAGMENT_WORDS
-        question_names = entity_words(question) if fragment else []
         for hits, _, passage in scored[:5]:
             coverage = hits / len(novel)
             if coverage < self.min_support:
                 break
-            if fragment and not (
-                asked & self._stems[passage.passage_id]
-                or any(self._named(n, passage, passage.text) for n in question_names)
-            ):
+            if not self._holds_predicate(passage, claim, stems, asked, question):
                 continue
             if not all(self._named(n, passage, passage.text) for n in premise_names) and not (
                 premise & self._stems[passage.passage_id]
@@ -315,6 +313,18 @@ class Grounder:
             if nums <= self._numbers[passage.passage_id] and self._attributed(passage, novel, names):
                 return Support(claim, (passage,), (self._quote(passage, stems),), coverage)
         return None
+
+    def _holds_predicate(self, passage: Passage, claim: str, stems: set[str], asked: set[str], question: str) -> bool:
+        """False for a bare answer whose passage lacks what the question asks about.
+
+        A bare answer ("Jane Smith") borrows its predicate from the question, so its passage must hold that predicate
+        too: a name is no answer to "who agreed" when its paragraph says nothing about agreeing.
+        """
+        if not asked or stems & asked or len(words(claim)) > _MAX_FRAGMENT_WORDS:
+            return True
+        return bool(asked & self._stems[passage.passage_id]) or any(
+            self._named(n, passage, passage.text) for n in entity_words(question)
+        )
 
     def _attributed(self, passage: Passage, novel: set[str], names: list[str]) -> bool:
         if not all(self._named(n, passage, passage.text) for n in names):

@@ -247,7 +247,14 @@ def test_a_paraphrase_the_word_check_turns_down_goes_to_the_judge_with_its_neare
     assert [p.passage_id for p in nearest.passages] == ["nato-3-0:p9"]
     start, end = nearest.quotes[0]
     assert "rotating infantry brigade in Romania" in text[start:end]
-    # What words settle stays settled: a name or a number no passage holds with the rest, and an echo of the question.
+    # What words settle stays settled: a name or a number no passage holds with the rest, a bare name whose passage
+    # says nothing of what was asked, and an echo of the question.
+    assert (
+        g.nearest(
+            "US Under Secretary of War Eldridge Colby", question="Who appeared to agree that the bloc must evolve?"
+        )
+        is None
+    )
     assert g.nearest("Mark Rutte was born in 1967 in The Hague.") is None
     assert g.nearest("Germany spends 3.5% of GDP on defence.") is None
     question = "What agreement came out of the talks between Denmark, Greenland and the United States?"
