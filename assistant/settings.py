@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         description="Lowest probability of 'yes' (against 'no', from the judgement's first token) for a sentence to pass verification; 0.64 is the highest that kept every right answer of the dev split (python -m benchmarks.verification).",
     )
     verify_rescue: bool = Field(
-        True,
+        False,
         description="Let the judge decide an answer sentence the word check turned down when one passage holds its every name and number and most of its words (a paraphrase, a one-letter answer); off: the word check drops it.",
     )
     verify_learned: bool = Field(
