@@ -198,6 +198,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Read articles whose state stays in RAM (about 28 KB per token each with the default model); others are restored from disk when a conversation turns to them.",
     )
+    kept_prompt_heads: int = Field(
+        4,
+        ge=0,
+        description="States of the last prompts that start with no kept article (a judgement, retrieved sentences) kept in RAM, so that the next such prompt reads only what follows the tokens it shares with one of them (a judgement's template: about a third of it); 0: read every such prompt whole.",
+    )
     saved_states_mb: int = Field(
         4000,
         ge=0,

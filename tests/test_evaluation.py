@@ -533,8 +533,8 @@ SUBSET = [
 
 @pytest.mark.real
 def test_real_suite_fails_when_grounding_is_turned_off(tmp_path):
-    ok = run_eval("--only", *SUBSET, report=tmp_path / "ok")
-    assert ok.returncode == 0, f"the subset must pass with the default settings:\n{ok.stdout[-4000:]}"
+    # With the default settings these cases pass in test_real_suite_passes_against_the_baseline (each real-model
+    # question set runs once): only the switch differs.
     broken = run_eval("--only", *SUBSET, "--no-grounding", report=tmp_path / "broken")
     assert broken.returncode == 1, broken.stdout[-4000:]
     failed = re.findall(r"^FAILED: (\S+) ", broken.stdout, re.M)

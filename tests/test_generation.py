@@ -33,7 +33,7 @@ class FakeLlama:
 
 
 def model() -> LlamaCppChat:
-    chat = LlamaCppChat(model_path="unused.gguf")
+    chat = LlamaCppChat(model_path="unused.gguf", kept_heads=0)  # the stand-in has no KV cache to keep
     chat._llm = FakeLlama()
     return chat
 
@@ -117,6 +117,36 @@ def test_the_article_prefix_is_put_back_after_another_prompt(assistant):
     assert model._current is None
     after = model.invoke(question).content
     assert after == before and model._current == question[0].content
+
+
+@pytest.mark.real
+def test_a_judgement_reads_only_what_follows_the_template_it_shares_with_the_last_one(assistant, monkeypatch):
+    # Every judgement starts with the same template. An answer between two judgements puts the article back in
+    # llama.cpp's one cache; then the state of the last judgement is put back, and only the tokens after what they
+    # share (the evidence, the question) are read. The verdict is the one a whole reading gives.
+    from assistant.llamacpp import prompt_tokens
+
+    model, verifier = assistant.chat_model, assistant.verifier
+    first_sentence = [p.text.split(". ")[0] + "." for p in assistant.passages]
+    judged = [
+        verifier.messages(f"What does paragraph {i} say?", first_sentence[i], [first_sentence[i]]) for i in (1, 4)
+    ]
+    llm = model.load()
+    read: list[int] = []
+    original = llm.eval
+    monkeypatch.setattr(llm, "eval", lambda tokens: read.append(len(tokens)) or original(tokens))
+    verifier.probability(judged[0])
+    model.invoke(ask(assistant, "Who is the NATO Secretary General?"), max_tokens=2)  # the article's prefix between
+    read.clear()
+    kept, _ = verifier.probability(judged[1])
+    whole = len(prompt_tokens(llm, model._as_dicts(judged[1])))
+    assert 0 < sum(read) <= whole - 20, (read, whole)
+
+    monkeypatch.setattr(model, "_heads", [])
+    llm.reset()
+    read.clear()
+    again, _ = verifier.probability(judged[1])
+    assert sum(read) >= whole - 1 and abs(again - kept) < 0.02, (again, kept)
 
 
 @pytest.mark.real

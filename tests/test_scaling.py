@@ -361,9 +361,22 @@ def in_process(tmp_path_factory, embeddings) -> Assistant:
     return assistant
 
 
+@pytest.fixture(scope="module")
+def ask_remote(remote):
+    """The model server's answer to a question, asked once per module: each test of it reads the same answer."""
+    answers: dict = {}
+
+    def ask(question: str):
+        if question not in answers:
+            answers[question] = remote.answer(question)
+        return answers[question]
+
+    return ask
+
+
 @pytest.mark.real
-def test_model_server_answers_with_citations(remote):
-    answer = remote.answer(SPENDING)
+def test_model_server_answers_with_citations(ask_remote):
+    answer = ask_remote(SPENDING)
     assert not answer.abstained, answer.draft
     assert "Denmark" in answer.text
     assert "nato-3-0:p5" in {c.passage_id for c in answer.citations}
@@ -373,8 +386,8 @@ def test_model_server_answers_with_citations(remote):
 
 
 @pytest.mark.real
-def test_model_server_question_the_article_does_not_answer_is_refused(remote):
-    answer = remote.answer("What did Italy's defence minister say?")
+def test_model_server_question_the_article_does_not_answer_is_refused(ask_remote):
+    answer = ask_remote("What did Italy's defence minister say?")
     assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.citations == []
     # The model declines, or the judgement of its answer (logprobs from the server) refuses it.
     assert answer.reason in ("not_in_article", "unverified", "unsupported")
@@ -382,9 +395,9 @@ def test_model_server_question_the_article_does_not_answer_is_refused(remote):
 
 
 @pytest.mark.real
-def test_model_server_unsupported_draft_is_dropped(remote):
+def test_model_server_unsupported_draft_is_dropped(ask_remote):
     # The model answers this from its own "knowledge" (an age the article never gives): the check drops it.
-    answer = remote.answer("How old is Eldridge Colby?")
+    answer = ask_remote("How old is Eldridge Colby?")
     assert answer.draft.strip(), "the model was expected to draft an answer"
     assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.citations == []
     assert answer.reason == "unsupported"
@@ -392,8 +405,8 @@ def test_model_server_unsupported_draft_is_dropped(remote):
 
 @pytest.mark.real
 @pytest.mark.parametrize("question", [SPENDING, "What did Italy's defence minister say?", "How old is Eldridge Colby?"])
-def test_model_server_behaves_as_the_in_process_model(remote, in_process, question):
-    over_http, local = remote.answer(question), in_process.answer(question)
+def test_model_server_behaves_as_the_in_process_model(ask_remote, in_process, question):
+    over_http, local = ask_remote(question), in_process.answer(question)
     assert (over_http.abstained, over_http.reason) == (local.abstained, local.reason), (over_http.draft, local.draft)
     assert {c.passage_id for c in over_http.citations} == {c.passage_id for c in local.citations}
     assert (over_http.text == NOT_IN_ARTICLE) == (local.text == NOT_IN_ARTICLE)
