@@ -2,6 +2,7 @@
 
     python -m benchmarks.answerability collect [--per-article 40] [--split all]   # P(yes) from the real model
     python -m benchmarks.answerability fit [--out assistant/verifier.json]       # fit on dev, report on test
+    python -m benchmarks.answerability forms --split dev [--forms benchmarks/judgement_forms.yaml]
 
 Examples. SQuAD 2.0 gives every answerable question its gold span and every unanswerable one the span a careless
 reader gives (`plausible_answers`), each with its offset in the paragraph it was written against. The sentence
@@ -18,6 +19,11 @@ standardised inputs) on the dev articles only, picks the threshold that maximise
 reports ROC AUC and the operating point on the test articles beside today's single judgement (P(yes) at the
 settings' threshold). It writes the coefficients (a few hundred bytes of JSON) and a section of BENCHMARKS.md.
 
+forms puts the stored examples of one split to the model again under each judgement form of a YAML file (name:
+template), beside prompts/verify.txt, in turn, and reports each form's ROC AUC, its operating point at the settings'
+threshold and at its own best threshold, and what one judgement reads: the tokens after those it shares with the
+judgement before it (the model keeps that state, so the rest is all it reads), and its time.
+
 Data: SQuAD 2.0 (Rajpurkar, Jia and Liang, ACL 2018), text from Wikipedia, CC BY-SA 4.0.
 """
 
@@ -29,6 +35,7 @@ import json
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from benchmarks.report import write_section
@@ -289,9 +296,82 @@ def render(model, result: dict, threshold: float, command: str) -> str:
     return "\n".join(head)
 
 
+# ----- forms --------------------------------------------------------------------------------------------------------
+def forms(args) -> int:
+    """Score every judgement form on the stored examples of --split, forms in turn per example; print and save."""
+    import yaml
+
+    from assistant.answering import Assistant
+    from assistant.evaluation import compute_percentile as percentile
+    from assistant.llamacpp import prompt_tokens, shared_prefix
+    from assistant.settings import Settings
+    from assistant.verify import Verifier
+
+    settings = Settings()
+    templates = {"prompts/verify.txt": (settings.prompts_dir / "verify.txt").read_text(encoding="utf-8")}
+    for name, text in (yaml.safe_load(args.forms.read_text(encoding="utf-8")) if args.forms else {}).items():
+        if text.strip() not in (t.strip() for t in templates.values()):
+            templates[name] = text
+    records, taken = [], Counter()
+    for r in load_records(args.records):
+        if args.split in ("all", r["split"]) and taken[r["article"], r["label"]] < args.per_article:
+            taken[r["article"], r["label"]] += 1
+            records.append(r)
+    model = Assistant(settings).load().chat_model
+    llm = model.load()
+    verifiers = {name: Verifier(model, text, settings.verify_threshold) for name, text in templates.items()}
+    scores = {name: [] for name in verifiers}
+    read, seconds, last = {n: [] for n in verifiers}, {n: [] for n in verifiers}, {n: [] for n in verifiers}
+    for i, r in enumerate(records, 1):
+        for name, verifier in verifiers.items():
+            messages = verifier.messages(r["question"], r["span"], [r["evidence"]])
+            tokens = prompt_tokens(llm, model._as_dicts(messages))
+            read[name].append(len(tokens) - len(shared_prefix(last[name], tokens)))
+            last[name] = tokens
+            t = time.perf_counter()
+            scores[name].append(verifier.probability(messages)[0])
+            seconds[name].append(time.perf_counter() - t)
+        if i % 20 == 0:
+            print(f"  {i}/{len(records)}", file=sys.stderr)
+    labels = [r["label"] for r in records]
+    result = {
+        "command": "python -m benchmarks.answerability " + " ".join(sys.argv[1:]),
+        "commit": short_commit(),
+        "split": args.split,
+        "examples": len(records),
+        "forms": {},
+    }
+    print(f"{len(records)} examples ({args.split}); threshold {settings.verify_threshold}\n")
+    print(
+        "| form | ROC AUC | passed / refused at threshold | best threshold | passed / refused there | tokens read p50 | seconds p50 |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, values in scores.items():
+        at, best = operating_point(values, labels, settings.verify_threshold), best_threshold(values, labels)
+        there = operating_point(values, labels, best)
+        figures = {
+            "template": templates[name],
+            "auc": separation(values, labels),
+            "at_threshold": at,
+            "best_threshold": best,
+            "at_best": there,
+            "tokens_read_p50": percentile(read[name], 50),
+            "seconds_p50": percentile(seconds[name], 50),
+            "p_yes": [round(v, 5) for v in values],
+        }
+        result["forms"][name] = figures
+        print(
+            f"| {name} | {figures['auc']:.3f} | {at['passed']:.2f} / {at['refused']:.2f} | {best:.2f} | "
+            f"{there['passed']:.2f} / {there['refused']:.2f} | {figures['tokens_read_p50']:.0f} | "
+            f"{figures['seconds_p50']:.2f} s |"
+        )
+    write_json(result, args.forms_out)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.answerability", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["collect", "fit"])
+    parser.add_argument("action", choices=["collect", "fit", "forms"])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
@@ -300,9 +380,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL, help="where fit writes the coefficients")
     parser.add_argument("--regularisation", type=float, default=1.0, help="scikit-learn's C (smaller: stronger)")
     parser.add_argument("--no-markdown", action="store_true", help="fit: do not rewrite BENCHMARKS.md's section")
+    parser.add_argument("--forms", type=Path, help="forms: YAML mapping of name to judgement template")
+    parser.add_argument(
+        "--forms-out", type=Path, default=ROOT / "benchmarks" / "results" / "judgement-forms.json", help="forms: JSON"
+    )
     args = parser.parse_args(argv)
     args.workdir = args.workdir.expanduser()
-    return collect(args) if args.action == "collect" else fit(args)
+    return {"collect": collect, "fit": fit, "forms": forms}[args.action](args)
 
 
 if __name__ == "__main__":

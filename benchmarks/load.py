@@ -61,6 +61,18 @@ def check(reply: dict, pattern: str | None, paragraph: str | None) -> list[str]:
     return problems
 
 
+def plan_for(session: int, questions: int) -> list[tuple]:
+    """What one session asks: the pool from the session's own place on; every other session ends with the question
+    the follow-up needs and the follow-up, and the follow-up is asked right after that question wherever it falls."""
+    plan = [POOL[(session + i) % len(POOL)] for i in range(questions)]
+    if questions >= 2 and session % 2:
+        plan[-2:] = [POOL[0], FOLLOW_UP]
+    for i in range(len(plan) - 1):
+        if plan[i] == POOL[0]:
+            plan[i + 1] = FOLLOW_UP
+    return plan
+
+
 def run_session(url: str, session: int, questions: int, deadline: float) -> list[Result]:
     """One chat session: a client of its own asking questions in turn, with a follow-up, keeping its history."""
     from gradio_client import Client
@@ -71,11 +83,7 @@ def run_session(url: str, session: int, questions: int, deadline: float) -> list
     client = Client(url, verbose=False)
     history: list[dict] = []
     results = []
-    plan = [POOL[(session + i) % len(POOL)] for i in range(questions)]
-    if questions >= 2 and plan[0][0] != POOL[0][0]:
-        plan[-2] = POOL[0]
-        plan[-1] = FOLLOW_UP
-    for question, pattern, paragraph in plan:
+    for question, pattern, paragraph in plan_for(session, questions):
         if time.monotonic() > deadline:
             results.append(Result(session, question, 0.0, False, error="deadline passed before asking"))
             continue
