@@ -26,6 +26,9 @@ def render_answer(answer, show_timings: bool = False) -> str:
     lines = [answer.text]
     for c in answer.citations:
         lines.append(f'[{c.index}] {c.doc_id} ¶{c.number}: "{c.quote}"')
+    if answer.closest is not None:
+        c = answer.closest
+        lines.append(f'Nearest passage, not an answer: {c.doc_id} ¶{c.number}: "{c.quote}"')
     if show_timings:
         lines.append("(" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in answer.timings.items()) + ")")
     return "\n".join(lines)

@@ -431,3 +431,17 @@ def folded_overlap(a: str, b: str) -> float:
     """Share of a's content words that also occur in b (used to spot leaked prompt text)."""
     sa, sb = content_stems(fold(a)), content_stems(fold(b))
     return len(sa & sb) / len(sa) if sa else 0.0
+
+
+def closest_sentence(passages: list[Passage], question: str, min_words: int) -> tuple[Passage, int, int] | None:
+    """The sentence of passages (best first) sharing most content words with question, as (passage, start, end)
+    in document offsets; None when none shares min_words of them (or all, when the question has fewer)."""
+    wanted = content_stems(question)
+    need = min(min_words, len(wanted))
+    best, shared = None, 0
+    for passage in passages:
+        for start, end in passage.sentences or ((passage.start, passage.end),):
+            n = len(wanted & content_stems(passage.text[start - passage.start : end - passage.start]))
+            if n > shared:
+                best, shared = (passage, start, end), n
+    return best if best is not None and shared >= max(1, need) else None

@@ -1,6 +1,6 @@
 """The answer pipeline: named stages over one AnswerState, in the order run() reads them.
 
-    guard → rewrite → retrieve → gate → generate → reask → retry → complete → settle
+    guard → rewrite → retrieve → gate → generate → reask → retry → complete → settle → point
 
 generate streams the model's reply sentence by sentence; each sentence is checked (grounding), verified (by meaning)
 and cited before it is shown. Each stage is a short function of the state and the Assistant that owns the models.
@@ -15,8 +15,17 @@ from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
+from .cite import Citation
 from .generation import bounded_context, render_context
-from .grounding import Support, clean_sentence, complete_sentences, fits_question, is_decline, split_answer
+from .grounding import (
+    Support,
+    clean_sentence,
+    closest_sentence,
+    complete_sentences,
+    fits_question,
+    is_decline,
+    split_answer,
+)
 from .guard import asks_for_several, greeting_reply, is_greeting, is_off_task, needs_rewrite, off_task_reply
 from .rewrite import rewrite_question, with_last_question
 from .state import NOT_IN_ARTICLE, Answer, AnswerState
@@ -38,6 +47,7 @@ def run(state: AnswerState, assistant: Assistant) -> Iterator[str | Answer]:
         for streaming in (generate, reask, retry, complete):
             yield from streaming(state, assistant)
         settle(state, assistant)
+        point(state, assistant)
     if state.reason != "answered":
         yield state.text
     yield state.answer()
@@ -177,6 +187,25 @@ def settle(state: AnswerState, assistant: Assistant) -> None:
         state.end("answered", state.reply.text)
 
 
+def point(state: AnswerState, assistant: Assistant) -> None:
+    """With a refusal, quote the article's sentence nearest to what was asked, as data beside the refusal: a near
+    miss then shows what the article does say, and a false refusal the passage that holds the answer.
+
+    The sentence the judge turned down comes first (it is what the question nearly matched); otherwise the best
+    retrieved passage's sentence sharing most words with the question. It is quoted verbatim, never rewritten.
+    """
+    s = assistant.settings
+    if state.reason not in ("not_in_article", "unsupported", "unverified") or not s.point_to_closest:
+        return
+    nearest = state.turned_down  # it held the answer's words: near enough at any retrieval distance
+    found = state.found
+    if nearest is None and found and found.passages and found.best_distance <= s.closest_max_distance:
+        nearest = closest_sentence(found.passages[: s.retry_passages], state.standalone, s.closest_min_words)
+    if nearest is not None:
+        passage, start, end = nearest
+        state.closest = Citation.of(passage, 1, start, end, assistant.doc_text(passage.doc_id))
+
+
 def sentences(state: AnswerState, assistant: Assistant, question: str, turns: list[dict]) -> Iterator[str]:
     """Stream the model's reply to question, yielding each sentence once it is checked, verified and cited."""
     prompts = assistant.prompts
@@ -255,6 +284,8 @@ def verify(state: AnswerState, assistant: Assistant, sentence: str, support: Sup
         except Exception as exc:
             raise assistant.model_failure(exc) from exc
     state.verdicts.append(verdict)
+    if not verdict.passed and state.turned_down is None:
+        state.turned_down = quotes(support)[0]
     return verdict.passed
 
 

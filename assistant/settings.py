@@ -125,6 +125,19 @@ class Settings(BaseSettings):
         description="When the model declines a question whose best passage is at most this cosine distance away, ask once more with only the best passages.",
     )
     retry_passages: int = Field(2, ge=1, le=10, description="How many of the best passages the retry shows the model.")
+    point_to_closest: bool = Field(
+        True,
+        description="With a refusal, quote the article's sentence nearest to what was asked (Answer.closest): the one the judge turned down, or the best retrieved passage's sentence sharing most words with the question.",
+    )
+    closest_max_distance: float = Field(
+        0.55,
+        description="A refusal with no sentence the judge turned down quotes the best passages' sentence sharing most words with the question only when the best passage is at most this cosine distance from it.",
+    )
+    closest_min_words: int = Field(
+        2,
+        ge=1,
+        description="A nearest sentence must share at least this many content words with the question (all of them when it has fewer).",
+    )
 
     # Follow-up questions (the rewrite stage)
     rewrite_messages: int = Field(

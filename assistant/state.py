@@ -39,6 +39,7 @@ class Answer:
     reason: Reason = "answered"
     draft: str = ""  # what the model wrote, before the grounding check
     verdicts: list[Verdict] = field(default_factory=list)  # the verification of each checked sentence
+    closest: Citation | None = None  # with a refusal: the article's sentence nearest to what was asked, quoted
 
     def to_dict(self) -> dict:
         """Return the answer as plain data (for JSON and the web API)."""
@@ -53,6 +54,7 @@ class Answer:
             "timings": self.timings,
             "draft": self.draft,
             "verdicts": [v.to_dict() for v in self.verdicts],
+            "closest": self.closest.to_dict() if self.closest else None,
         }
 
 
@@ -131,6 +133,8 @@ class AnswerState:
     candidates: list[Passage] = field(default_factory=list)  # the passages an answer sentence may cite
     reply: Reply = field(default_factory=Reply)
     verdicts: list[Verdict] = field(default_factory=list)
+    turned_down: tuple[Passage, int, int] | None = None  # the evidence of the first sentence the judge refused
+    closest: Citation | None = None  # what a refusal quotes (see pipeline.point)
     draft: str = ""  # everything the model wrote
     declined: bool = False  # the model said the text does not answer
     reason: Reason | None = None  # set once the outcome is decided
@@ -179,4 +183,5 @@ class AnswerState:
             reason=self.reason or "unsupported",
             draft=self.draft,
             verdicts=self.verdicts,
+            closest=None if answered else self.closest,
         )

@@ -41,6 +41,7 @@ UNANSWERED = (
     "Not answered: the assistant stopped before it could answer. Click the question to put it back in the box, "
     "then send it again."
 )
+CLOSEST = "The nearest the article comes:"
 ELSEWHERE = "Still being answered (asked before the page was reloaded): open this conversation again in a moment."
 ORDER_POLL_S = 0.1  # how often a question checks that the one asked before it has its answer (several at once only)
 HISTORY_MESSAGES = 20  # the engine reads only the last few turns; a long chat must not hit its history limit
@@ -53,7 +54,8 @@ Call it with gradio_client: `Client("http://127.0.0.1:7860").predict("Who opened
 citation markers), abstained (true when the article does not say or the request is off task), reason (answered,
 not_in_article, unsupported, off_task or greeting), standalone_question, citations (one per marker: index,
 passage_id, number (paragraph), section, text (the whole passage), quote (the exact supporting span), start/end and
-passage_start/passage_end (character offsets in the document), doc_id, title, source) and timings (seconds per
+passage_start/passage_end (character offsets in the document), doc_id, title, source), closest (with a refusal: the
+article's sentence nearest to what was asked, as a citation of the same shape, or null) and timings (seconds per
 stage). An optional third argument, article, names one document (its id: the file name without its suffix) to answer from when
 the corpus holds several. An invalid question (empty, too long) or history, or an unavailable model, raises an error with a readable
 message.
@@ -73,6 +75,7 @@ CSS = """
 #status .status.reading { background: #eef3fb; color: #1f3d6b; margin-top: 4px; }
 #status .status.reading progress { width: 8em; vertical-align: middle; }
 #chat .refusal, #chat .waiting { font-style: italic; color: #6b7280; }
+#chat .closest, #sources .closest .source-head { color: #374151; font-size: 0.95em; }
 #chat .chat-error { color: #b42318; }
 #chat a.cite { text-decoration: none; font-size: 0.85em; vertical-align: super; padding: 0 1px; }
 #sources .source { border: 1px solid #e5e7eb; border-radius: 8px; padding: 8px 10px; margin: 6px 0; }
@@ -135,7 +138,7 @@ def answer_html(turn: dict, number: int) -> str:
     text = turn.get("answer", "")
     if turn.get("abstained"):
         reason = re.sub(r"[^a-z_]", "", str(turn.get("reason", "")))
-        return f'<em class="refusal reason-{reason}">{chat_text(text)}</em>'
+        return f'<em class="refusal reason-{reason}">{chat_text(text)}</em>{closest_html(turn, number)}'
     known = {c["index"] for c in turn.get("citations", [])} if turn.get("done") else set()
     parts, pos = [], 0
     for match in MARKER.finditer(text):
@@ -149,6 +152,15 @@ def answer_html(turn: dict, number: int) -> str:
     parts.append(chat_text(text[pos:]))
     css = "answer" if turn.get("done") else "answer streaming"
     return f'<span class="{css}">{"".join(parts)}</span>'
+
+
+def closest_html(turn: dict, number: int) -> str:
+    """After a refusal: the article's nearest sentence, quoted, linked to its passage in the sources ("" if none)."""
+    closest = turn.get("closest")
+    if not closest or not turn.get("done"):
+        return ""
+    link = f'<a class="cite" href="#{source_id(number, closest["index"])}" title="Nearest passage">¶{closest["number"]}</a>'
+    return f'<br><span class="closest">{chat_text(CLOSEST)} “{chat_text(closest["quote"])}” {link}</span>'
 
 
 def chat_messages(turns: list[dict]) -> list[dict]:
@@ -182,12 +194,12 @@ def citation_label(citation: dict) -> str:
     return f"{label} ({citation['section']})" if citation.get("section") else label
 
 
-def source_html(citation: dict, turn: int) -> str:
+def source_html(citation: dict, turn: int, heading: str | None = None) -> str:
     """Return one source entry: label, the passage with the quoted span marked, and where it comes from."""
     passage = highlight(citation["text"], citation["passage_start"], [(citation["start"], citation["end"])])
     return (
         f'<div class="source" id="{source_id(turn, citation["index"])}">'
-        f'<div class="source-head">{escape(citation_label(citation))}</div>'
+        f'<div class="source-head">{escape(heading or citation_label(citation))}</div>'
         f'<blockquote class="passage">{passage}</blockquote>'
         f'<div class="source-meta">{escape(citation.get("title", ""))} — {escape(citation.get("source", ""))}</div>'
         "</div>"
@@ -206,6 +218,9 @@ def sources_html(turns: list[dict]) -> str:
             body = "".join(source_html(c, number) for c in turn["citations"])
         else:
             body = '<p class="refusal">No source cited: the article does not answer this.</p>'
+            if turn.get("closest"):
+                heading = f"Nearest passage, not an answer: ¶{turn['closest']['number']}"
+                body += f'<div class="closest">{source_html(turn["closest"], number, heading)}</div>'
         blocks.append(f'<section class="turn-sources" id="sources-{number}">{head}{body}</section>')
     if not blocks:
         return '<p class="sources-empty">Sources cited by the answers appear here.</p>'
@@ -270,7 +285,7 @@ def error_message(exc: BaseException) -> str:
 def api_result(answer: Answer) -> dict:
     """Return the JSON result of the API endpoint for an Answer."""
     data = answer.to_dict()
-    keys = ("question", "text", "abstained", "reason", "standalone_question", "citations", "timings")
+    keys = ("question", "text", "abstained", "reason", "standalone_question", "citations", "closest", "timings")
     return {key: data[key] for key in keys}
 
 
@@ -462,6 +477,7 @@ class ChatHandlers:
             reason=answer.reason,
             done=True,
             citations=[c.to_dict() for c in answer.citations],
+            closest=answer.closest.to_dict() if answer.closest else None,
         )
         asked.recorder.write(answer.text, answer.to_dict(), "done")
         yield self._screen(session, turn, ended=True)

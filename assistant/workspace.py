@@ -45,6 +45,7 @@ def web_turn(turn: Turn) -> dict:
     else:
         shown.update(abstained=data.get("abstained", False), reason=data.get("reason", "answered"))
         shown["citations"] = list(data.get("citations") or [])
+        shown["closest"] = data.get("closest")
     return shown
 
 

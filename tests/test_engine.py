@@ -463,7 +463,38 @@ def test_unrelated_question_refused_without_model(settings, embeddings):
     assistant = make(settings, embeddings)  # no replies: calling the model would fail
     answer = assistant.answer("What is the capital of Australia?")
     assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.reason == "not_in_article"
-    assert assistant.chat_model.prompts == []
+    assert assistant.chat_model.prompts == [] and answer.closest is None  # nothing near enough to quote
+
+
+def test_a_refusal_quotes_the_sentence_the_judge_turned_down(settings, embeddings):
+    reply = "Italy's defence minister said it is only natural for Europe to take on more of the burden."
+    assistant = make(settings, embeddings, reply, p_yes=0.2)
+    answer = assistant.answer("What did Italy's defence minister say?")
+    assert answer.abstained and answer.reason == "unverified" and answer.text == NOT_IN_ARTICLE
+    assert answer.citations == []  # the refusal cites nothing: the quote beside it is data of its own
+    closest, doc = answer.closest, assistant.doc_text("nato-3-0")
+    assert closest.passage_id == "nato-3-0:p7" and doc[closest.start : closest.end] == closest.quote
+    assert closest.quote in answer.verdicts[0].evidence
+    assert answer.to_dict()["closest"]["quote"] == closest.quote
+
+
+def test_a_declined_question_quotes_the_best_passages_sentence_sharing_most_words(settings, embeddings):
+    assistant = make(settings, embeddings, "The article does not say.", "The article does not say.")
+    answer = assistant.answer("How many soldiers are in the rotating brigade in Romania?")
+    assert answer.abstained and answer.reason == "not_in_article"
+    assert answer.closest.passage_id == "nato-3-0:p9" and "brigade" in answer.closest.quote
+    assert answer.closest.quote in answer.closest.text and answer.closest.quote.endswith(".")
+    off = make(settings.model_copy(update={"point_to_closest": False}), embeddings, *[NOT_IN_ARTICLE] * 2)
+    assert off.answer("How many soldiers are in the rotating brigade in Romania?").closest is None
+
+
+def test_closest_sentence_needs_words_of_the_question(grounder):
+    from assistant.grounding import closest_sentence
+
+    passages = grounder[0].passages
+    found = closest_sentence(passages, "Which brigade will the US not replace in Romania?", 2)
+    assert found is not None and "Romania" in found[0].text[found[1] - found[0].start : found[2] - found[0].start]
+    assert closest_sentence(passages, "Which volcano erupted in Iceland?", 2) is None
 
 
 def test_a_name_the_article_lacks_is_left_to_verification(settings, embeddings):

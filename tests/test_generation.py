@@ -142,10 +142,14 @@ def test_a_judgement_reads_only_what_follows_the_template_it_shares_with_the_las
     whole = len(prompt_tokens(llm, model._as_dicts(judged[1])))
     assert 0 < sum(read) <= whole - 20, (read, whole)
 
-    monkeypatch.setattr(model, "_heads", [])
-    llm.reset()
-    read.clear()
-    again, _ = verifier.probability(judged[1])
+    kept_heads = model._heads  # a pydantic private attribute: monkeypatch's undo would delete it
+    model._heads = []
+    try:
+        llm.reset()
+        read.clear()
+        again, _ = verifier.probability(judged[1])
+    finally:
+        model._heads = kept_heads
     assert sum(read) >= whole - 1 and abs(again - kept) < 0.02, (again, kept)
 
 

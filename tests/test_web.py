@@ -108,6 +108,21 @@ def test_refusal_is_styled_as_a_note_not_a_fact():
     assert "The article does not say\\." in shown and 'class="answer' not in shown
 
 
+def test_a_refusal_shows_the_nearest_sentence_quoted_and_linked_to_its_passage():
+    hostile = {**citation().to_dict(), "quote": XSS}
+    turn = done_turn(answer=NOT_IN_ARTICLE, citations=[], abstained=True, reason="unverified", closest=hostile)
+    shown = web.answer_html(turn, 4)
+    refusal = re.search(r'<em class="refusal reason-unverified">(.*?)</em>', shown)[1]
+    assert html.unescape(refusal).replace("\\", "") == NOT_IN_ARTICLE  # the refusal itself is unchanged
+    assert '<span class="closest">' in shown and "<img" not in shown and "&lt;img" in shown
+    assert '<a class="cite" href="#src-4-1" title="Nearest passage">¶5</a>' in shown
+    panel = web.sources_html([turn])
+    assert "No source cited" in panel and "Nearest passage, not an answer: ¶5" in panel and 'id="src-0-1"' in panel
+    assert "<img" not in panel
+    without = web.answer_html({**turn, "closest": None}, 4)
+    assert "closest" not in without and "closest" not in web.sources_html([{**turn, "closest": None}])
+
+
 def test_error_turn_is_shown_as_an_error():
     shown = web.answer_html({"question": "q", "error": "Model <missing>", "done": True}, 0)
     assert shown.startswith('<span class="chat-error">') and "Model &lt;missing&gt;" in shown
@@ -548,7 +563,8 @@ def test_warm_up_failure_is_reported_on_the_page(caplog):
 # ----- the API handler ----------------------------------------------------------------------------------------------
 def test_api_handler_returns_plain_data():
     result = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES).answer("Which countries?", "[]")
-    assert set(result) == {"question", "text", "abstained", "reason", "standalone_question", "citations", "timings"}
+    keys = {"question", "text", "abstained", "reason", "standalone_question", "citations", "closest", "timings"}
+    assert set(result) == keys
     assert result["citations"][0]["quote"] == SPENDING_QUOTE
     json.dumps(result)
 
@@ -828,3 +844,16 @@ def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):
     (_, turns, *_), _ = run(handlers, "Which countries will exceed the new spending target?", [])
     assert turns[0]["answer"] == spending_answer().text and turns[0]["done"]
     assert any("Could not save the conversation" in r.getMessage() for r in caplog.records)
+
+
+def test_a_stored_refusal_keeps_its_nearest_sentence_and_the_terminal_shows_it():
+    from assistant.cli import render_answer
+    from assistant.conversations import Turn
+    from assistant.state import Answer
+    from assistant.workspace import web_turn
+
+    answer = Answer("Who opened it?", NOT_IN_ARTICLE, abstained=True, reason="unverified", closest=citation())
+    stored = Turn(0, answer.question, answer.text, answer.to_dict(), "done", 0.0, 0.0)
+    assert web_turn(stored)["closest"] == citation().to_dict()  # as the page shows it after a restart
+    shown = render_answer(answer).splitlines()
+    assert shown[0] == NOT_IN_ARTICLE and shown[1] == f'Nearest passage, not an answer: nato-3-0 ¶5: "{SPENDING_QUOTE}"'
