@@ -131,15 +131,13 @@ def bounded_context(passages: list[Passage], question: str, settings: Settings) 
     """
     from dataclasses import replace
 
+    from .grounding import best_sentence, sentence_spans
     from .text import content_stems
 
     budget = settings.context_token_budget * settings.chars_per_token
     wanted = content_stems(question)
-    spans = [[(s - p.start, e - p.start) for s, e in p.sentences] or [(0, len(p.text))] for p in passages]
-    best = [
-        max(range(len(sp)), key=lambda j, p=p, sp=sp: len(wanted & content_stems(_cut(p, sp[j]))))
-        for p, sp in zip(passages, spans, strict=True)
-    ]
+    spans = [[(s - p.start, e - p.start) for s, e in sentence_spans(p)] for p in passages]
+    best = [best_sentence(p, wanted)[0] for p in passages]
     wishes = [(i, j) for i, j in enumerate(best)]
     wishes += [(i, near) for i, j in enumerate(best) for near in (j - 1, j + 1) if 0 <= near < len(spans[i])]
     wishes += [(i, j) for i, sp in enumerate(spans) for j in range(len(sp))]
@@ -270,9 +268,10 @@ class LlamaCppChat(BaseChatModel):
             return
         tokens = prompt_tokens(llm, self._as_dicts(messages))
         have = len(shared_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens))
-        best = max(self._heads, key=lambda head: len(shared_prefix(head.tokens, tokens)))
-        if len(shared_prefix(best.tokens, tokens)) > have:
-            self._put(llm, best)
+        shares = [len(shared_prefix(head.tokens, tokens)) for head in self._heads]
+        best = max(range(len(shares)), key=shares.__getitem__)  # the oldest of equals
+        if shares[best] > have:
+            self._put(llm, self._heads[best])
 
     def _keep_head(self, llm) -> None:
         """Keep the state of a prompt just read with no kept prefix (the most recent last, at most kept_heads)."""

@@ -433,15 +433,29 @@ def folded_overlap(a: str, b: str) -> float:
     return len(sa & sb) / len(sa) if sa else 0.0
 
 
+def sentence_spans(passage: Passage) -> tuple[tuple[int, int], ...]:
+    """The document offsets of passage's sentences (the whole passage when it has none)."""
+    return passage.sentences or ((passage.start, passage.end),)
+
+
+def best_sentence(passage: Passage, wanted: set[str]) -> tuple[int, int]:
+    """The index (in sentence_spans) of passage's sentence sharing most of the content stems wanted, the first of
+    equals, and how many it shares."""
+    shared = [
+        len(wanted & content_stems(passage.text[s - passage.start : e - passage.start]))
+        for s, e in sentence_spans(passage)
+    ]
+    best = max(range(len(shared)), key=shared.__getitem__)
+    return best, shared[best]
+
+
 def closest_sentence(passages: list[Passage], question: str, min_words: int) -> tuple[Passage, int, int] | None:
     """The sentence of passages (best first) sharing most content words with question, as (passage, start, end)
     in document offsets; None when none shares min_words of them (or all, when the question has fewer)."""
     wanted = content_stems(question)
-    need = min(min_words, len(wanted))
-    best, shared = None, 0
+    closest, shared = None, 0
     for passage in passages:
-        for start, end in passage.sentences or ((passage.start, passage.end),):
-            n = len(wanted & content_stems(passage.text[start - passage.start : end - passage.start]))
-            if n > shared:
-                best, shared = (passage, start, end), n
-    return best if best is not None and shared >= max(1, need) else None
+        j, n = best_sentence(passage, wanted)
+        if n > shared:
+            closest, shared = (passage, *sentence_spans(passage)[j]), n
+    return closest if shared >= max(1, min(min_words, len(wanted))) else None

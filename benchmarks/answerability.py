@@ -299,74 +299,98 @@ def render(model, result: dict, threshold: float, command: str) -> str:
 # ----- forms --------------------------------------------------------------------------------------------------------
 def forms(args) -> int:
     """Score every judgement form on the stored examples of --split, forms in turn per example; print and save."""
-    import yaml
-
-    from assistant.answering import Assistant
-    from assistant.evaluation import compute_percentile as percentile
-    from assistant.llamacpp import prompt_tokens, shared_prefix
     from assistant.settings import Settings
-    from assistant.verify import Verifier
 
     settings = Settings()
-    templates = {"prompts/verify.txt": (settings.prompts_dir / "verify.txt").read_text(encoding="utf-8")}
-    for name, text in (yaml.safe_load(args.forms.read_text(encoding="utf-8")) if args.forms else {}).items():
-        if text.strip() not in (t.strip() for t in templates.values()):
-            templates[name] = text
-    records, taken = [], Counter()
-    for r in load_records(args.records):
-        if args.split in ("all", r["split"]) and taken[r["article"], r["label"]] < args.per_article:
-            taken[r["article"], r["label"]] += 1
-            records.append(r)
-    model = Assistant(settings).load().chat_model
-    llm = model.load()
-    verifiers = {name: Verifier(model, text, settings.verify_threshold) for name, text in templates.items()}
-    scores = {name: [] for name in verifiers}
-    read, seconds, last = {n: [] for n in verifiers}, {n: [] for n in verifiers}, {n: [] for n in verifiers}
-    for i, r in enumerate(records, 1):
-        for name, verifier in verifiers.items():
-            messages = verifier.messages(r["question"], r["span"], [r["evidence"]])
-            tokens = prompt_tokens(llm, model._as_dicts(messages))
-            read[name].append(len(tokens) - len(shared_prefix(last[name], tokens)))
-            last[name] = tokens
-            t = time.perf_counter()
-            scores[name].append(verifier.probability(messages)[0])
-            seconds[name].append(time.perf_counter() - t)
-        if i % 20 == 0:
-            print(f"  {i}/{len(records)}", file=sys.stderr)
+    templates = form_templates(settings, args.forms)
+    records = sample_records(load_records(args.records), args.split, args.per_article)
+    judged = judge_forms(settings, templates, records)
     labels = [r["label"] for r in records]
     result = {
         "command": "python -m benchmarks.answerability " + " ".join(sys.argv[1:]),
         "commit": short_commit(),
         "split": args.split,
         "examples": len(records),
-        "forms": {},
+        "forms": {name: form_figures(templates[name], *judged[name], labels, settings) for name in templates},
     }
     print(f"{len(records)} examples ({args.split}); threshold {settings.verify_threshold}\n")
     print(
         "| form | ROC AUC | passed / refused at threshold | best threshold | passed / refused there | tokens read p50 | seconds p50 |"
     )
     print("|---|---|---|---|---|---|---|")
-    for name, values in scores.items():
-        at, best = operating_point(values, labels, settings.verify_threshold), best_threshold(values, labels)
-        there = operating_point(values, labels, best)
-        figures = {
-            "template": templates[name],
-            "auc": separation(values, labels),
-            "at_threshold": at,
-            "best_threshold": best,
-            "at_best": there,
-            "tokens_read_p50": percentile(read[name], 50),
-            "seconds_p50": percentile(seconds[name], 50),
-            "p_yes": [round(v, 5) for v in values],
-        }
-        result["forms"][name] = figures
+    for name, f in result["forms"].items():
+        at, there = f["at_threshold"], f["at_best"]
         print(
-            f"| {name} | {figures['auc']:.3f} | {at['passed']:.2f} / {at['refused']:.2f} | {best:.2f} | "
-            f"{there['passed']:.2f} / {there['refused']:.2f} | {figures['tokens_read_p50']:.0f} | "
-            f"{figures['seconds_p50']:.2f} s |"
+            f"| {name} | {f['auc']:.3f} | {at['passed']:.2f} / {at['refused']:.2f} | {f['best_threshold']:.2f} | "
+            f"{there['passed']:.2f} / {there['refused']:.2f} | {f['tokens_read_p50']:.0f} | {f['seconds_p50']:.2f} s |"
         )
     write_json(result, args.forms_out)
     return 0
+
+
+def form_templates(settings, path: Path | None) -> dict[str, str]:
+    """prompts/verify.txt, then each form of the YAML file at path that is not the same text."""
+    import yaml
+
+    templates = {"prompts/verify.txt": (settings.prompts_dir / "verify.txt").read_text(encoding="utf-8")}
+    for name, text in (yaml.safe_load(path.read_text(encoding="utf-8")) if path else {}).items():
+        if text.strip() not in (t.strip() for t in templates.values()):
+            templates[name] = text
+    return templates
+
+
+def sample_records(records: list[dict], split: str, per_article: int) -> list[dict]:
+    """The first per_article records of each label of each article of split, in stored order."""
+    taken, chosen = Counter(), []
+    for r in records:
+        if split in ("all", r["split"]) and taken[r["article"], r["label"]] < per_article:
+            taken[r["article"], r["label"]] += 1
+            chosen.append(r)
+    return chosen
+
+
+def judge_forms(settings, templates: dict[str, str], records: list[dict]) -> dict[str, tuple[list, list, list]]:
+    """Per form: P(yes) of every record, the tokens each judgement reads after those it shares with the form's
+    judgement before it, and the seconds each takes."""
+    from assistant.answering import Assistant
+    from assistant.llamacpp import prompt_tokens, shared_prefix
+    from assistant.verify import Verifier
+
+    model = Assistant(settings).load().chat_model
+    llm = model.load()
+    verifiers = {name: Verifier(model, text, settings.verify_threshold) for name, text in templates.items()}
+    judged = {name: ([], [], []) for name in verifiers}
+    last: dict[str, list[int]] = {name: [] for name in verifiers}
+    for i, r in enumerate(records, 1):
+        for name, verifier in verifiers.items():
+            scores, read, seconds = judged[name]
+            messages = verifier.messages(r["question"], r["span"], [r["evidence"]])
+            tokens = prompt_tokens(llm, model._as_dicts(messages))
+            read.append(len(tokens) - len(shared_prefix(last[name], tokens)))
+            last[name] = tokens
+            t = time.perf_counter()
+            scores.append(verifier.probability(messages)[0])
+            seconds.append(time.perf_counter() - t)
+        if i % 20 == 0:
+            print(f"  {i}/{len(records)}", file=sys.stderr)
+    return judged
+
+
+def form_figures(template: str, scores: list, read: list, seconds: list, labels: list[int], settings) -> dict:
+    """One form's separation, its operating points at the settings' threshold and at its best, and its cost."""
+    from assistant.evaluation import compute_percentile
+
+    best = best_threshold(scores, labels)
+    return {
+        "template": template,
+        "auc": separation(scores, labels),
+        "at_threshold": operating_point(scores, labels, settings.verify_threshold),
+        "best_threshold": best,
+        "at_best": operating_point(scores, labels, best),
+        "tokens_read_p50": compute_percentile(read, 50),
+        "seconds_p50": compute_percentile(seconds, 50),
+        "p_yes": [round(v, 5) for v in scores],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
