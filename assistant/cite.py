@@ -11,6 +11,8 @@ from .corpus import Passage
 
 # The only citation marker this project writes or reads: "[n]" after a sentence, n counting from 1.
 MARKER = re.compile(r"\[(\d+)\]")
+# How a refusal's Answer.closest is labelled wherever it is shown: a quote to read, not an answer.
+NEAREST = "Nearest passage, not an answer"
 _MARKERS_WITH_SPACE = re.compile(rf"\s*(?:{MARKER.pattern})+")
 
 

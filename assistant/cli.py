@@ -23,12 +23,14 @@ def _settings(args):
 
 def render_answer(answer, show_timings: bool = False) -> str:
     """Format an Answer for the terminal: the text, then one line per citation."""
+    from .cite import NEAREST
+
     lines = [answer.text]
     for c in answer.citations:
         lines.append(f'[{c.index}] {c.doc_id} ¶{c.number}: "{c.quote}"')
     if answer.closest is not None:
         c = answer.closest
-        lines.append(f'Nearest passage, not an answer: {c.doc_id} ¶{c.number}: "{c.quote}"')
+        lines.append(f'{NEAREST}: {c.doc_id} ¶{c.number}: "{c.quote}"')
     if show_timings:
         lines.append("(" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in answer.timings.items()) + ")")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretBytes, SecretStr
 
-from .cite import MARKER, strip_markers
+from .cite import MARKER, NEAREST, strip_markers
 from .corpus import CorpusError, Document
 from .evaluation import CaseError, locate_evidence
 from .text import fold
@@ -118,6 +118,12 @@ class Turn:
     def citations(self) -> list[dict]:
         """The answer's citations as plain data (none until the answer is done)."""
         return list((self.answer_json or {}).get("citations") or [])
+
+    @property
+    def closest(self) -> dict | None:
+        """With a refusal, the article's sentence nearest to what was asked (Answer.closest), as plain data."""
+        closest = (self.answer_json or {}).get("closest")
+        return closest if isinstance(closest, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -496,11 +502,14 @@ def answer_markdown(text: str, citations: Iterable[dict], first: int = 1) -> tup
 
     body = _SPACED_MARKER.sub(reference, text)
     notes = []
-    for n, label in labels.items():
-        c = cited[n]
-        where = c.get("title") or c.get("doc_id") or "the article"
-        notes.append(f'[^{label}]: "{_one_line(c.get("quote", ""))}" — {_one_line(where)}, ¶{c.get("number", "?")}')
+    notes = [f"[^{label}]: {_quoted(cited[n])}" for n, label in labels.items()]
     return body, notes, first + len(labels)
+
+
+def _quoted(citation: Mapping) -> str:
+    """A cited span as Markdown: the quote, then where it is."""
+    where = citation.get("title") or citation.get("doc_id") or "the article"
+    return f'"{_one_line(citation.get("quote", ""))}" — {_one_line(where)}, ¶{citation.get("number", "?")}'
 
 
 def conversation_markdown(conversation: Conversation) -> str:
@@ -514,6 +523,8 @@ def conversation_markdown(conversation: Conversation) -> str:
         answer = " ".join(part for part in (body.strip(), ending) if part)
         if answer:
             lines += [answer, ""]
+        if turn.closest:
+            lines += [f"> {NEAREST}: {_quoted(turn.closest)}", ""]
         if notes:
             lines += [*notes, ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -19,7 +19,7 @@ import gradio as gr
 
 from .answerability import VerifierModelError
 from .answering import Answer, Assistant
-from .cite import MARKER, highlight, strip_markers
+from .cite import MARKER, NEAREST, highlight, strip_markers
 from .corpus import CorpusError, Passage, load_passages
 from .generation import ModelUnavailable, PromptError
 from .guard import InvalidQuestion, validate_question
@@ -219,7 +219,7 @@ def sources_html(turns: list[dict]) -> str:
         else:
             body = '<p class="refusal">No source cited: the article does not answer this.</p>'
             if turn.get("closest"):
-                heading = f"Nearest passage, not an answer: ¶{turn['closest']['number']}"
+                heading = f"{NEAREST}: ¶{turn['closest']['number']}"
                 body += f'<div class="closest">{source_html(turn["closest"], number, heading)}</div>'
         blocks.append(f'<section class="turn-sources" id="sources-{number}">{head}{body}</section>')
     if not blocks:

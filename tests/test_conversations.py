@@ -331,6 +331,21 @@ def test_markdown_leaves_a_marker_without_its_citation_alone():
     assert "Said[^1] and [7]. *(the answer failed)*" in markdown
 
 
+def test_markdown_quotes_a_refusals_nearest_passage_as_such_and_never_as_a_footnote(store):
+    cid = store.create("", "Who opened the bridge?")
+    position = store.start_turn(cid, "", "Who opened the bridge?")
+    refusal = {"text": "The article does not say.", "abstained": True, "citations": [], "closest": citation(1, COLBY)}
+    store.update_turn(cid, "", position, refusal["text"], refusal, state="done")
+
+    lines = store.export_markdown("", cid).splitlines()
+    quote = f'> Nearest passage, not an answer: "{COLBY}" — {TITLE}, ¶2'
+    assert lines.index("The article does not say.") < lines.index(quote)
+    assert not any(line.startswith("[^") for line in lines)
+    # an answer without a nearest passage (or from before the field existed) exports as before
+    store.update_turn(cid, "", position, refusal["text"], {**refusal, "closest": None}, state="done")
+    assert "Nearest passage" not in store.export_markdown("", cid)
+
+
 # ----- feedback as eval cases ---------------------------------------------------------------------------------------
 def feedback(fid, rating, note="", kind=None, *, answer=ANSWER, history=(), corpus=HASH, position=0) -> Feedback:
     return Feedback(
