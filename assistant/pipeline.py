@@ -200,7 +200,7 @@ def point(state: AnswerState, assistant: Assistant) -> None:
     nearest = state.turned_down  # it held the answer's words: near enough at any retrieval distance
     found = state.found
     if nearest is None and found and found.passages and found.best_distance <= s.closest_max_distance:
-        nearest = closest_sentence(found.passages[: s.retry_passages], state.standalone, s.closest_min_words)
+        nearest = closest_sentence(found.passages[: s.closest_passages], state.standalone, s.closest_min_words)
     if nearest is not None:
         passage, start, end = nearest
         state.closest = Citation.of(passage, 1, start, end, assistant.doc_text(passage.doc_id))

@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         0.55,
         description="A refusal with no sentence the judge turned down quotes the best passages' sentence sharing most words with the question only when the best passage is at most this cosine distance from it.",
     )
+    closest_passages: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description="How many of the best retrieved passages a refusal's nearest sentence is looked for in.",
+    )
     closest_min_words: int = Field(
         2,
         ge=1,
