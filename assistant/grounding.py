@@ -296,8 +296,14 @@ class Grounder:
                     found |= its_stems
             return found
 
-        scored = sorted(((len(covered(p)), i, p) for i, p in enumerate(pool)), key=lambda t: (-t[0], t[1]))
-        for hits, _, passage in scored[:5]:
+        # Of passages that hold the answer alike, the one that also holds what was asked is cited ("Galileo" is
+        # named in the lede and in the paragraph on falling bodies; the question is about falling bodies); when the
+        # question does not tell them apart either, the earlier (a news lede states what later paragraphs repeat).
+        scored = sorted(
+            ((len(covered(p)), len(asked & self._stems[p.passage_id]), i, p) for i, p in enumerate(pool)),
+            key=lambda t: (-t[0], -t[1], t[2]),
+        )
+        for hits, _, _, passage in scored[:5]:
             coverage = hits / len(novel)
             if coverage < self.min_support:
                 break

@@ -186,6 +186,22 @@ def grounder():
     return Grounder(passages, {d.doc_id: d.text for d in documents}), documents[0].text
 
 
+def test_of_passages_holding_an_answer_alike_the_one_holding_what_was_asked_is_cited(tmp_path):
+    # Made-up article: the name stands in the opening paragraph and in the one about what was asked.
+    (tmp_path / "physics.txt").write_text(
+        "Early physics\n\nMarta Quell and others studied motion and falling bodies for centuries.\n\n"
+        "Bridges were built of stone and wood in the valley.\n\n"
+        "Marta Quell showed that falling bodies fall at the same speed whatever their weight.\n",
+        encoding="utf-8",
+    )
+    documents, passages = load_passages(tmp_path)
+    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    asked = "Who showed that falling bodies fall at the same speed whatever their weight?"
+    assert [p.passage_id for p in g.support("Marta Quell.", question=asked).passages] == ["physics:p3"]
+    # when the question tells them apart no better, the earlier paragraph is cited, as before
+    assert [p.passage_id for p in g.support("Marta Quell studied motion.").passages] == ["physics:p1"]
+
+
 def test_supported_sentence_gets_passage_and_quote(grounder):
     g, text = grounder
     support = g.support("Denmark, Estonia, Latvia, Lithuania and Poland will exceed the 3.5% target.")
