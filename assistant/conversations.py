@@ -501,7 +501,6 @@ def answer_markdown(text: str, citations: Iterable[dict], first: int = 1) -> tup
         return f"[^{labels[n]}]"
 
     body = _SPACED_MARKER.sub(reference, text)
-    notes = []
     notes = [f"[^{label}]: {_quoted(cited[n])}" for n, label in labels.items()]
     return body, notes, first + len(labels)
 

@@ -44,8 +44,7 @@ def web_turn(turn: Turn) -> dict:
         shown["interrupted"] = True
     else:
         shown.update(abstained=data.get("abstained", False), reason=data.get("reason", "answered"))
-        shown["citations"] = list(data.get("citations") or [])
-        shown["closest"] = data.get("closest")
+        shown.update(citations=turn.citations, closest=turn.closest)
     return shown
 
 
