@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -263,9 +264,14 @@ def start_upload(chat: Chat, path: Path) -> str:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     chat.page.get_by_role("tab", name="Add article", exact=True).click()
-    chosen = chat.page.locator("#upload").get_by_text(path.name).filter(visible=True).first
+    chosen = chat.page.locator(f'#upload td.filename[aria-label="{path.name}"]').filter(visible=True).first
     for attempt in range(3):  # the file control is re-drawn after the last upload: choose again if it missed it
         control = chat.page.locator("#upload input[type=file]")
+        clear = chat.page.locator('#upload button[aria-label="Clear"]').filter(visible=True)
+        if not control.count() and clear.count():  # another file still shown (the last one not yet cleared)
+            clear.first.click()
+            with contextlib.suppress(PlaywrightTimeout):
+                control.wait_for(state="attached", timeout=10_000)
         if control.count():  # none once a file is shown: on a busy machine it can show after the wait below
             control.set_input_files(str(path))
         try:
@@ -428,6 +434,22 @@ def shown_questions(chat: Chat, count: int, timeout_ms: int = 10_000) -> list[st
     return [q.strip() for q in chat.page.locator(USERS).all_inner_texts()]
 
 
+def switched_to(chat: Chat, questions: list[str], timeout_ms: int = 10_000) -> list[str]:
+    """Wait until the chat shows exactly these questions (after choosing a conversation); return what it shows.
+
+    A count alone passes at once when the conversation left had as many questions as the one chosen."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):  # the caller's assertion shows what the page has instead
+        chat.page.wait_for_function(
+            "a => { const shown = [...document.querySelectorAll(a.users)].map(e => e.innerText.trim());"
+            " return JSON.stringify(shown) === JSON.stringify(a.questions); }",
+            arg={"users": USERS, "questions": questions},
+            timeout=timeout_ms,
+        )
+    return [q.strip() for q in chat.page.locator(USERS).all_inner_texts()]
+
+
 def finished(chat: Chat, count: int, timeout_ms: int = WAIT_MS) -> None:
     chat.page.wait_for_function(f"() => document.querySelectorAll('{FINISHED}').length >= {count}", timeout=timeout_ms)
 
@@ -504,7 +526,7 @@ def test_a_question_sent_while_another_conversation_streams_is_answered_and_both
     assert "Rutte" in reply.inner_text() and reply.locator("a.cite").count() >= 1
     assert shown_questions(chat, 1) == [question]  # the first conversation's answer never drew over this one
     chat.page.locator("#conversations label").filter(has_text=SPENDING[:40]).first.click()
-    assert shown_questions(chat, 1) == [SPENDING]
+    assert switched_to(chat, [SPENDING]) == [SPENDING]
     finished(chat, 1, 30_000)
     assert "Denmark" in chat.last_bot_message().inner_text()  # it finished meanwhile, and was kept
 
