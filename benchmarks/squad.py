@@ -564,6 +564,8 @@ def record(case: Case, engine: str, mode: str, out: dict, cites: bool) -> dict:
         "abstained": bool(out.get("abstained")),
         "reason": out.get("reason"),
         "citations": [c.get("passage_id") for c in out.get("citations") or []],
+        "draft": out.get("draft") or "",  # what the model wrote before the checks: why a right answer was refused
+        "verdicts": out.get("verdicts") or [],
         "gold": case.gold,
         "timings": out.get("timings") or {},
         "seconds": out.get("seconds"),
