@@ -16,8 +16,11 @@ from .text import (
     entity_words,
     find_entity,
     fold,
+    list_sizes,
     lowercase_words,
+    number_stems,
     numbers,
+    spelled_numbers,
     words,
 )
 
@@ -55,6 +58,7 @@ _WHEN = re.compile(
 )
 _YEAR = re.compile(r"\b(what|which|in what|in which|by what|by which) year\b", re.I)
 _WHO = re.compile(r"^\W*(who|whom|whose)\b", re.I)
+_HOW_MANY = re.compile(r"\bhow many\b", re.I)
 _HOW_MUCH = re.compile(
     r"\b(how (many|much|large|big|often)|what (percentage|percent|share|proportion|amount|figure|sum|number))\b", re.I
 )
@@ -158,6 +162,12 @@ class Grounder:
         self._stems = {p.passage_id: content_stems(p.text) for p in passages}
         self._spread = Counter(stem for stems in self._stems.values() for stem in stems)
         self._numbers = {p.passage_id: numbers(p.text) for p in passages}
+        # What "how many" may be answered with: a number the passage writes, spells out, or leaves to the reader
+        # to count ("Denmark, Estonia and Poland will…": three countries).
+        self._counts = {
+            p.passage_id: self._numbers[p.passage_id] | spelled_numbers(p.text) | list_sizes(p.text) for p in passages
+        }
+        self._number_stems = number_stems()
         self._vocabulary = lowercase_words(" ".join(p.text for p in passages))
         self._corpus_words = frozenset(w for p in passages for w in words(p.text))
         by_doc: dict[str, list[Passage]] = {}
@@ -275,6 +285,10 @@ class Grounder:
         about: tuple[str, ...] = (),
     ) -> Support | None:
         stems, names, nums = self.claim_terms(claim)
+        counting = bool(_HOW_MANY.search(question))
+        if counting:  # "Five countries…": the count is a number, never a name that opens the sentence
+            nums = nums | spelled_numbers(claim)
+            names = [n for n in names if not spelled_numbers(n)]
         names = names + [n for n in about if n not in names]
         echoed_names, premise = echoed
         premise_names = [n for n in names if fold(n) in echoed_names]
@@ -294,6 +308,8 @@ class Grounder:
             for name, its_stems in name_stems.items():
                 if its_stems and self._named(name, passage, passage.text):
                     found |= its_stems
+            if counting:  # "five" stands for the five things the passage lists
+                found |= {s for s in novel if self._number_stems.get(s, s) in self._counts[passage.passage_id]}
             return found
 
         # Of passages that hold the answer alike, the one that also holds what was asked is cited ("Galileo" is
@@ -316,7 +332,8 @@ class Grounder:
             # Names and numbers are where small models invent: each must stand in this very passage, and names
             # in or just before the sentence that carries the claim ("Smith emphasized… That, she argued, …"), so a
             # minister is not credited with the words of the one quoted after him.
-            if nums <= self._numbers[passage.passage_id] and self._attributed(passage, novel, names):
+            known = self._counts if counting else self._numbers
+            if nums <= known[passage.passage_id] and self._attributed(passage, novel, names):
                 return Support(claim, (passage,), (self._quote(passage, stems),), coverage)
         return None
 

@@ -256,6 +256,32 @@ def numbers(text: str) -> set[str]:
     return {n.replace(",", ".").rstrip(".") for n in _NUMBER_RE.findall(text)}
 
 
+_SPELLED = {
+    w: str(n) for n, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+
+
+def spelled_numbers(text: str) -> set[str]:
+    """The small numbers text spells out ("five" gives "5"), normalised as numbers() gives them."""
+    return {_SPELLED[w] for w in words(text) if w in _SPELLED}
+
+
+def number_stems() -> dict[str, str]:
+    """The stem of each spelled-out small number, with its value: {"five": "5", "twelv": "12"}."""
+    return {stem(w): n for w, n in _SPELLED.items()}
+
+
+_LIST_ITEM = r"(?:the\s+)?[A-Z][\w'’-]*(?:\s+(?:of\s+)?[A-Z][\w'’-]*){0,3}"
+_NAME_LIST = re.compile(rf"{_LIST_ITEM}(?:,\s+{_LIST_ITEM})*,?\s+(?:and|or)\s+{_LIST_ITEM}")
+_LIST_JOINT = re.compile(r",\s+(?:(?:and|or)\s+)?|\s+(?:and|or)\s+")
+
+
+def list_sizes(text: str) -> set[str]:
+    """How many names each list of names in text counts ("Denmark, Estonia and Poland" counts 3), as numbers:
+    what "how many" asks, when the article names the things without counting them."""
+    return {str(len(_LIST_JOINT.split(m.group()))) for m in _NAME_LIST.finditer(text)}
+
+
 # Capitalised only because they open a sentence or a clause; the stop words are such words too.
 _OPENERS = frozenset(
     "please answer question list however additionally furthermore moreover overall meanwhile therefore thus "
