@@ -33,6 +33,7 @@ from assistant.guard import (
     validate_question,
 )
 from assistant.indexing import PassageIndex
+from assistant.pipeline import retrieved_first
 from assistant.settings import PROJECT_ROOT, Settings
 
 CORPUS = PROJECT_ROOT / "corpus"
@@ -200,6 +201,43 @@ def test_of_passages_holding_an_answer_alike_the_one_holding_what_was_asked_is_c
     assert [p.passage_id for p in g.support("Marta Quell.", question=asked).passages] == ["physics:p3"]
     # when the question tells them apart no better, the earlier paragraph is cited, as before
     assert [p.passage_id for p in g.support("Marta Quell studied motion.").passages] == ["physics:p1"]
+
+
+def test_of_passages_tied_on_answer_and_question_the_one_retrieval_found_is_cited(tmp_path):
+    (tmp_path / "physics.txt").write_text(
+        "Early physics\n\nMarta Quell and others studied motion and falling bodies for centuries.\n\n"
+        "Bridges were built of stone and wood in the valley.\n\n"
+        "Marta Quell showed that falling bodies fall at the same speed whatever their weight.\n",
+        encoding="utf-8",
+    )
+    documents, passages = load_passages(tmp_path)
+    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    first, bridges, last = passages
+    assert retrieved_first(passages, [last, bridges]) == [bridges, last, first]  # article order within each group
+    asked = "Who wrote on falling bodies?"  # both paragraphs hold the name and the question's words alike
+    assert [p.passage_id for p in g.support("Marta Quell.", passages, asked).passages] == ["physics:p1"]
+    found_last = retrieved_first(passages, [last])
+    assert [p.passage_id for p in g.support("Marta Quell.", found_last, asked).passages] == ["physics:p3"]
+
+
+def test_how_many_may_be_answered_by_counting_the_names_a_passage_lists(tmp_path):
+    (tmp_path / "ports.txt").write_text(
+        "Harbour news\n\nFerries from Arlo, Bexley, Corran and the Dunmore Isles will stop at the new quay.\n\n"
+        "The quay cost nine million crowns to build.\n",
+        encoding="utf-8",
+    )
+    documents, passages = load_passages(tmp_path)
+    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    asked = "How many ferries will stop at the new quay?"
+    for right in ("Four ferries will stop at the new quay.", "4 ferries will stop there.", "Four."):
+        assert [p.passage_id for p in g.support(right, question=asked).passages] == ["ports:p1"], right
+    for wrong in ("Five ferries will stop at the new quay.", "3 ferries will stop there."):
+        assert g.support(wrong, question=asked) is None, wrong
+    # counting is for "how many" alone: elsewhere a number must stand in the passage as written
+    assert g.support("Four ferries will stop at the new quay.", question="Which ferries will stop there?") is None
+    assert [p.passage_id for p in g.support("Nine million.", question="How many crowns did it cost?").passages] == [
+        "ports:p2"
+    ]
 
 
 def test_supported_sentence_gets_passage_and_quote(grounder):
