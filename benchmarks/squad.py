@@ -357,6 +357,8 @@ def handle(bot, job: dict) -> dict:
                 "reason": str(a.reason),
                 "citations": cited,
                 "timings": dict(a.timings),
+                "draft": getattr(a, "draft", ""),
+                "verdicts": [v.to_dict() for v in getattr(a, "verdicts", ())],
             }
     except Exception as exc:  # reported with the case; a failed load or warm-up stops the run (see Engine.run)
         out = {"error": f"{type(exc).__name__}: {exc}"}
