@@ -50,6 +50,7 @@ _ACRONYM_AFTER = re.compile(r"((?:[A-Z][\w'’-]* +)+)\(([A-Z]{2,})\)")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an ai\b)")
 _MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
+_PAIR_POOL = 4  # a claim read across two passages starts from one of the four covering most of it
 _MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Smith")
 
 _WHEN = re.compile(
@@ -245,7 +246,8 @@ class Grounder:
         adaptive nervous system") from a sentence the passages do not back; the judge reads meaning and can. What
         words do settle stays settled: every name and number the sentence says must stand in that passage, and
         most of its content words (weighted by how rarely the passages use them); a bare answer's passage must hold
-        the question's predicate; and the sentence must add a word to the question.
+        the question's predicate; and the sentence must add a word to the question. A claim that runs on across a
+        paragraph break may stand on a passage and the one next to it together, the judge reading both.
         """
         if _FIRST_PERSON.search(sentence):
             return None
@@ -259,21 +261,39 @@ class Grounder:
             return None
         weights = {stem: self._weight(stem) for stem in stems}
         total = sum(weights.values())
-        best: tuple[float, Passage] | None = None
-        for passage in candidates or self.passages:
-            coverage = sum(weights[stem] for stem in stems & self._stems[passage.passage_id]) / total
-            if coverage < self.min_support or (best and coverage <= best[0]):
-                continue
-            if (
-                nums <= self._numbers[passage.passage_id]
-                and all(self._named(n, passage, passage.text) for n in names)
-                and self._holds_predicate(passage, sentence, stems, asked, question)
-            ):
-                best = (coverage, passage)
-        if best is None:
+
+        def coverage(*passages: Passage) -> float:
+            held = set().union(*(self._stems[p.passage_id] for p in passages))
+            return sum(weights[stem] for stem in stems & held) / total
+
+        def holds(*passages: Passage) -> bool:
+            return (
+                nums <= set().union(*(self._numbers[p.passage_id] for p in passages))
+                and all(any(self._named(n, p, p.text) for p in passages) for n in names)
+                and all(self._holds_predicate(p, sentence, stems, asked, question) for p in passages)
+            )
+
+        pool = candidates or self.passages
+        ranked = sorted(pool, key=lambda p: -coverage(p))  # stable: equals keep the order they were given in
+        chosen = next((p for p in ranked if coverage(p) >= self.min_support and holds(p)), None)
+        if chosen is not None:
+            return Support(sentence, (chosen,), (self._quote(chosen, stems),), coverage(chosen))
+        # Two passages at most: one of the best-covering and the paragraph next to it, a claim that runs on across
+        # a paragraph break. Never two paragraphs apart, where a name from one and a number from another would
+        # make a fact the article never states.
+        at = {(p.doc_id, p.number): p for p in pool}
+        pairs = [
+            (a, b)
+            for a in ranked[:_PAIR_POOL]
+            for b in (at.get((a.doc_id, a.number - 1)), at.get((a.doc_id, a.number + 1)))
+            if b is not None
+        ]
+        pairs.sort(key=lambda ab: -coverage(*ab))
+        pair = next((ab for ab in pairs if coverage(*ab) >= self.min_support and holds(*ab)), None)
+        if pair is None:
             return None
-        coverage, passage = best
-        return Support(sentence, (passage,), (self._quote(passage, stems),), coverage)
+        pair = tuple(sorted(pair, key=lambda p: p.number))
+        return Support(sentence, pair, tuple(self._quote(p, stems) for p in pair), coverage(*pair))
 
     def _single(
         self,

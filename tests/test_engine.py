@@ -240,6 +240,27 @@ def test_how_many_may_be_answered_by_counting_the_names_a_passage_lists(tmp_path
     ]
 
 
+def test_a_claim_running_on_across_a_paragraph_break_goes_to_the_judge_with_both_paragraphs(tmp_path):
+    (tmp_path / "mill.txt").write_text(
+        "Island mills\n\nMarta Quell built the first tide mill on the island.\n\n"
+        "The mill ground grain for 40 years before the storm.\n\n"
+        "A bakery opened beside the harbour.\n\n"
+        "The new bakery sold bread for 12 years.\n",
+        encoding="utf-8",
+    )
+    documents, passages = load_passages(tmp_path)
+    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    asked = "How long did the tide mill grind grain?"
+    claim = "Marta Quell's tide mill ground grain for 40 years."
+    assert g.support(claim, question=asked) is None  # no one passage holds the name and the number
+    joined = g.nearest(claim, question=asked)
+    assert [p.passage_id for p in joined.passages] == ["mill:p1", "mill:p2"]
+    text = documents[0].text
+    assert [text[s:e] for s, e in joined.quotes] == [passages[0].text, passages[1].text]
+    # two paragraphs apart never make a fact together
+    assert g.nearest("Marta Quell's tide mill sold bread for 12 years.", question="What did the mill sell?") is None
+
+
 def test_supported_sentence_gets_passage_and_quote(grounder):
     g, text = grounder
     support = g.support("Denmark, Estonia, Latvia, Lithuania and Poland will exceed the 3.5% target.")
