@@ -160,9 +160,14 @@ def start_over(state: AnswerState) -> None:
 
 def retry(state: AnswerState, assistant: Assistant) -> Iterator[str]:
     """A small model often reads a short context better: when it declined a question that retrieval matched
-    closely, ask once more with only the best passages (and verify that answer like any other)."""
+    closely, or every sentence it wrote named or counted what no passage holds (a year it made up, where the
+    article says "the eighteenth century"), ask once more with only the best passages, and check and verify that
+    answer like any other. Not after the judge turned an answer down: asking again would only blur it."""
     s = assistant.settings
-    if not (state.declined and not state.reply.kept and state.found.best_distance <= s.retry_distance):
+    if state.reply.kept or state.found.best_distance > s.retry_distance:
+        return
+    dropped = s.retry_unsupported and state.draft.strip() and not state.failed_verification
+    if not (state.declined or dropped):
         return
     with state.timings.timed("retry"):
         best = state.found.passages[: s.retry_passages]

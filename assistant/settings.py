@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         description="When the model declines a question whose best passage is at most this cosine distance away, ask once more with only the best passages.",
     )
     retry_passages: int = Field(2, ge=1, le=10, description="How many of the best passages the retry shows the model.")
+    retry_unsupported: bool = Field(
+        True,
+        description="Retry with the best passages also when the word check dropped every sentence the model wrote (not only when it declined).",
+    )
     point_to_closest: bool = Field(
         True,
         description="With a refusal, quote the article's sentence nearest to what was asked (Answer.closest): the one the judge turned down, or the best retrieved passage's sentence sharing most words with the question.",
