@@ -187,16 +187,23 @@ def grounder():
     return Grounder(passages, {d.doc_id: d.text for d in documents}), documents[0].text
 
 
-def test_of_passages_holding_an_answer_alike_the_one_holding_what_was_asked_is_cited(tmp_path):
-    # Made-up article: the name stands in the opening paragraph and in the one about what was asked.
-    (tmp_path / "physics.txt").write_text(
-        "Early physics\n\nMarta Quell and others studied motion and falling bodies for centuries.\n\n"
-        "Bridges were built of stone and wood in the valley.\n\n"
-        "Marta Quell showed that falling bodies fall at the same speed whatever their weight.\n",
-        encoding="utf-8",
-    )
+# Made-up article: the name stands in the opening paragraph and in the one about what was asked.
+PHYSICS = (
+    "Early physics\n\nMarta Quell and others studied motion and falling bodies for centuries.\n\n"
+    "Bridges were built of stone and wood in the valley.\n\n"
+    "Marta Quell showed that falling bodies fall at the same speed whatever their weight.\n"
+)
+
+
+def made_up(tmp_path: Path, name: str, text: str):
+    """A Grounder over one made-up article written to tmp_path, with its documents and passages."""
+    (tmp_path / f"{name}.txt").write_text(text, encoding="utf-8")
     documents, passages = load_passages(tmp_path)
-    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    return Grounder(passages, {d.doc_id: d.text for d in documents}), documents, passages
+
+
+def test_of_passages_holding_an_answer_alike_the_one_holding_what_was_asked_is_cited(tmp_path):
+    g, _, passages = made_up(tmp_path, "physics", PHYSICS)
     asked = "Who showed that falling bodies fall at the same speed whatever their weight?"
     assert [p.passage_id for p in g.support("Marta Quell.", question=asked).passages] == ["physics:p3"]
     # when the question tells them apart no better, the earlier paragraph is cited, as before
@@ -204,14 +211,7 @@ def test_of_passages_holding_an_answer_alike_the_one_holding_what_was_asked_is_c
 
 
 def test_of_passages_tied_on_answer_and_question_the_one_retrieval_found_is_cited(tmp_path):
-    (tmp_path / "physics.txt").write_text(
-        "Early physics\n\nMarta Quell and others studied motion and falling bodies for centuries.\n\n"
-        "Bridges were built of stone and wood in the valley.\n\n"
-        "Marta Quell showed that falling bodies fall at the same speed whatever their weight.\n",
-        encoding="utf-8",
-    )
-    documents, passages = load_passages(tmp_path)
-    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    g, _, passages = made_up(tmp_path, "physics", PHYSICS)
     first, bridges, last = passages
     assert retrieved_first(passages, [last, bridges]) == [bridges, last, first]  # article order within each group
     asked = "Who wrote on falling bodies?"  # both paragraphs hold the name and the question's words alike
@@ -221,13 +221,11 @@ def test_of_passages_tied_on_answer_and_question_the_one_retrieval_found_is_cite
 
 
 def test_how_many_may_be_answered_by_counting_the_names_a_passage_lists(tmp_path):
-    (tmp_path / "ports.txt").write_text(
+    ports = (
         "Harbour news\n\nFerries from Arlo, Bexley, Corran and the Dunmore Isles will stop at the new quay.\n\n"
-        "The quay cost nine million crowns to build.\n",
-        encoding="utf-8",
+        "The quay cost nine million crowns to build.\n"
     )
-    documents, passages = load_passages(tmp_path)
-    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    g, _, _ = made_up(tmp_path, "ports", ports)
     asked = "How many ferries will stop at the new quay?"
     for right in ("Four ferries will stop at the new quay.", "4 ferries will stop there.", "Four."):
         assert [p.passage_id for p in g.support(right, question=asked).passages] == ["ports:p1"], right
@@ -241,15 +239,13 @@ def test_how_many_may_be_answered_by_counting_the_names_a_passage_lists(tmp_path
 
 
 def test_a_claim_running_on_across_a_paragraph_break_goes_to_the_judge_with_both_paragraphs(tmp_path):
-    (tmp_path / "mill.txt").write_text(
+    mill = (
         "Island mills\n\nMarta Quell built the first tide mill on the island.\n\n"
         "The mill ground grain for 40 years before the storm.\n\n"
         "A bakery opened beside the harbour.\n\n"
-        "The new bakery sold bread for 12 years.\n",
-        encoding="utf-8",
+        "The new bakery sold bread for 12 years.\n"
     )
-    documents, passages = load_passages(tmp_path)
-    g = Grounder(passages, {d.doc_id: d.text for d in documents})
+    g, documents, passages = made_up(tmp_path, "mill", mill)
     asked = "How long did the tide mill grind grain?"
     claim = "Marta Quell's tide mill ground grain for 40 years."
     assert g.support(claim, question=asked) is None  # no one passage holds the name and the number
