@@ -146,11 +146,12 @@ def test_a_declined_close_question_is_asked_again_with_only_the_best_passages(se
 
 def test_an_answer_the_word_check_drops_whole_is_asked_again_with_the_best_passages(settings, embeddings):  # noqa: F811
     made_up = "Eldridge Colby described the moment as NATO 3.0 in 1999."  # a year no passage holds
+    settings.retry_unsupported = True
     assistant = make(settings, embeddings, made_up, "Eldridge Colby described the moment as NATO 3.0.")
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert not answer.abstained and "1999" not in answer.text and "retry" in answer.timings
     assert len(assistant.chat_model.prompts) == 2 and answer.verdicts[0].passed
-    # turned off, the word check's refusal stands
+    # off (the default), the word check's refusal stands
     settings.retry_unsupported = False
     assistant = make(settings, embeddings, made_up, "Eldridge Colby described the moment as NATO 3.0.")
     answer = assistant.answer("Who described the moment as NATO 3.0?")
@@ -158,6 +159,7 @@ def test_an_answer_the_word_check_drops_whole_is_asked_again_with_the_best_passa
 
 
 def test_an_answer_the_judge_turned_down_is_not_asked_again(settings, embeddings):  # noqa: F811
+    settings.retry_unsupported = True
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.", p_yes=0.2)
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert answer.abstained and answer.reason == "unverified" and len(assistant.chat_model.prompts) == 1
