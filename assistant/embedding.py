@@ -3,6 +3,7 @@ imports torch (about 6 s of a fresh process's start)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -35,6 +36,26 @@ def _weight_files(folder: Path) -> list[Path]:
 def _weights_stamp(folder: Path) -> list:
     """What the export was made from: each weight file's name, size and mtime (cheap to check at every start)."""
     return [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in _weight_files(folder)]
+
+
+def _weights_digest(folder: Path) -> str:
+    """A digest of the weight files' content: the same weights installed twice (two clones sharing one cache)
+    have other mtimes, and must not take turns exporting over each other."""
+    digest = hashlib.sha256()
+    for w in _weight_files(folder):
+        with w.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _made_from(stamp: dict, source: Path) -> bool:
+    """True when stamp describes these very weights: by name, size and mtime, else by content."""
+    if stamp.get("weights") == _weights_stamp(source):
+        return True
+    sizes = [w[:2] for w in stamp.get("weights") or []]
+    same_files = sizes == [w[:2] for w in _weights_stamp(source)]
+    return same_files and bool(stamp.get("digest")) and stamp["digest"] == _weights_digest(source)
 
 
 def _read_config(folder: Path) -> tuple[int, str]:
@@ -118,7 +139,7 @@ def load_onnx(settings: Settings) -> OnnxEmbeddings | None:
         stamp = json.loads((folder / STAMP_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if stamp.get("weights") != _weights_stamp(source):
+    if not isinstance(stamp, dict) or not _made_from(stamp, source):
         return None
     try:
         return OnnxEmbeddings(folder, source, settings.llm_threads)
@@ -165,7 +186,9 @@ def export_onnx(settings: Settings, samples: list[str]) -> str:
     if cosine < settings.onnx_min_cosine:
         shutil.rmtree(partial, ignore_errors=True)
         return f"not kept (cosine {cosine:.5f} < {settings.onnx_min_cosine}); answering uses sentence-transformers"
-    (partial / STAMP_FILE).write_text(json.dumps({"weights": _weights_stamp(source), "min_cosine": cosine}))
+    (partial / STAMP_FILE).write_text(
+        json.dumps({"weights": _weights_stamp(source), "digest": _weights_digest(source), "min_cosine": cosine})
+    )
     shutil.rmtree(folder, ignore_errors=True)
     partial.replace(folder)
     return f"exported (min cosine {cosine:.5f} on {len(samples)} passages)"

@@ -79,6 +79,21 @@ def test_an_export_of_other_weights_is_not_used(exported):
         (folder / STAMP_FILE).write_text(json.dumps(stamp))
 
 
+def test_the_same_weights_installed_again_reuse_the_export(exported):
+    """Two clones share one cache: their weight files differ only in mtime, so neither exports over the other."""
+    folder = export_dir(exported)
+    stamp = json.loads((folder / STAMP_FILE).read_text())
+    assert stamp["digest"]
+    other_mtimes = [[name, size, mtime + 1] for name, size, mtime in stamp["weights"]]
+    try:
+        (folder / STAMP_FILE).write_text(json.dumps({**stamp, "weights": other_mtimes}))
+        assert isinstance(load_onnx(exported), OnnxEmbeddings)
+        (folder / STAMP_FILE).write_text(json.dumps({**stamp, "weights": other_mtimes, "digest": "0" * 64}))
+        assert load_onnx(exported) is None  # other content, same sizes: not these weights
+    finally:
+        (folder / STAMP_FILE).write_text(json.dumps(stamp))
+
+
 def test_a_damaged_export_falls_back_to_sentence_transformers_and_says_how_to_redo_it(tmp_path, exported, caplog):
     settings = exported.model_copy(update={"cache_dir": tmp_path})
     folder = export_dir(settings)
