@@ -51,10 +51,10 @@ def _weights_digest(folder: Path) -> str:
 
 def _made_from(stamp: dict, source: Path) -> bool:
     """True when stamp describes these very weights: by name, size and mtime, else by content."""
-    if stamp.get("weights") == _weights_stamp(source):
+    now = _weights_stamp(source)
+    if stamp.get("weights") == now:
         return True
-    sizes = [w[:2] for w in stamp.get("weights") or []]
-    same_files = sizes == [w[:2] for w in _weights_stamp(source)]
+    same_files = [w[:2] for w in stamp.get("weights") or []] == [w[:2] for w in now]
     return same_files and bool(stamp.get("digest")) and stamp["digest"] == _weights_digest(source)
 
 

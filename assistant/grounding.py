@@ -163,11 +163,7 @@ class Grounder:
         self._stems = {p.passage_id: content_stems(p.text) for p in passages}
         self._spread = Counter(stem for stems in self._stems.values() for stem in stems)
         self._numbers = {p.passage_id: numbers(p.text) for p in passages}
-        # What "how many" may be answered with: a number the passage writes, spells out, or leaves to the reader
-        # to count ("Denmark, Estonia and Poland will…": three countries).
-        self._counts = {
-            p.passage_id: self._numbers[p.passage_id] | spelled_numbers(p.text) | list_sizes(p.text) for p in passages
-        }
+        self._counts: dict[str, set[str]] = {}  # filled as "how many" questions come (see _countable)
         self._number_stems = number_stems()
         self._vocabulary = lowercase_words(" ".join(p.text for p in passages))
         self._corpus_words = frozenset(w for p in passages for w in words(p.text))
@@ -180,6 +176,16 @@ class Grounder:
         """Smoothed inverse document frequency: a word most passages use ("defence" in a defence article) says little
         about which passage a sentence came from; a word no passage uses says the most."""
         return math.log((1 + len(self.passages)) / (1 + self._spread[stem])) + 1
+
+    def _countable(self, passage: Passage) -> set[str]:
+        """What "how many" may be answered with from passage: a number it writes, spells out, or leaves to the
+        reader to count ("Denmark, Estonia and Poland will…": three countries). Read on the first such question,
+        not at start-up."""
+        if passage.passage_id not in self._counts:
+            self._counts[passage.passage_id] = (
+                self._numbers[passage.passage_id] | spelled_numbers(passage.text) | list_sizes(passage.text)
+            )
+        return self._counts[passage.passage_id]
 
     def _named(self, name: str, passage: Passage, text: str) -> bool:
         """True when text mentions name, or the person the article gives that title or first name to."""
@@ -274,10 +280,11 @@ class Grounder:
             )
 
         pool = candidates or self.passages
-        ranked = sorted(pool, key=lambda p: -coverage(p))  # stable: equals keep the order they were given in
-        chosen = next((p for p in ranked if coverage(p) >= self.min_support and holds(p)), None)
+        alone = {p.passage_id: coverage(p) for p in pool}
+        ranked = sorted(pool, key=lambda p: -alone[p.passage_id])  # stable: equals keep the order they came in
+        chosen = next((p for p in ranked if alone[p.passage_id] >= self.min_support and holds(p)), None)
         if chosen is not None:
-            return Support(sentence, (chosen,), (self._quote(chosen, stems),), coverage(chosen))
+            return Support(sentence, (chosen,), (self._quote(chosen, stems),), alone[chosen.passage_id])
         # Two passages at most: one of the best-covering and the paragraph next to it, a claim that runs on across
         # a paragraph break. Never two paragraphs apart, where a name from one and a number from another would
         # make a fact the article never states.
@@ -307,8 +314,7 @@ class Grounder:
         stems, names, nums = self.claim_terms(claim)
         counting = bool(_HOW_MANY.search(question))
         if counting:  # "Five countries…": the count is a number, never a name that opens the sentence
-            nums = nums | spelled_numbers(claim)
-            names = [n for n in names if not spelled_numbers(n)]
+            names, nums = [n for n in names if not spelled_numbers(n)], nums | spelled_numbers(claim)
         names = names + [n for n in about if n not in names]
         echoed_names, premise = echoed
         premise_names = [n for n in names if fold(n) in echoed_names]
@@ -329,17 +335,10 @@ class Grounder:
                 if its_stems and self._named(name, passage, passage.text):
                     found |= its_stems
             if counting:  # "five" stands for the five things the passage lists
-                found |= {s for s in novel if self._number_stems.get(s, s) in self._counts[passage.passage_id]}
+                found |= {s for s in novel if self._number_stems.get(s, s) in self._countable(passage)}
             return found
 
-        # Of passages that hold the answer alike, the one that also holds what was asked is cited ("Galileo" is
-        # named in the lede and in the paragraph on falling bodies; the question is about falling bodies); when the
-        # question does not tell them apart either, the earlier (a news lede states what later paragraphs repeat).
-        scored = sorted(
-            ((len(covered(p)), len(asked & self._stems[p.passage_id]), i, p) for i, p in enumerate(pool)),
-            key=lambda t: (-t[0], -t[1], t[2]),
-        )
-        for hits, _, _, passage in scored[:5]:
+        for hits, passage in self._ranked(pool, covered, asked):
             coverage = hits / len(novel)
             if coverage < self.min_support:
                 break
@@ -352,10 +351,24 @@ class Grounder:
             # Names and numbers are where small models invent: each must stand in this very passage, and names
             # in or just before the sentence that carries the claim ("Smith emphasized… That, she argued, …"), so a
             # minister is not credited with the words of the one quoted after him.
-            known = self._counts if counting else self._numbers
-            if nums <= known[passage.passage_id] and self._attributed(passage, novel, names):
+            known = self._countable(passage) if counting else self._numbers[passage.passage_id]
+            if nums <= known and self._attributed(passage, novel, names):
                 return Support(claim, (passage,), (self._quote(passage, stems),), coverage)
         return None
+
+    def _ranked(self, pool: list[Passage], covered, asked: set[str]) -> list[tuple[int, Passage]]:
+        """(how many of the claim's stems it covers, passage) for the five passages of pool covering the most.
+
+        Of passages that hold the answer alike, the one that also holds what was asked comes first ("Galileo" is
+        named in the lede and in the paragraph on falling bodies; the question is about falling bodies); when the
+        question does not tell them apart either, the earlier in pool (a news lede states what later paragraphs
+        repeat).
+        """
+        scored = sorted(
+            ((len(covered(p)), len(asked & self._stems[p.passage_id]), i, p) for i, p in enumerate(pool)),
+            key=lambda t: (-t[0], -t[1], t[2]),
+        )
+        return [(hits, passage) for hits, _, _, passage in scored[:5]]
 
     def _holds_predicate(self, passage: Passage, claim: str, stems: set[str], asked: set[str], question: str) -> bool:
         """False for a bare answer whose passage lacks what the question asks about.
