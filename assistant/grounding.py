@@ -483,12 +483,6 @@ def title_links(text: str, passages: list[Passage]) -> dict[str, set[str]]:
     return links
 
 
-def folded_overlap(a: str, b: str) -> float:
-    """Share of a's content words that also occur in b (used to spot leaked prompt text)."""
-    sa, sb = content_stems(fold(a)), content_stems(fold(b))
-    return len(sa & sb) / len(sa) if sa else 0.0
-
-
 def sentence_spans(passage: Passage) -> tuple[tuple[int, int], ...]:
     """The document offsets of passage's sentences (the whole passage when it has none)."""
     return passage.sentences or ((passage.start, passage.end),)
