@@ -42,6 +42,13 @@ unanswerable is refused when the engine abstained, and "trap" marks a reply that
 Citation of the gold paragraph: some citation's (doc_id, paragraph number) is the gold paragraph, over the answered
 answerable cases (the tutorial has none). A failed answer (an exception) counts as neither right nor refused.
 
+Kinds. Each record holds the question's category by benchmarks/squad_kinds.py (word rules, an approximation): for an
+unanswerable, how it differs from the gold paragraph's sentence holding its trap (negation, antonym, impossible
+condition, swapped entity, neighbouring thing, other word changed, other); for an answerable, what its wh-word asks
+(who, when, how many/much, where, what/which, why/how, other). The report tabulates this tree's answers by kind, so
+a missed target says which questions fail; for runs saved before records held it, --render reads the category from
+the run's data file.
+
 Data: SQuAD 2.0 (Rajpurkar, Jia and Liang, ACL 2018), text from Wikipedia, CC BY-SA 4.0 (see ATTRIBUTION).
 """
 
@@ -64,6 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.report import write_section
+from benchmarks.squad_kinds import ANSWERABLE, UNANSWERABLE, question_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "squad2" / "dev-v2.0-12-articles.json"
@@ -125,6 +133,7 @@ class Case:
     traps: tuple[str, ...]  # plausible answers (unanswerable): what a careless reader would say
     gold: str  # passage_id of the paragraph the question was written against
     number: int  # its paragraph number in the article, as the corpus loader counts
+    paragraph: str = ""  # the gold paragraph's text, which the question's category is read against
 
 
 # ----- data and corpus -------------------------------------------------------------------------------------------
@@ -219,22 +228,25 @@ def build_corpus(articles: list[Article], corpus_dir: Path) -> dict[str, list[Ca
     """Write (or reuse) the corpus and return every question of every article as a Case with its gold passage."""
     write_corpus(articles, corpus_dir)
     mapping = map_paragraphs(articles, corpus_dir)
-    cases = {}
-    for article in articles:
-        cases[article.slug] = [
-            Case(
-                qid=qa["id"],
-                article=article.slug,
-                kind="unanswerable" if qa.get("is_impossible") else "answerable",
-                question=qa["question"],
-                answers=tuple(a["text"] for a in qa.get("answers") or ()),
-                traps=tuple(a["text"] for a in qa.get("plausible_answers") or ()),
-                gold=mapping[article.slug][j].passage_id,
-                number=mapping[article.slug][j].number,
-            )
-            for j, qa in article.qas
-        ]
-    return cases
+    return {
+        article.slug: [to_case(article, j, qa, mapping[article.slug][j]) for j, qa in article.qas]
+        for article in articles
+    }
+
+
+def to_case(article: Article, j: int, qa: dict, passage=None) -> Case:
+    """The Case of SQuAD question qa of paragraph j; without the passage it became, gold and number stay empty."""
+    return Case(
+        qid=qa["id"],
+        article=article.slug,
+        kind="unanswerable" if qa.get("is_impossible") else "answerable",
+        question=qa["question"],
+        answers=tuple(a["text"] for a in qa.get("answers") or ()),
+        traps=tuple(a["text"] for a in qa.get("plausible_answers") or ()),
+        gold=passage.passage_id if passage else "",
+        number=passage.number if passage else 0,
+        paragraph=article.paragraphs[j],
+    )
 
 
 # ----- choosing articles and questions ---------------------------------------------------------------------------
@@ -553,12 +565,18 @@ def schedule(steps: list[tuple], engines: list[str], every: int, before_every: i
     return jobs
 
 
+def category(case: Case) -> str:
+    """The case's kind by benchmarks/squad_kinds.py: what an answerable asks for, how an unanswerable was made."""
+    return question_kind(case.question, case.paragraph, case.traps, answerable=case.kind == "answerable")
+
+
 def record(case: Case, engine: str, mode: str, out: dict, cites: bool) -> dict:
     """What is saved of one answer: the case, the reply, its timings and its scores."""
     return {
         "id": case.qid,
         "article": case.article,
         "kind": case.kind,
+        "category": category(case),
         "engine": engine,
         "mode": mode,
         "question": case.question,
@@ -808,6 +826,59 @@ def missed(results: dict, summary: dict) -> list[str]:
     return ["Where a target is missed:", "", *rows, ""] if rows else ["Every target is met.", ""]
 
 
+def with_categories(results: dict) -> list[dict]:
+    """The records, each with its category: as saved or, for a run saved before records held one, read from its
+    data file (results' "data", else DEFAULT_DATA); None where neither knows the question."""
+    records = results["cases"]
+    missing = {r["id"] for r in records if not r.get("category")}
+    paths = [Path(p) for p in (results.get("data"), DEFAULT_DATA) if p and Path(p).is_file()]
+    if not missing or not paths:
+        return records
+    found = {
+        qa["id"]: category(to_case(article, j, qa))
+        for article in load_articles(paths[0])
+        for j, qa in article.qas
+        if qa["id"] in missing
+    }
+    return [r if r.get("category") else {**r, "category": found.get(r["id"])} for r in records]
+
+
+# (kind, the heading of its categories, those in order, the two scores shown, their labels)
+KIND_TABLES = (
+    ("unanswerable", "unanswerable, how it was made", UNANSWERABLE, ("refused", "trap"), ("refused", "trap given")),
+    ("answerable", "answerable, what it asks", ANSWERABLE, ("right", "false_refusal"), ("right", "false refusal")),
+)
+
+
+def kinds_tables(results: dict) -> list[str]:
+    """This tree's answers by kind of question, a table per kind with columns per mode: which kinds fail."""
+    ours = [r for r in with_categories(results) if r["engine"] == "ours"]
+    if not ours:
+        return []
+    if not any(r.get("category") for r in ours):
+        return ["Which questions fail, by kind: not known (no SQuAD data file here holds the run's questions).", ""]
+    modes = [m for m in MODES if any(r["mode"] == m for r in ours)]
+    lines = [
+        "Which questions fail, by kind (this tree; single = each article as its own scope, all = all together). "
+        "Kinds are read by word rules (`benchmarks/squad_kinds.py`), an approximation of SQuAD 2.0's categories: "
+        "an unanswerable by how it differs from the sentence holding its trap, an answerable by its wh-word.",
+        "",
+    ]
+    for kind, heading, names, keys, labels in KIND_TABLES:
+        mine = [r for r in ours if r["kind"] == kind]
+        head = [heading, *(f"{m}: {c}" for m in modes for c in ("questions", *labels))]
+        lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        for name in [*names, None]:
+            rows = [[r for r in mine if r["mode"] == m and r.get("category") == name] for m in modes]
+            if any(rows):
+                cells = [str(name or "not known")]
+                for got in rows:
+                    cells += [str(len(got)), *(fmt(share([r["scores"][k] for r in got])) for k in keys)]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
 def render(results: dict) -> str:
     """BENCHMARKS.md's section for a run: what was asked, a table per mode, the targets and what misses them."""
     options, summary = results.get("options", {}), summarise(results["cases"])
@@ -851,6 +922,7 @@ def render(results: dict) -> str:
         targets_line(),
         "",
         *missed(results, summary),
+        *kinds_tables(results),
         END,
     ]
     return "\n".join(lines)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import squad
+from benchmarks import squad, squad_kinds
 from benchmarks.squad import Case
 
 REAL_DATA = squad.DEFAULT_DATA
@@ -269,7 +269,7 @@ def test_the_worker_runs_the_other_trees_assistant(tmp_path):
 
 # ----- the report ------------------------------------------------------------------------------------------------
 def fake_results() -> dict:
-    def rec(engine, mode, article, kind, total, right, abstained, cited=True):
+    def rec(engine, mode, article, kind, total, right, abstained, cited=True, category=None):
         scores = {
             "right": right if kind == "answerable" else None,
             "refused": abstained if kind == "unanswerable" else None,
@@ -283,6 +283,7 @@ def fake_results() -> dict:
             "id": f"{article}-{kind}-{total}",
             "article": article,
             "kind": kind,
+            "category": category,
             "engine": engine,
             "mode": mode,
             "abstained": abstained,
@@ -296,13 +297,13 @@ def fake_results() -> dict:
         slow = 3.0 if engine == "tutorial" else 1.0
         for article in ("alpha-town", "beta-river"):
             cases += [
-                rec(engine, "single", article, "answerable", 4.0 * slow, True, False),
-                rec(engine, "single", article, "answerable", 7.0 * slow, False, True),
-                rec(engine, "single", article, "unanswerable", 3.0 * slow, False, True),
-                rec(engine, "single", article, "unanswerable", 12.0 * slow, False, False),
+                rec(engine, "single", article, "answerable", 4.0 * slow, True, False, category="who"),
+                rec(engine, "single", article, "answerable", 7.0 * slow, False, True, category="what/which"),
+                rec(engine, "single", article, "unanswerable", 3.0 * slow, False, True, category="negation"),
+                rec(engine, "single", article, "unanswerable", 12.0 * slow, False, False, category="swapped entity"),
             ]
-    cases.append(rec("ours", "all", "alpha-town", "answerable", 6.0, True, False))
-    cases.append(rec("ours", "all", "beta-river", "unanswerable", 6.0, False, True))
+    cases.append(rec("ours", "all", "alpha-town", "answerable", 6.0, True, False, category="when"))
+    cases.append(rec("ours", "all", "beta-river", "unanswerable", 6.0, False, True, category="negation"))
     return {
         "command": "python -m benchmarks.squad --limit-articles 2",
         "commit": "abc1234-dirty",
@@ -349,8 +350,105 @@ def test_render_writes_the_section_between_markers(tmp_path):
     assert "answerable right 0.50, target ≥ 0.85 (0.35 short)" in text
     assert "citation of gold paragraph" not in text.split("Where a target is missed")[1], "1.00 meets its target"
     assert "tutorial:" not in text.split("Where a target is missed")[1], "targets are the assistant's"
+    kinds = text.split("Which questions fail, by kind")[1]
+    assert "| unanswerable, how it was made | single: questions | single: refused | single: trap given | all: " in kinds
+    assert "| negation | 2 | 1.00 | 0.00 | 1 | 1.00 | 0.00 |" in kinds  # this tree only, not the tutorial
+    assert "| swapped entity | 2 | 0.00 | 1.00 | 0 | – | – |" in kinds
+    assert "| who | 2 | 1.00 | 0.00 | 0 | – | – |" in kinds and "| what/which | 2 | 0.00 | 1.00 |" in kinds
+    assert "| when | 0 | – | – | 1 | 1.00 | 0.00 |" in kinds and "| antonym |" not in kinds  # no such question
 
     report.write_text(text.replace("Alpha Town", "Old Name") + "\nAfter.\n", encoding="utf-8")
     assert squad.main(["--render", str(results), "--markdown", str(report)]) == 0
     again = report.read_text(encoding="utf-8")
     assert again.count(squad.START) == 1 and "Old Name" not in again and again.endswith("\nAfter.\n")
+
+
+# ----- kinds of question -------------------------------------------------------------------------------------------
+# A made-up paragraph: the last sentence holds the trap, the one before it is its window's too (a pronoun's name is
+# often there), and the first is elsewhere in the paragraph.
+HARBOUR = (
+    "The old harbour of Porto Vela was dug by fishermen in 1821. "
+    "Its trade in salt grew for decades. "
+    "In 1840 the merchant Anna Ruiz built the first stone lighthouse at its northern pier."
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "trap", "kind"),
+    [
+        ("Who did not build the first stone lighthouse at the northern pier?", "Anna Ruiz", "negation"),
+        ("Who built the first stone lighthouse at the southern pier?", "Anna Ruiz", "antonym"),
+        ("Who built the last stone lighthouse at the northern pier?", "Anna Ruiz", "antonym"),
+        ("Who built the first stone lighthouse at the northern pier before 1790?", "Anna Ruiz", "impossible condition"),
+        ("Who built the tallest stone lighthouse at the northern pier?", "Anna Ruiz", "impossible condition"),
+        ("Who built the first stone lighthouse at the northern pier in 1855?", "Anna Ruiz", "swapped entity"),
+        ("Who built the first stone lighthouse in Santa Lucia?", "Anna Ruiz", "swapped entity"),
+        (
+            "What did the merchant build at the harbour besides the lighthouse?",
+            "the first stone lighthouse",
+            "neighbouring thing",
+        ),
+        ("Who built the first stone lighthouse for the fishermen?", "Anna Ruiz", "neighbouring thing"),
+        ("Who painted the first stone lighthouse at the northern pier?", "Anna Ruiz", "other word changed"),
+        ("Whose first stone lighthouse was built at the northern pier?", "Anna Ruiz", "other"),
+    ],
+)
+def test_the_tagger_names_how_an_unanswerable_question_was_made(question, trap, kind):
+    assert squad_kinds.unanswerable_kind(question, HARBOUR, [trap]) == kind
+
+
+def test_an_antonym_made_with_a_prefix():
+    said = "In 1902 Ada Stone opened the finished bridge."
+    assert squad_kinds.unanswerable_kind("Who opened the unfinished bridge?", said, ["Ada Stone"]) == "antonym"
+
+
+def test_a_negation_elsewhere_in_the_sentence_or_a_numero_is_no_negation():
+    paragraph = "The bridge was not painted for years. In 1902 the town council rebuilt the bridge in stone."
+    assert (
+        squad_kinds.unanswerable_kind("What did the town council not rebuild in 1902?", paragraph, ["the bridge"])
+        == "negation"
+    )
+    said = "Workers did not strike, and the mill at Dock No. 4 made 300 tonnes of paper a year."
+    assert squad_kinds.unanswerable_kind("How much paper did the mill make?", said, ["300 tonnes"]) != "negation"
+    assert squad_kinds.unanswerable_kind("How much paper did the mill at Dock No. 4 make?", said, ["300"]) != "negation"
+
+
+def test_the_trap_sentence_is_the_one_holding_the_trap():
+    sentence, window = squad_kinds.trap_window("Who dug the harbour?", HARBOUR, ["Anna Ruiz"])
+    assert sentence.startswith("In 1840") and window == "Its trade in salt grew for decades. " + sentence
+    sentence, window = squad_kinds.trap_window("Who dug the harbour?", HARBOUR, ["not in the text"])
+    assert sentence.startswith("The old harbour") and window == sentence  # no trap: the closest sentence
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("Who founded the guild?", "who"),
+        ("Whose ships reached the port?", "who"),
+        ("When did the fair open?", "when"),
+        ("In what year did the fair open?", "when"),
+        ("How many ships reached the port?", "how many/much"),
+        ("How long did the siege last?", "how many/much"),
+        ("Where did the ships land?", "where"),
+        ("Which city hosted the fair?", "where"),
+        ("What did the guild sell?", "what/which"),
+        ("The fair sold which goods?", "what/which"),
+        ("Why did the fair close?", "why/how"),
+        ("How did the guild grow?", "why/how"),
+        ("Name of the guild's founder", "other"),
+    ],
+)
+def test_an_answerable_question_is_tagged_by_its_wh_word(question, kind):
+    assert squad_kinds.wh_kind(question) == kind
+    assert squad_kinds.question_kind(question, HARBOUR, (), answerable=True) == kind
+
+
+def test_records_hold_the_category_and_old_runs_read_it_from_the_data(data_file, tmp_path):
+    cases = {c.qid: c for cs in squad.build_corpus(squad.load_articles(data_file), tmp_path / "c").values() for c in cs}
+    rec = squad.record(cases["a5"], "ours", "single", {"text": "In 1901.", "abstained": False}, True)
+    assert rec["category"] == "other word changed"  # "flood" for "burned": a word the paragraph does not have
+    assert squad.record(cases["a1"], "ours", "single", {"abstained": True}, True)["category"] == "when"
+    old = {"data": str(data_file), "cases": [{k: v for k, v in rec.items() if k != "category"}]}
+    assert [r["category"] for r in squad.with_categories(old)] == ["other word changed"]
+    gone = {"data": str(tmp_path / "gone.json"), "cases": old["cases"]}
+    assert [r.get("category") for r in squad.with_categories(gone)] == [None]  # not known, and no error
