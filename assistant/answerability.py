@@ -54,7 +54,8 @@ def log_odds(p: float | None) -> float:
     return max(-_LOGIT_LIMIT, min(_LOGIT_LIMIT, math.log(p / (1 - p))))
 
 
-def _negated(text: str) -> bool:
+def negated(text: str) -> bool:
+    """True when text says not, never, no one, without..."""
     return any(w in _NEGATIONS or w.endswith("n't") for w in words(text))
 
 
@@ -95,7 +96,7 @@ def signals(question: str, evidence: list[str] | str, p_yes: float | None) -> di
         "name_coverage": 1 - len(absent) / len(names) if names else 1.0,
         "missing_names": float(min(len(absent), _MISSING_CAP)),
         "number_missing": float(bool(numbers(question) - numbers(text))),
-        "negation_mismatch": float(_negated(question) != _negated(text)),
+        "negation_mismatch": float(negated(question) != negated(text)),
         "type_fit": type_fit(question, text),
         "bigram_coverage": len(pairs & _bigrams(content_stem_list(text))) / len(pairs) if pairs else 1.0,
     }

@@ -186,6 +186,14 @@ class Assistant:
         return Verifier(self.chat_model, self.prompts.verify, s.verify_threshold, s.verify_top_logprobs, self.learned)
 
     @property
+    def fact_checker(self) -> Verifier | None:
+        """The judge of a refusal's correction: does its sentence state what the correction says it says?"""
+        if self.verifier is None:
+            return None
+        s = self.settings
+        return Verifier(self.chat_model, self.prompts.entails, s.verify_threshold, s.verify_top_logprobs)
+
+    @property
     def verify_with_article(self) -> bool:
         """Whether the judgement reads the article first (remote backends, unless settings say otherwise)."""
         with_article = self.settings.verify_with_article

@@ -39,6 +39,8 @@ PROMPT_VARIABLES = {
     "more": set(),  # asked after a first answer that covered one of two asked-for things
     "verify": {"evidence", "question"},  # the verification stage's yes/no judgement
     "examples": {"count"},  # asked once per new article: questions to show as examples
+    "correct": {"evidence", "question"},  # a refusal that says what the nearest sentence says instead
+    "entails": {"evidence", "answer"},  # the judgement of that correction: does the sentence state it?
 }
 # Variables a template may use besides those: the judgement may also be shown the answer sentence itself.
 OPTIONAL_VARIABLES = {"verify": {"answer"}}
@@ -79,6 +81,8 @@ class Prompts:
     more: ChatPromptTemplate  # system, the question and the first answer (history), "and the other one?"
     verify: PromptTemplate  # the judgement (the verifier makes it a chat prompt)
     examples: ChatPromptTemplate  # system, "write N questions this article answers"
+    correct: ChatPromptTemplate  # the nearest sentence and the question, without the article: a refusal's correction
+    entails: PromptTemplate  # the correction's judgement (the verifier makes it a chat prompt)
 
     def history(self, turns: list[dict]) -> list[BaseMessage]:
         """Earlier turns as chat messages: questions as the model was asked them, answers without their markers."""
@@ -105,6 +109,8 @@ def load_prompts(prompts_dir: Path) -> Prompts:
         more=ChatPromptTemplate([system, history, HumanMessagePromptTemplate(prompt=t["more"])]),
         verify=t["verify"],
         examples=ChatPromptTemplate([system, HumanMessagePromptTemplate(prompt=t["examples"])]),
+        correct=ChatPromptTemplate([HumanMessagePromptTemplate(prompt=t["correct"])]),
+        entails=t["entails"],
     )
 
 

@@ -1,6 +1,6 @@
 """The answer pipeline: named stages over one AnswerState, in the order run() reads them.
 
-    guard → rewrite → retrieve → gate → generate → reask → retry → complete → settle → point
+    guard → rewrite → retrieve → gate → generate → reask → retry → complete → settle → point → correct
 
 generate streams the model's reply sentence by sentence; each sentence is checked (grounding), verified (by meaning)
 and cited before it is shown. Each stage is a short function of the state and the Assistant that owns the models.
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .cite import Citation
 from .corpus import Passage
+from .correct import checked_correction
 from .generation import bounded_context, render_context
 from .grounding import (
     Support,
@@ -50,7 +51,8 @@ def run(state: AnswerState, assistant: Assistant) -> Iterator[str | Answer]:
         settle(state, assistant)
         point(state, assistant)
     if state.reason != "answered":
-        yield state.text
+        yield state.text  # the refusal at once; a correction, when one passes, replaces it in the Answer
+        correct(state, assistant)
     yield state.answer()
 
 
@@ -218,6 +220,30 @@ def point(state: AnswerState, assistant: Assistant) -> None:
     if nearest is not None:
         passage, start, end = nearest
         state.closest = Citation.of(passage, 1, start, end, assistant.doc_text(passage.doc_id))
+
+
+def correct(state: AnswerState, assistant: Assistant) -> None:
+    """With a refusal that quotes a nearest sentence, say what the question took for granted and what that
+    sentence says instead, in the model's words; shown only when its words and the judge pass it (see correct.py)."""
+    s, checker = assistant.settings, assistant.fact_checker
+    if state.closest is None or checker is None or not s.correct_premise:
+        return
+    evidence = state.closest.quote
+    messages = assistant.prompts.correct.format_messages(evidence=evidence, question=state.standalone)
+    with state.timings.timed("correct"):
+        try:
+            tokens = assistant.model_tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
+            correction = checked_correction("".join(tokens), state.standalone, evidence)
+            verdict = correction and checker.judge(state.standalone, correction.statement, [evidence])
+        except Exception:  # the refusal stands on its own: a failed correction must not turn it into an error
+            log.warning("No correction for %r: the model failed", state.standalone, exc_info=True)
+            return
+    if correction is None:
+        log.info("No correction of %r kept: it was not of the form, or its words do not stand", state.standalone)
+        return
+    state.verdicts.append(verdict)
+    if verdict.passed:
+        state.text = correction.text
 
 
 def sentences(state: AnswerState, assistant: Assistant, question: str, turns: list[dict]) -> Iterator[str]:

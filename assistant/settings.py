@@ -143,6 +143,13 @@ class Settings(BaseSettings):
         le=10,
         description="How many of the best retrieved passages a refusal's nearest sentence is looked for in.",
     )
+    correct_premise: bool = Field(
+        True,
+        description="After a refusal that quotes a nearest sentence, ask the model to say what the question took for granted and what that sentence says instead ('The article does not say that ...; it says ...'), shown in place of the bare refusal only when its words stand in the sentence and the judge agrees.",
+    )
+    correct_max_tokens: int = Field(
+        96, ge=16, description="Longest correction the model may write, in tokens; a longer one is cut and not shown."
+    )
     closest_min_words: int = Field(
         2,
         ge=1,

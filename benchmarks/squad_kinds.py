@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from assistant.answerability import _negated  # the verifier's own negation test, so the two agree
+from assistant.answerability import negated  # the verifier's own negation test, so the two agree
 from assistant.corpus import split_sentences
 from assistant.text import content_stems, entity_words, find_entity, numbers, spelled_numbers, stem, words
 
@@ -180,14 +180,14 @@ def _swapped_entity(question: str, window: str) -> bool:
 def _negated_stems(text: str) -> set[str]:
     """Content stems of the few words after each negation word: what the negation is about."""
     said = words(text)
-    return {t for i, w in enumerate(said) if _negated(w) for t in content_stems(" ".join(said[i + 1 : i + 4]))}
+    return {t for i, w in enumerate(said) if negated(w) for t in content_stems(" ".join(said[i + 1 : i + 4]))}
 
 
 def _negation(question: str, sentence: str) -> bool:
     """Whether the question is negated and the sentence is not, or a word both share is negated in one only (a
     long sentence often negates something else)."""
     question, sentence = _NUMERO.sub(" ", question), _NUMERO.sub(" ", sentence)  # "No. 15" is no negation
-    if _negated(question) and not _negated(sentence):
+    if negated(question) and not negated(sentence):
         return True
     shared = content_stems(question) & content_stems(sentence)
     return bool((_negated_stems(question) ^ _negated_stems(sentence)) & shared)

@@ -50,7 +50,11 @@ def embeddings():
 def settings(tmp_path):
     corpus = tmp_path / "corpus"
     shutil.copytree(CORPUS, corpus)
-    return Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
+    # A refusal's correction asks the model once more: the scripted replies of these tests are answers only, so it
+    # is off here and tested on its own (test_correct.py).
+    return Settings(
+        corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", correct_premise=False
+    )
 
 
 def make(settings, embeddings, *replies, p_yes: float = 0.95):

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from assistant.answering import NOT_IN_ARTICLE, off_task_reply
+from assistant.correct import Correction
 from assistant.settings import PROJECT_ROOT
 from assistant.text import words
 
@@ -26,8 +27,11 @@ PROMPT_SHINGLES = set().union(
     *(shingles(p.read_text(encoding="utf-8")) for p in (PROJECT_ROOT / "prompts").glob("*.txt"))
 )
 PROMPT_SHINGLES -= (
-    shingles(ARTICLE) | shingles(NOT_IN_ARTICLE) | shingles(off_task_reply(["the article"]))
-)  # the refusals are meant to be said
+    shingles(ARTICLE)
+    | shingles(NOT_IN_ARTICLE)
+    | shingles(off_task_reply(["the article"]))
+    | shingles(Correction("that it", "").text)
+)  # the refusals, and the form of a refusal's correction, are meant to be said
 
 
 def test_the_set_is_large_enough():

@@ -64,7 +64,8 @@ def test_answers_are_right_and_cited(assistant, question, pattern, paragraph):
 def test_questions_outside_the_article_are_refused(assistant, question):
     answer = assistant.answer(question)
     assert answer.abstained, answer.text
-    assert answer.text == NOT_IN_ARTICLE and answer.citations == []
+    # the bare refusal, or one that says what the nearest sentence says instead (correct.py)
+    assert answer.text.startswith(NOT_IN_ARTICLE.rstrip(".")) and answer.citations == []
 
 
 def test_follow_up_uses_the_conversation(assistant):

@@ -1,0 +1,101 @@
+"""Correct stage: a refusal that says what the article does say, in the model's words, checked like an answer.
+
+When the article does not answer but one of its sentences comes close (pipeline.point found it: the sentence the
+judge turned down, or the one sharing most words with the question), the model is asked for one sentence of the form
+"The article does not say that <what the question takes for granted>; it says <what that sentence says instead>."
+A near-miss question ("When did the governor open the bridge?") then corrects its own premise, and a false refusal
+still tells the reader what the passage holds. It is shown only when every check passes; otherwise the refusal stays
+"The article does not say." with the sentence quoted beside it:
+
+- the reply has that form;
+- what it says the article says stands in the sentence: each name and number, and every content word but at most
+  one, and never a word of the question the sentence lacks (that word is the question's premise, put back);
+- what it says the article does not say adds no name or number, and at most one word, that neither the question
+  nor the sentence holds (it is what the article does not say: a paraphrase there misleads no one), and keeps what the question changed: a word of the question the sentence lacks, or the question's negation
+  (without it, "does not say that X" would deny what the article says);
+- the judge finds the sentence states what the reply says it says (P(yes) at the verification threshold).
+
+The answer stays a refusal: Answer.abstained is True, the text is the correction, and Answer.closest is its citation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .answerability import negated
+from .text import content_stems, entity_words, find_entity, numbers
+
+# The one form a correction takes; "it says that" and a comma for the semicolon are the model's common variants.
+_FORM = re.compile(
+    r"^\W*the article does not (?:say|state|mention)\s+(?P<premise>.+?)\s*[;,:]\s*"
+    r"(?:but\s+|instead,?\s+)?it (?:says|states)\s+(?P<fact>.+?)[\s.!]*$",
+    re.I | re.S,
+)
+_THAT = re.compile(r"^that\s+", re.I)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A refusal's two halves: what the question took for granted, and what the article says instead."""
+
+    premise: str  # as the model put it: "that the governor opened it", "who opened it"
+    fact: str  # without a leading "that"
+
+    @property
+    def text(self) -> str:
+        """The reply shown in place of the bare refusal."""
+        return f"The article does not say {self.premise}; it says {self.fact}."
+
+    @property
+    def statement(self) -> str:
+        """What the article is said to say, as a sentence of its own: the claim the judge reads."""
+        return f"{self.fact[:1].upper()}{self.fact[1:]}."
+
+
+def parse_correction(reply: str) -> Correction | None:
+    """The correction in the model's reply, or None when it is not one sentence of the asked-for form."""
+    match = _FORM.match(reply.strip())
+    if match is None or re.search(r"[.!?]\s+\S", match["fact"]):
+        return None
+    premise, fact = match["premise"].strip(" \"'"), _THAT.sub("", match["fact"].strip(" \"'"))
+    if not content_stems(_THAT.sub("", premise)) or not content_stems(fact):
+        return None
+    return Correction(premise, fact)
+
+
+def _names_and_numbers_in(claim: str, *sources: str) -> bool:
+    names = entity_words(claim, skip_first=True)
+    if not all(any(find_entity(n, s) for s in sources) for n in names):
+        return False
+    held = set().union(*(numbers(s) for s in sources))
+    return numbers(claim) <= held
+
+
+def states_fact(correction: Correction, question: str, evidence: str) -> bool:
+    """True when what the correction says the article says stands in the evidence sentence, word for word."""
+    stems, held, asked = content_stems(correction.fact), content_stems(evidence), content_stems(question)
+    missing = stems - held
+    if missing & asked or len(missing) > 1 or negated(correction.fact) != negated(evidence):
+        return False
+    return bool(stems & held) and _names_and_numbers_in(correction.fact, evidence)
+
+
+def keeps_premise(correction: Correction, question: str, evidence: str) -> bool:
+    """True when the premise invents nothing and keeps what the question changed from the evidence."""
+    premise, held, asked = content_stems(correction.premise), content_stems(evidence), content_stems(question)
+    if len(premise - held - asked) > 1 or not _names_and_numbers_in(correction.premise, question, evidence):
+        return False
+    if negated(question) != negated(evidence):
+        return negated(correction.premise) == negated(question)
+    return bool(premise & (asked - held))
+
+
+def checked_correction(reply: str, question: str, evidence: str) -> Correction | None:
+    """The correction in reply when its words pass every check (the judge comes after), else None."""
+    correction = parse_correction(reply)
+    if correction is None:
+        return None
+    if not (states_fact(correction, question, evidence) and keeps_premise(correction, question, evidence)):
+        return None
+    return correction

@@ -1,0 +1,130 @@
+"""The correct stage: a refusal that says what the article does say, checked by words and judged (fake models)."""
+
+from __future__ import annotations
+
+import pytest
+from test_engine import embeddings, make, settings  # noqa: F401 - fixtures shared with the engine tests
+
+from assistant.answering import NOT_IN_ARTICLE
+from assistant.correct import checked_correction, parse_correction
+
+BRIDGE = "The mayor opened the bridge in 1998."
+GOVERNOR = "When did the governor open the bridge?"
+
+
+def test_a_correction_is_read_from_its_one_form_and_its_common_variants():
+    c = parse_correction("The article does not say that the governor opened it; it says the mayor opened it in 1998.")
+    assert (c.premise, c.fact) == ("that the governor opened it", "the mayor opened it in 1998")
+    assert c.text == "The article does not say that the governor opened it; it says the mayor opened it in 1998."
+    assert c.statement == "The mayor opened it in 1998."
+    variant = parse_correction(
+        "The article does not mention the governor opening it, but it states that the mayor did."
+    )
+    assert (variant.premise, variant.fact) == ("the governor opening it", "the mayor did")
+    assert variant.text == "The article does not say the governor opening it; it says the mayor did."
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "The mayor opened the bridge in 1998.",
+        "The article does not say.",
+        "The article does not say that the governor opened it; it says the mayor did. He also built a road.",
+        "The article does not say that ; it says the mayor opened it.",
+    ],
+)
+def test_a_reply_not_of_the_form_is_no_correction(reply):
+    assert parse_correction(reply) is None
+
+
+def test_a_correction_whose_words_stand_in_the_sentence_passes_the_word_check():
+    reply = "The article does not say that the governor opened the bridge; it says the mayor opened it in 1998."
+    assert checked_correction(reply, GOVERNOR, BRIDGE) is not None
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # what it says the article says puts the question's premise back, or changes the number
+        "The article does not say that the governor opened the bridge; it says the governor opened it in 1998.",
+        "The article does not say that the governor opened the bridge; it says the mayor opened it in 1997.",
+        "The article does not say that the governor opened the bridge; it says the mayor did not open it.",
+        # what it says the article does not say keeps nothing the question changed: it would deny the article
+        "The article does not say that the mayor opened the bridge; it says the mayor opened it in 1998.",
+        # ... or invents a name
+        "The article does not say that Governor Smith opened the bridge; it says the mayor opened it in 1998.",
+    ],
+)
+def test_a_correction_that_misstates_the_sentence_or_the_question_is_turned_down(reply):
+    assert checked_correction(reply, GOVERNOR, BRIDGE) is None
+
+
+def test_a_negated_question_needs_a_negated_premise():
+    asked = "Who did not open the bridge?"
+    kept = "The article does not say who did not open the bridge; it says the mayor opened it in 1998."
+    dropped = "The article does not say that someone opened the bridge; it says the mayor opened it in 1998."
+    assert checked_correction(kept, asked, BRIDGE) is not None
+    assert checked_correction(dropped, asked, BRIDGE) is None
+
+
+# ----- wiring: the stage after a refusal ----------------------------------------------------------------------------
+ASKED = "Which general described the moment as NATO 3.0?"
+DRAFT = "Eldridge Colby described the moment as NATO 3.0."
+CORRECTION = (
+    "The article does not say that a general described the moment as NATO 3.0; "
+    "it says Under Secretary of War Eldridge Colby described it as the dawn of NATO 3.0."
+)
+
+
+def correcting(settings, embeddings, *replies):  # noqa: F811
+    """An assistant with the fake model and the correction on (its default; the engine tests turn it off)."""
+    settings.correct_premise = True
+    return make(settings, embeddings, *replies)
+
+
+def test_a_refusal_near_a_sentence_says_what_the_sentence_says_once_judged(settings, embeddings):  # noqa: F811
+    assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
+    assistant.chat_model.p_yes_seq = [0.3, 0.9]  # the answer is turned down; the correction is judged stated
+    answer = assistant.answer(ASKED)
+    assert answer.abstained and answer.reason == "unverified" and answer.citations == []
+    assert answer.text == CORRECTION.rstrip(".") + "."
+    assert "Eldridge Colby" in answer.closest.quote  # the correction's citation: the sentence it restates
+    correction_prompt = assistant.chat_model.prompts[-1][0]
+    assert ASKED in correction_prompt and answer.closest.quote in correction_prompt and "Rutte" not in correction_prompt
+    judged = assistant.chat_model.judgements[-1][0]
+    assert "Under Secretary of War Eldridge Colby described it as the dawn of NATO 3.0." in judged
+    assert [v.passed for v in answer.verdicts] == [False, True] and "correct" in answer.timings
+
+
+def test_a_correction_the_judge_turns_down_leaves_the_bare_refusal(settings, embeddings):  # noqa: F811
+    assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
+    assistant.chat_model.p_yes_seq = [0.3, 0.2]
+    answer = assistant.answer(ASKED)
+    assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.closest is not None
+    assert [v.passed for v in answer.verdicts] == [False, False]
+
+
+def test_the_refusal_is_streamed_before_its_correction_is_asked_for(settings, embeddings):  # noqa: F811
+    assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
+    assistant.chat_model.p_yes_seq = [0.3, 0.9]
+    items = iter(assistant.stream(ASKED))
+    assert next(items) == NOT_IN_ARTICLE
+    asked_so_far = len(assistant.chat_model.prompts)
+    *_, answer = items
+    assert len(assistant.chat_model.prompts) == asked_so_far + 1 and answer.text.startswith(
+        "The article does not say that"
+    )
+
+
+def test_a_failed_correction_never_turns_the_refusal_into_an_error(settings, embeddings):  # noqa: F811
+    assistant = correcting(settings, embeddings, DRAFT)  # no reply left for the correction: the fake model raises
+    assistant.chat_model.p_yes_seq = [0.3]
+    answer = assistant.answer(ASKED)
+    assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.reason == "unverified"
+
+
+def test_the_correction_is_a_setting(settings, embeddings):  # noqa: F811
+    assistant = make(settings, embeddings, DRAFT, CORRECTION)  # the engine tests' settings: the correction off
+    assistant.chat_model.p_yes_seq = [0.3, 0.9]
+    answer = assistant.answer(ASKED)
+    assert answer.text == NOT_IN_ARTICLE and len(assistant.chat_model.prompts) == 1
