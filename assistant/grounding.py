@@ -21,6 +21,7 @@ from .text import (
     number_stems,
     numbers,
     spelled_numbers,
+    stem,
     words,
 )
 
@@ -51,6 +52,7 @@ _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an 
 _MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
 _PAIR_POOL = 4  # a claim read across two passages starts from one of the four covering most of it
+_NAME_GAP = 3  # words a name's parts may stand apart in the passage ("Secretary [of War Eldridge] Colby")
 _MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Smith")
 
 _WHEN = re.compile(
@@ -352,7 +354,7 @@ class Grounder:
             # in or just before the sentence that carries the claim ("Smith emphasized… That, she argued, …"), so a
             # minister is not credited with the words of the one quoted after him.
             known = self._countable(passage) if counting else self._numbers[passage.passage_id]
-            if nums <= known and self._attributed(passage, novel, names):
+            if nums <= known and self._attributed(passage, novel, names) and self._extractive(passage, claim, question):
                 return Support(claim, (passage,), (self._quote(passage, stems),), coverage)
         return None
 
@@ -381,6 +383,20 @@ class Grounder:
         return bool(asked & self._stems[passage.passage_id]) or any(
             self._named(n, passage, passage.text) for n in entity_words(question)
         )
+
+    def _extractive(self, passage: Passage, claim: str, question: str) -> bool:
+        """False when a name of several words the claim adds to the question is not one name in the passage: its
+        words there in another order, or far apart ("Anna Holm" from "Anna Berg … Lars Holm").
+
+        The answer's key phrase must be the passage's own: each word standing somewhere is not enough.
+        """
+        asked = set(words(question))
+        runs = [[stem(w) for w in words(run) if w not in STOPWORDS] for run in CAPITAL_RUN.findall(claim)]
+        runs = [r for r in runs if not set(r) <= {stem(w) for w in asked}]
+        if not runs:
+            return True
+        said = [stem(w) for w in words(passage.text)]
+        return all(in_order(run, said, _NAME_GAP) for run in runs)
 
     def _attributed(self, passage: Passage, novel: set[str], names: list[str]) -> bool:
         if not all(self._named(n, passage, passage.text) for n in names):
@@ -414,6 +430,19 @@ class Grounder:
                     best_alone = joined
                     break
         return start, end
+
+
+def in_order(run: list[str], said: list[str], gap: int) -> bool:
+    """True when the words of run that said holds stand there in run's order, each at most gap words after the last."""
+    present = [w for w in run if w in set(said)]
+    if len(present) < 2:
+        return True
+    ends = {i for i, w in enumerate(said) if w == present[0]}
+    for word in present[1:]:
+        ends = {j for j, w in enumerate(said) if w == word and any(0 < j - i <= gap + 1 for i in ends)}
+        if not ends:
+            return False
+    return True
 
 
 def echoed_premise(sentence: str, question: str) -> tuple[frozenset[str], frozenset[str]]:
