@@ -704,6 +704,9 @@ def figures(records: list[dict]) -> dict:
 
     yes = [r for r in records if r["kind"] == "answerable"]
     no = [r for r in records if r["kind"] == "unanswerable"]
+    refusals = [r for r in records if r.get("abstained") and not r.get("error")]
+    # When the reader sees the refusal: it is streamed before its correction is asked for (pipeline.correct).
+    shown = [r["timings"]["total"] - r["timings"].get("correct", 0.0) for r in refusals if "total" in r["timings"]]
     return {
         "cases": len(records),
         "answerable": len(yes),
@@ -714,11 +717,20 @@ def figures(records: list[dict]) -> dict:
         "false_refusal": share([r["scores"]["false_refusal"] for r in yes]),
         "citation_gold": share([r["scores"]["citation_gold"] for r in yes]),
         "trap": share([r["scores"]["trap"] for r in no]),
+        "corrected": share([corrected(r.get("reply", "")) for r in refusals]),
+        "refusal_shown_p50": compute_percentile(shown, 50),
         "p50": compute_percentile(timing("total"), 50),
         "p95": compute_percentile(timing("total"), 95),
         "first_text_p50": compute_percentile(timing("first_text"), 50),
         "verify_p50": compute_percentile(timing("verify"), 50),
     }
+
+
+def corrected(reply: str) -> bool:
+    """True for a refusal that says what the article says instead ("The article does not say that …; it says …")."""
+    from assistant.state import NOT_IN_ARTICLE
+
+    return reply.startswith(NOT_IN_ARTICLE.rstrip(".")) and reply.strip() != NOT_IN_ARTICLE
 
 
 def summarise(records: list[dict]) -> dict:
@@ -761,9 +773,9 @@ def mode_table(results: dict, mode: str, summary: dict) -> list[str]:
         f"**{MODES[mode][0].upper()}{MODES[mode][1:]}.**",
         "",
         "| article | engine | cases (ans.+unans.) | answerable right | unanswerable refused | false refusals "
-        "| citation of gold ¶ | trap answer given | whole answer p50 | p95 | first checked text p50 "
-        "| verification p50 | warm_up |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| citation of gold ¶ | trap answer given | refusals corrected | whole answer p50 | p95 "
+        "| first checked text p50 | refusal shown p50 | verification p50 | warm_up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     slugs = list(dict.fromkeys(s for rows in summary.values() for s in rows if s != "overall"))
     for slug in [*slugs, "overall"]:
@@ -787,9 +799,11 @@ def table_row(name: str, engine: str, f: dict, warm_up: float | None) -> str:
         fmt(f["false_refusal"]),
         fmt(f["citation_gold"]),
         fmt(f["trap"]),
+        fmt(f["corrected"]),
         fmt(f["p50"], 1, " s"),
         fmt(f["p95"], 1, " s"),
         fmt(f["first_text_p50"], 1, " s"),
+        fmt(f["refusal_shown_p50"], 1, " s"),
         fmt(f["verify_p50"], 2, " s"),
         fmt(warm_up, 1, " s"),
     ]
@@ -917,7 +931,9 @@ def render(results: dict) -> str:
     lines += [
         "Scoring: SQuAD normalisation; right = not refused and a gold answer in the reply; citation of gold ¶ over "
         "answered answerable questions (the tutorial has no citations); trap = an unanswerable answered with its "
-        "plausible answer; times are the engine's own (whole answer, first checked text, verification).",
+        'plausible answer; refusals corrected = refusals whose reply says what the article says instead ("The '
+        "article does not say that …; it says …\"); times are the engine's own (whole answer, first checked text, "
+        "verification); refusal shown = a refusal's whole answer less its correction, which comes after it.",
         "",
         targets_line(),
         "",

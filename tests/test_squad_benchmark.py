@@ -342,7 +342,7 @@ def test_render_writes_the_section_between_markers(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     alpha = next(r for r in rows if r.startswith("| Alpha Town | this tree"))
     # 1 of 2 answerable right, 1 of 2 unanswerable refused, 1 false refusal, the one answer cites gold, p50 5.5 s
-    assert "| 4 (2+2) | 0.50 | 0.50 | 0.50 | 1.00 | 0.50 | 5.5 s |" in alpha and alpha.endswith("| 61.5 s |")
+    assert "| 4 (2+2) | 0.50 | 0.50 | 0.50 | 1.00 | 0.50 | 0.00 | 5.5 s |" in alpha and alpha.endswith("| 61.5 s |")
     assert any(r.startswith("| **overall** | tutorial") and "| – |" in r for r in rows)  # no citations
     assert any(r.startswith("| **overall** | this tree") and r.endswith("| 0.1 s |") for r in rows)  # all together
     assert "single article whole answer p50 ≤ 5 s, p95 ≤ 10 s; all twelve together p50 ≤ 8 s" in text
@@ -452,3 +452,16 @@ def test_records_hold_the_category_and_old_runs_read_it_from_the_data(data_file,
     assert [r["category"] for r in squad.with_categories(old)] == ["other word changed"]
     gone = {"data": str(tmp_path / "gone.json"), "cases": old["cases"]}
     assert [r.get("category") for r in squad.with_categories(gone)] == [None]  # not known, and no error
+
+
+def test_a_refusal_that_says_what_the_article_says_counts_as_corrected():
+    assert squad.corrected("The article does not say that the governor opened it; it says the mayor did.")
+    assert not squad.corrected("The article does not say.")
+    assert not squad.corrected("The mayor opened it.")
+    refused = {"kind": "unanswerable", "abstained": True, "scores": {"refused": True, "trap": False}}
+    records = [
+        {**refused, "reply": "The article does not say.", "timings": {"total": 4.0}},
+        {**refused, "reply": "The article does not say that X; it says Y.", "timings": {"total": 9.0, "correct": 6.0}},
+    ]
+    f = squad.figures(records)
+    assert f["corrected"] == 0.5 and f["refusal_shown_p50"] == 3.5  # 4.0 and 9.0 - 6.0: shown before the correction
