@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 from assistant.answerability import negated  # the verifier's own negation test, so the two agree
 from assistant.corpus import split_sentences
@@ -100,16 +101,15 @@ _PLACE_NOUNS = frozenset(
 _MEASURES = frozenset("many much long old far large big often tall high wide deep fast heavy".split())
 
 
-def _pairs() -> dict[str, set[str]]:
+@lru_cache(maxsize=1)
+def _opposite_stems() -> dict[str, set[str]]:
+    """Each listed word's stem, with the stems of its opposites (read on first use, not at import)."""
     out: dict[str, set[str]] = {}
     for pair in _OPPOSITES.split(","):
         a, b = (stem(w) for w in pair.split())
         out.setdefault(a, set()).add(b)
         out.setdefault(b, set()).add(a)
     return out
-
-
-_OPPOSITE_STEMS = _pairs()
 
 
 def wh_kind(question: str) -> str:
@@ -153,7 +153,7 @@ def _all_numbers(text: str) -> set[str]:
 def _antonym(question: str, window: str) -> bool:
     held = {stem(w) for w in words(window)}
     for q in {stem(w) for w in words(question)} - held:
-        if _OPPOSITE_STEMS.get(q, set()) & held:
+        if _opposite_stems().get(q, set()) & held:
             return True
         for p in _NEGATING_PREFIXES:
             if (q.startswith(p) and len(q) - len(p) >= 4 and q[len(p) :] in held) or (len(q) >= 4 and p + q in held):
