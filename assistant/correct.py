@@ -13,6 +13,9 @@ still tells the reader what the passage holds. It is shown only when every check
 - what it says the article does not say adds no name or number, and at most one word, that neither the question
   nor the sentence holds (it is what the article does not say: a paraphrase there misleads no one), and keeps what the question changed: a word of the question the sentence lacks, or the question's negation
   (without it, "does not say that X" would deny what the article says);
+- no sentence of the article holds every word, name and number of what it says the article does not say, negated
+  alike: the nearest sentence is not the only one, and a false refusal must not deny what another paragraph says
+  ("…does not say that X was overthrown" where a later paragraph says he was);
 - the judge finds the sentence states what the reply says it says (P(yes) at the verification threshold).
 
 The answer stays a refusal: Answer.abstained is True, the text is the correction, and Answer.closest is its citation.
@@ -21,6 +24,7 @@ The answer stays a refusal: Answer.abstained is True, the text is the correction
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .answerability import negated
@@ -91,11 +95,23 @@ def keeps_premise(correction: Correction, question: str, evidence: str) -> bool:
     return bool(premise & (asked - held))
 
 
-def checked_correction(reply: str, question: str, evidence: str) -> Correction | None:
-    """The correction in reply when its words pass every check (the judge comes after), else None."""
+def said_in(claim: str, sentences: Iterable[str]) -> bool:
+    """True when one of sentences holds every content word, name and number of claim, negated alike."""
+    stems = content_stems(_THAT.sub("", claim))
+    return any(
+        stems <= content_stems(s) and negated(claim) == negated(s) and _names_and_numbers_in(claim, s)
+        for s in sentences
+    )
+
+
+def checked_correction(reply: str, question: str, evidence: str, article: Iterable[str] = ()) -> Correction | None:
+    """The correction in reply when its words pass every check (the judge comes after), else None.
+
+    article: the sentences of the text the question was asked of, none of which may state the premise.
+    """
     correction = parse_correction(reply)
     if correction is None:
         return None
     if not (states_fact(correction, question, evidence) and keeps_premise(correction, question, evidence)):
         return None
-    return correction
+    return None if said_in(correction.premise, article) else correction

@@ -224,16 +224,23 @@ def point(state: AnswerState, assistant: Assistant) -> None:
 
 def correct(state: AnswerState, assistant: Assistant) -> None:
     """With a refusal that quotes a nearest sentence, say what the question took for granted and what that
-    sentence says instead, in the model's words; shown only when its words and the judge pass it (see correct.py)."""
+    sentence says instead, in the model's words; shown only when its words and the judge pass it (see correct.py).
+
+    By default only after the judge turned the model's answer down: a near miss, whose premise is worth correcting.
+    After the other refusals the quote alone is shown, because a correction costs a generation (about 7 s on two
+    cores) and on the SQuAD test articles half of all questions are refused; see BENCHMARKS.md.
+    """
     s, checker = assistant.settings, assistant.fact_checker
-    if state.closest is None or checker is None or not s.correct_premise:
+    wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and state.turned_down is not None)
+    if state.closest is None or checker is None or not wanted:
         return
     evidence = state.closest.quote
     messages = assistant.prompts.correct.format_messages(evidence=evidence, question=state.standalone)
     with state.timings.timed("correct"):
         try:
             tokens = assistant.model_tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
-            correction = checked_correction("".join(tokens), state.standalone, evidence)
+            article = (assistant.doc_text(p.doc_id)[s:e] for p in state.view.passages for s, e in p.sentences)
+            correction = checked_correction("".join(tokens), state.standalone, evidence, article)
             verdict = correction and checker.judge(state.standalone, correction.statement, [evidence])
         except Exception:  # the refusal stands on its own: a failed correction must not turn it into an error
             log.warning("No correction for %r: the model failed", state.standalone, exc_info=True)

@@ -143,9 +143,9 @@ class Settings(BaseSettings):
         le=10,
         description="How many of the best retrieved passages a refusal's nearest sentence is looked for in.",
     )
-    correct_premise: bool = Field(
-        True,
-        description="After a refusal that quotes a nearest sentence, ask the model to say what the question took for granted and what that sentence says instead ('The article does not say that ...; it says ...'), shown in place of the bare refusal only when its words stand in the sentence and the judge agrees.",
+    correct_premise: Literal["near_miss", "always", "off"] = Field(
+        "near_miss",
+        description="When a refusal says what the question took for granted and what the nearest sentence says instead ('The article does not say that ...; it says ...'), shown in place of the bare refusal only when its words stand in that sentence and the judge agrees. near_miss: after the judge turned down the model's answer (a near-miss question); always: after any refusal that quotes a sentence; off: the bare refusal and its quote. Each correction is a generation of about 5-7 s after the refusal is shown.",
     )
     correct_max_tokens: int = Field(
         96, ge=16, description="Longest correction the model may write, in tokens; a longer one is cut and not shown."

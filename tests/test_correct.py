@@ -77,8 +77,8 @@ CORRECTION = (
 
 
 def correcting(settings, embeddings, *replies):  # noqa: F811
-    """An assistant with the fake model and the correction on (its default; the engine tests turn it off)."""
-    settings.correct_premise = True
+    """An assistant with the fake model and the correction at its default (the engine tests turn it off)."""
+    settings.correct_premise = "near_miss"
     return make(settings, embeddings, *replies)
 
 
@@ -128,3 +128,30 @@ def test_the_correction_is_a_setting(settings, embeddings):  # noqa: F811
     assistant.chat_model.p_yes_seq = [0.3, 0.9]
     answer = assistant.answer(ASKED)
     assert answer.text == NOT_IN_ARTICLE and len(assistant.chat_model.prompts) == 1
+
+
+DECLINE = "The article does not say."
+ROMANIA = "How many soldiers are in the rotating brigade in Romania?"  # close to a passage: asked again, declined again
+
+
+def test_by_default_only_a_near_miss_is_corrected(settings, embeddings):  # noqa: F811
+    assistant = correcting(settings, embeddings, DECLINE, DECLINE)
+    answer = assistant.answer(ROMANIA)
+    assert answer.reason == "not_in_article" and answer.closest is not None  # a sentence is quoted, as before
+    assert len(assistant.chat_model.prompts) == 2 and "correct" not in answer.timings  # but not corrected
+
+
+def test_always_corrects_any_refusal_that_quotes_a_sentence(settings, embeddings):  # noqa: F811
+    assistant = correcting(settings, embeddings, DECLINE, DECLINE)
+    settings.correct_premise = "always"
+    answer = assistant.answer(ROMANIA)
+    assert len(assistant.chat_model.prompts) == 3 and "correct" in answer.timings  # the correction was asked for
+    assert answer.abstained and answer.text == NOT_IN_ARTICLE  # the fake had nothing to say: the refusal stands
+
+
+def test_a_premise_another_sentence_of_the_article_states_is_never_denied():
+    reply = "The article does not say that the governor opened the bridge; it says the mayor opened it in 1998."
+    elsewhere = ["The mayor opened the bridge in 1998.", "Years later the governor opened the bridge again."]
+    assert checked_correction(reply, GOVERNOR, BRIDGE, elsewhere) is None
+    unrelated = ["The governor never opened the bridge.", "The governor opened a school."]  # negated, or other words
+    assert checked_correction(reply, GOVERNOR, BRIDGE, unrelated) is not None

@@ -53,7 +53,7 @@ def settings(tmp_path):
     # A refusal's correction asks the model once more: the scripted replies of these tests are answers only, so it
     # is off here and tested on its own (test_correct.py).
     return Settings(
-        corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", correct_premise=False
+        corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", correct_premise="off"
     )
 
 

@@ -35,7 +35,7 @@ QUESTION = "Who described the moment as NATO 3.0?"
 
 
 def test_corpus_edited_while_running_never_gives_a_stale_answer(settings, embeddings):
-    settings.correct_premise = False  # each reply below is an answer; none is a refusal's correction
+    settings.correct_premise = "off"  # each reply below is an answer; none is a refusal's correction
     assistant = Assistant(
         settings, chat_model=fake(COLBY, COLBY, "Jane Doe described the moment as NATO 3.0."), embeddings=embeddings
     )
