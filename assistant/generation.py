@@ -81,7 +81,7 @@ class Prompts:
     more: ChatPromptTemplate  # system, the question and the first answer (history), "and the other one?"
     verify: PromptTemplate  # the judgement (the verifier makes it a chat prompt)
     examples: ChatPromptTemplate  # system, "write N questions this article answers"
-    correct: ChatPromptTemplate  # the nearest sentence and the question, without the article: a refusal's correction
+    correct: ChatPromptTemplate  # the nearest sentence and the question (after the article, for a remote server)
     entails: PromptTemplate  # the correction's judgement (the verifier makes it a chat prompt)
 
     def history(self, turns: list[dict]) -> list[BaseMessage]:
@@ -109,7 +109,9 @@ def load_prompts(prompts_dir: Path) -> Prompts:
         more=ChatPromptTemplate([system, history, HumanMessagePromptTemplate(prompt=t["more"])]),
         verify=t["verify"],
         examples=ChatPromptTemplate([system, HumanMessagePromptTemplate(prompt=t["examples"])]),
-        correct=ChatPromptTemplate([HumanMessagePromptTemplate(prompt=t["correct"])]),
+        correct=ChatPromptTemplate(
+            [MessagesPlaceholder("article", optional=True), HumanMessagePromptTemplate(prompt=t["correct"])]
+        ),
         entails=t["entails"],
     )
 

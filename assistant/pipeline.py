@@ -234,14 +234,19 @@ def correct(state: AnswerState, assistant: Assistant) -> None:
     wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and state.turned_down is not None)
     if state.closest is None or checker is None or not wanted:
         return
+    from langchain_core.messages import SystemMessage
+
     evidence = state.closest.quote
-    messages = assistant.prompts.correct.format_messages(evidence=evidence, question=state.standalone)
+    # A remote server keeps one cached prefix: after the article, as the judgement does, it stays the article's.
+    context = state.system if assistant.verify_with_article else None
+    article = [SystemMessage(context)] if context else []
+    messages = assistant.prompts.correct.format_messages(article=article, evidence=evidence, question=state.standalone)
     with state.timings.timed("correct"):
         try:
             tokens = assistant.model_tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
             article = (assistant.doc_text(p.doc_id)[s:e] for p in state.view.passages for s, e in p.sentences)
             correction = checked_correction("".join(tokens), state.standalone, evidence, article)
-            verdict = correction and checker.judge(state.standalone, correction.statement, [evidence])
+            verdict = correction and checker.judge(state.standalone, correction.statement, [evidence], context)
         except Exception:  # the refusal stands on its own: a failed correction must not turn it into an error
             log.warning("No correction for %r: the model failed", state.standalone, exc_info=True)
             return

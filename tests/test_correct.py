@@ -155,3 +155,15 @@ def test_a_premise_another_sentence_of_the_article_states_is_never_denied():
     assert checked_correction(reply, GOVERNOR, BRIDGE, elsewhere) is None
     unrelated = ["The governor never opened the bridge.", "The governor opened a school."]  # negated, or other words
     assert checked_correction(reply, GOVERNOR, BRIDGE, unrelated) is not None
+
+
+def test_a_remote_model_is_asked_for_the_correction_after_the_cached_article_prefix(settings, embeddings):  # noqa: F811
+    settings.llm_backend = "openai"  # the fake model stands in for the server; only the prompt's shape matters
+    assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
+    assistant.chat_model.p_yes_seq = [0.3, 0.9]
+    answer = assistant.answer(ASKED)
+    answer_system, correction_prompt = assistant.chat_model.prompts[0][0], assistant.chat_model.prompts[-1]
+    # the server's one cached prefix stays the article's: the next question does not read it again
+    assert correction_prompt[0] == answer_system and len(correction_prompt) == 2
+    assert assistant.chat_model.judgements[-1][0] == answer_system
+    assert answer.text.startswith("The article does not say that a general")
