@@ -16,7 +16,10 @@ still tells the reader what the passage holds. It is shown only when every check
 - no sentence of the article holds every word, name and number of what it says the article does not say, negated
   alike: the nearest sentence is not the only one, and a false refusal must not deny what another paragraph says
   ("…does not say that X was overthrown" where a later paragraph says he was);
-- the judge finds the sentence states what the reply says it says (P(yes) at the verification threshold).
+- the judge finds the sentence states what the reply says it says (P(yes) at the verification threshold), and does
+  not find that the sentence's paragraph states what the reply says it does not: a right answer the judge turned
+  down ("Which country's minister is Boris Pistorius?", the paragraph saying "Germany's Boris Pistorius") must not
+  become "The article does not say that he is a minister of Germany".
 
 The answer stays a refusal: Answer.abstained is True, the text is the correction, and Answer.closest is its citation.
 """
@@ -50,6 +53,12 @@ class Correction:
     def text(self) -> str:
         """The reply shown in place of the bare refusal."""
         return f"The article does not say {self.premise}; it says {self.fact}."
+
+    @property
+    def premise_statement(self) -> str:
+        """What the correction says the article does not say, as a sentence of its own."""
+        premise = _THAT.sub("", self.premise)
+        return f"{premise[:1].upper()}{premise[1:]}."
 
     @property
     def statement(self) -> str:

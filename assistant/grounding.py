@@ -391,7 +391,12 @@ class Grounder:
         The answer's key phrase must be the passage's own: each word standing somewhere is not enough.
         """
         asked = set(words(question))
-        runs = [[stem(w) for w in words(run) if w not in STOPWORDS] for run in CAPITAL_RUN.findall(claim)]
+        # Only a run's names, not the titles a model puts before them ("German Defence Minister Boris Pistorius" for
+        # "Germany's Boris Pistorius"): a word the corpus also writes in lower case is a title or a common word.
+        runs = [
+            [stem(w) for w in words(run) if w not in STOPWORDS and w not in self._vocabulary]
+            for run in CAPITAL_RUN.findall(claim)
+        ]
         runs = [r for r in runs if not set(r) <= {stem(w) for w in asked}]
         if not runs:
             return True

@@ -244,9 +244,11 @@ def correct(state: AnswerState, assistant: Assistant) -> None:
     with state.timings.timed("correct"):
         try:
             tokens = assistant.model_tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
-            article = (assistant.doc_text(p.doc_id)[s:e] for p in state.view.passages for s, e in p.sentences)
-            correction = checked_correction("".join(tokens), state.standalone, evidence, article)
+            said = (assistant.doc_text(p.doc_id)[start:end] for p in state.view.passages for start, end in p.sentences)
+            correction = checked_correction("".join(tokens), state.standalone, evidence, said)
             verdict = correction and checker.judge(state.standalone, correction.statement, [evidence], context)
+            if verdict and verdict.passed:
+                denied = checker.judge(state.standalone, correction.premise_statement, [state.closest.text], context)
         except Exception:  # the refusal stands on its own: a failed correction must not turn it into an error
             log.warning("No correction for %r: the model failed", state.standalone, exc_info=True)
             return
@@ -254,7 +256,9 @@ def correct(state: AnswerState, assistant: Assistant) -> None:
         log.info("No correction of %r kept: it was not of the form, or its words do not stand", state.standalone)
         return
     state.verdicts.append(verdict)
-    if verdict.passed:
+    if verdict.passed and denied.passed:
+        log.info("No correction of %r: its paragraph may state %r", state.standalone, correction.premise_statement)
+    elif verdict.passed:
         state.text = correction.text
 
 

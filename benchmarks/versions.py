@@ -106,8 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         (p50, p95), (f50, _) = figures(w.results, "total"), figures(w.results, "first_text")
         answered = sum(r["reason"] == "answered" for r in w.results)
         print(f"| {w.name} | {p50:.2f} s | {p95:.2f} s | {f50:.2f} s | {answered}/{len(cases)} |")
-    same = sum(a["text"] == b["text"] for a, b in zip(workers[0].results, workers[1].results, strict=True))
+    pairs = list(zip(cases, workers[0].results, workers[1].results, strict=True))
+    same = sum(a["text"] == b["text"] for _, a, b in pairs)
     print(f"\nSame answer text: {same}/{len(cases)}")
+    for case, a, b in pairs:  # what changed, so that a changed figure can be read for its cause
+        if a["text"] != b["text"]:
+            print(
+                f"\n- {case.id}: {case.question}\n  before ({a['reason']}): {a['text']}\n  after ({b['reason']}): {b['text']}"
+            )
     return 0
 
 

@@ -84,14 +84,14 @@ def correcting(settings, embeddings, *replies):  # noqa: F811
 
 def test_a_refusal_near_a_sentence_says_what_the_sentence_says_once_judged(settings, embeddings):  # noqa: F811
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
-    assistant.chat_model.p_yes_seq = [0.3, 0.9]  # the answer is turned down; the correction is judged stated
+    assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.2]  # the answer turned down; "it says" stated; the premise not
     answer = assistant.answer(ASKED)
     assert answer.abstained and answer.reason == "unverified" and answer.citations == []
     assert answer.text == CORRECTION.rstrip(".") + "."
     assert "Eldridge Colby" in answer.closest.quote  # the correction's citation: the sentence it restates
     correction_prompt = assistant.chat_model.prompts[-1][0]
     assert ASKED in correction_prompt and answer.closest.quote in correction_prompt and "Rutte" not in correction_prompt
-    judged = assistant.chat_model.judgements[-1][0]
+    judged = assistant.chat_model.judgements[-2][0]  # the last: whether the paragraph states the premise
     assert "Under Secretary of War Eldridge Colby described it as the dawn of NATO 3.0." in judged
     assert [v.passed for v in answer.verdicts] == [False, True] and "correct" in answer.timings
 
@@ -106,7 +106,7 @@ def test_a_correction_the_judge_turns_down_leaves_the_bare_refusal(settings, emb
 
 def test_the_refusal_is_streamed_before_its_correction_is_asked_for(settings, embeddings):  # noqa: F811
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
-    assistant.chat_model.p_yes_seq = [0.3, 0.9]
+    assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.2]
     items = iter(assistant.stream(ASKED))
     assert next(items) == NOT_IN_ARTICLE
     asked_so_far = len(assistant.chat_model.prompts)
@@ -160,10 +160,20 @@ def test_a_premise_another_sentence_of_the_article_states_is_never_denied():
 def test_a_remote_model_is_asked_for_the_correction_after_the_cached_article_prefix(settings, embeddings):  # noqa: F811
     settings.llm_backend = "openai"  # the fake model stands in for the server; only the prompt's shape matters
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
-    assistant.chat_model.p_yes_seq = [0.3, 0.9]
+    assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.2]
     answer = assistant.answer(ASKED)
     answer_system, correction_prompt = assistant.chat_model.prompts[0][0], assistant.chat_model.prompts[-1]
     # the server's one cached prefix stays the article's: the next question does not read it again
     assert correction_prompt[0] == answer_system and len(correction_prompt) == 2
     assert assistant.chat_model.judgements[-1][0] == answer_system
     assert answer.text.startswith("The article does not say that a general")
+
+
+def test_a_correction_whose_premise_its_paragraph_states_is_not_shown(settings, embeddings):  # noqa: F811
+    # a right answer the judge turned down: the paragraph does say what the correction would deny
+    assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
+    assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.8]  # the answer refused; "it says" stated; the premise stated too
+    answer = assistant.answer(ASKED)
+    assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.closest is not None
+    premise_judged = assistant.chat_model.judgements[-1][0]
+    assert "A general described the moment as NATO 3.0." in premise_judged and answer.closest.text in premise_judged

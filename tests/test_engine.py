@@ -1008,13 +1008,15 @@ def test_warm_up_checks_the_scope(settings, embeddings):
         ("Frederick William Herschel discovered the planet.", False),  # the passage's words, not its name
         ("Anna Holm opened the bridge.", False),  # a first name and a surname from two people
         ("Under Secretary Colby opened the bridge.", True),  # a title and a surname a few words apart
+        ("Defence Minister Boris Pistorius said it was natural.", True),  # the model's title, the passage's name
     ],
 )
 def test_a_name_an_answer_adds_must_be_one_name_in_the_passage(tmp_path, claim, kept):
     text = (
         "Stars\n\nWilliam Frederick Herschel discovered the planet in 1781.\n\n"
         "Anna Berg chaired the meeting, and the harbour master Lars Holm later opened the bridge.\n\n"
-        "US Under Secretary of War Eldridge Colby opened the bridge.\n"
+        "US Under Secretary of War Eldridge Colby opened the bridge.\n\n"
+        "Germany's Boris Pistorius said it was natural. Every defence minister agreed.\n"
     )
     g, _, _ = made_up(tmp_path, "stars", text)
     assert (g.support(claim, question="Who did it?") is not None) is kept
