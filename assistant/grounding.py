@@ -386,9 +386,11 @@ class Grounder:
 
     def _extractive(self, passage: Passage, claim: str, question: str) -> bool:
         """False when a name of several words the claim adds to the question is not one name in the passage: its
-        words there in another order, or far apart ("Anna Holm" from "Anna Berg … Lars Holm").
+        last two words (the name proper, after any title) there in another order, or far apart ("Anna Holm" from
+        "Anna Berg … Lars Holm").
 
-        The answer's key phrase must be the passage's own: each word standing somewhere is not enough.
+        The answer's key phrase must be the passage's own: each word standing somewhere is not enough. Words before
+        the last two are titles and demonyms ("German Defence Minister"), which a passage may say elsewhere.
         """
         asked = set(words(question))
         # Only a run's names, not the titles a model puts before them ("German Defence Minister Boris Pistorius" for
@@ -401,7 +403,7 @@ class Grounder:
         if not runs:
             return True
         said = [stem(w) for w in words(passage.text)]
-        return all(in_order(run, said, _NAME_GAP) for run in runs)
+        return all(in_order(run[-2:], said, _NAME_GAP) for run in runs)
 
     def _attributed(self, passage: Passage, novel: set[str], names: list[str]) -> bool:
         if not all(self._named(n, passage, passage.text) for n in names):

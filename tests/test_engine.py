@@ -1005,7 +1005,8 @@ def test_warm_up_checks_the_scope(settings, embeddings):
     ("claim", "kept"),
     [
         ("William Frederick Herschel discovered the planet.", True),
-        ("Frederick William Herschel discovered the planet.", False),  # the passage's words, not its name
+        ("William Herschel discovered the planet.", True),
+        ("Herschel Frederick discovered the planet.", False),  # the passage's words, not its name
         ("Anna Holm opened the bridge.", False),  # a first name and a surname from two people
         ("Under Secretary Colby opened the bridge.", True),  # a title and a surname a few words apart
         ("Defence Minister Boris Pistorius said it was natural.", True),  # the model's title, the passage's name
@@ -1016,7 +1017,15 @@ def test_a_name_an_answer_adds_must_be_one_name_in_the_passage(tmp_path, claim, 
         "Stars\n\nWilliam Frederick Herschel discovered the planet in 1781.\n\n"
         "Anna Berg chaired the meeting, and the harbour master Lars Holm later opened the bridge.\n\n"
         "US Under Secretary of War Eldridge Colby opened the bridge.\n\n"
-        "Germany's Boris Pistorius said it was natural. Every defence minister agreed.\n"
+        "Germany's Boris Pistorius said it was natural. Every defence minister agreed with the German view.\n"
     )
     g, _, _ = made_up(tmp_path, "stars", text)
     assert (g.support(claim, question="Who did it?") is not None) is kept
+
+
+def test_a_title_before_a_name_may_stand_elsewhere_in_the_passage(tmp_path):
+    text = "Ministers\n\nGermany's Boris Pistorius said it was natural, and others shared the German view.\n"
+    g, _, (passage,) = made_up(tmp_path, "ministers", text)
+    # "German" stands after the name in the passage: only the name proper, its last two words, must be one name there
+    assert g._extractive(passage, "German Defense Minister Boris Pistorius said it was natural.", "Who said it?")
+    assert not g._extractive(passage, "Pistorius Boris said it was natural.", "Who said it?")
