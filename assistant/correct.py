@@ -18,8 +18,8 @@ still tells the reader what the passage holds. It is shown only when every check
   ("…does not say that X was overthrown" where a later paragraph says he was);
 - the judge finds the sentence states what the reply says it says (P(yes) at the verification threshold), and does
   not find that the sentence's paragraph states what the reply says it does not: a right answer the judge turned
-  down ("Which country's minister is Boris Pistorius?", the paragraph saying "Germany's Boris Pistorius") must not
-  become "The article does not say that he is a minister of Germany".
+  down ("Which country's minister is Anna Berg?", the paragraph saying "Norway's Anna Berg") must not become
+  "The article does not say that she is a minister of Norway".
 
 The answer stays a refusal: Answer.abstained is True, the text is the correction, and Answer.closest is its citation.
 """

@@ -52,7 +52,7 @@ _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an 
 _MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
 _PAIR_POOL = 4  # a claim read across two passages starts from one of the four covering most of it
-_NAME_GAP = 3  # words a name's parts may stand apart in the passage ("Secretary [of War Eldridge] Colby")
+_NAME_GAP = 3  # words a name's parts may stand apart in the passage ("Mayor [of Dunmore Lars] Holm")
 _MAX_FRAGMENT_WORDS = 10  # a reply this short with nothing of the question's wording is a bare answer ("Smith")
 
 _WHEN = re.compile(
@@ -166,6 +166,7 @@ class Grounder:
         self._spread = Counter(stem for stems in self._stems.values() for stem in stems)
         self._numbers = {p.passage_id: numbers(p.text) for p in passages}
         self._counts: dict[str, set[str]] = {}  # filled as "how many" questions come (see _countable)
+        self._said: dict[str, list[str]] = {}  # each passage's stems in order, filled as names come (_extractive)
         self._number_stems = number_stems()
         self._vocabulary = lowercase_words(" ".join(p.text for p in passages))
         self._corpus_words = frozenset(w for p in passages for w in words(p.text))
@@ -390,20 +391,22 @@ class Grounder:
         "Anna Berg … Lars Holm").
 
         The answer's key phrase must be the passage's own: each word standing somewhere is not enough. Words before
-        the last two are titles and demonyms ("German Defence Minister"), which a passage may say elsewhere.
+        the last two are titles and demonyms ("Norwegian Fisheries Minister"), which a passage may say elsewhere.
         """
         asked = set(words(question))
-        # Only a run's names, not the titles a model puts before them ("German Defence Minister Boris Pistorius" for
-        # "Germany's Boris Pistorius"): a word the corpus also writes in lower case is a title or a common word.
+        # Only a run's names, not the titles a model puts before them ("Norwegian Fisheries Minister Anna Berg" for
+        # "Norway's Anna Berg"): a word the corpus also writes in lower case is a title or a common word.
         runs = [
             [stem(w) for w in words(run) if w not in STOPWORDS and w not in self._vocabulary]
             for run in CAPITAL_RUN.findall(claim)
         ]
-        runs = [r for r in runs if not set(r) <= {stem(w) for w in asked}]
+        asked_stems = {stem(w) for w in asked}
+        runs = [r for r in runs if not set(r) <= asked_stems]
         if not runs:
             return True
-        said = [stem(w) for w in words(passage.text)]
-        return all(in_order(run[-2:], said, _NAME_GAP) for run in runs)
+        if passage.passage_id not in self._said:  # read on the first name to check, not at start-up
+            self._said[passage.passage_id] = [stem(w) for w in words(passage.text)]
+        return all(in_order(run[-2:], self._said[passage.passage_id], _NAME_GAP) for run in runs)
 
     def _attributed(self, passage: Passage, novel: set[str], names: list[str]) -> bool:
         if not all(self._named(n, passage, passage.text) for n in names):
@@ -441,7 +444,8 @@ class Grounder:
 
 def in_order(run: list[str], said: list[str], gap: int) -> bool:
     """True when the words of run that said holds stand there in run's order, each at most gap words after the last."""
-    present = [w for w in run if w in set(said)]
+    held = set(said)
+    present = [w for w in run if w in held]
     if len(present) < 2:
         return True
     ends = {i for i, w in enumerate(said) if w == present[0]}
