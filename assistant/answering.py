@@ -6,11 +6,9 @@ Runnable.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +17,16 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from .answerability import load_verifier_model
 from .cite import Citation
 from .corpus import Document, Passage, load_passages
-from .generation import LlamaCppChat, Prompts, load_prompts, render_context
+from .generation import Prompts, load_prompts, render_context
 from .grounding import Grounder
 from .guard import InvalidQuestion, greeting_reply, normalize_history, off_task_reply, validate_question
+from .parts import Parts
+from .pipeline import run
+from .reading import ArticleReader, Reading
 from .settings import Settings
-from .state import NOT_IN_ARTICLE, Answer, AnswerState, View
-from .verify import Verifier
+from .state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Reading:
-    """How far the model has read a whole text (for progress bars): tokens done of total, and how it ended."""
-
-    titles: list[str]
-    done: int = 0
-    total: int = 0
-    finished: bool = False
-    error: str | None = None
-
-    @property
-    def active(self) -> bool:
-        """True while the reading goes on (neither finished nor failed)."""
-        return not self.finished and not self.error
-
-    @property
-    def share(self) -> float:
-        """The part read, 0 to 1."""
-        return 1.0 if self.finished else self.done / self.total if self.total else 0.0
 
 
 class Assistant:
@@ -64,9 +43,10 @@ class Assistant:
         self.documents: list[Document] = []
         self.passages: list[Passage] = []
         self.index_report = None
-        self.reading: dict[str, Reading] = {}  # whole-text reading per system prompt, for progress bars
-        self._reading_one = threading.Lock()
-        self._readers: list[threading.Thread] = []  # background readings, stopped before the process exits
+        # Set by load(): None before it, so a caller can tell a loaded assistant without guessing.
+        self.index = self.grounder = self.prompts = self.learned = None
+        self._parts: Parts | None = None
+        self.reader = ArticleReader(self.settings, lambda: self.chat_model, lambda: self.prompts.answer)
 
     # ----- loading -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> tuple:
@@ -112,7 +92,7 @@ class Assistant:
                 self._ready = self._warm = False
             self.documents, self.passages = load_passages(self.settings.corpus_dir)
             # A reload keeps the embedding model already in memory.
-            embeddings = self._embeddings or getattr(getattr(self, "index", None), "embeddings", None)
+            embeddings = self._embeddings or getattr(self.index, "embeddings", None)
             self.index = PassageIndex(self.settings, embeddings)
             self.index_report = self.index.open(self.documents, self.passages)
             self.grounder = Grounder(
@@ -123,6 +103,7 @@ class Assistant:
             self._by_id = {p.passage_id: p for p in self.passages}
             self._texts = {d.doc_id: d.text for d in self.documents}
             self._views: dict[str | None, View] = {}
+            self._parts = None
             self._loaded = self._fingerprint()
             self._ready = True
             return self
@@ -178,26 +159,24 @@ class Assistant:
             return self._chat_model
 
     @property
-    def verifier(self) -> Verifier | None:
-        """The verification stage, judging with the chat model; None when verification is off."""
-        if not (self.settings.verify and self.settings.grounding_check):
-            return None
-        s = self.settings
-        return Verifier(self.chat_model, self.prompts.verify, s.verify_threshold, s.verify_top_logprobs, self.learned)
-
-    @property
-    def fact_checker(self) -> Verifier | None:
-        """The judge of a refusal's correction: does its sentence state what the correction says it says?"""
-        if self.verifier is None:
-            return None
-        s = self.settings
-        return Verifier(self.chat_model, self.prompts.entails, s.verify_threshold, s.verify_top_logprobs)
-
-    @property
-    def verify_with_article(self) -> bool:
-        """Whether the judgement reads the article first (remote backends, unless settings say otherwise)."""
-        with_article = self.settings.verify_with_article
-        return self.settings.llm_backend != "llamacpp" if with_article is None else with_article
+    def parts(self) -> Parts:
+        """What the answer stages use (see parts.py): built once per load, on the first question, since only then
+        is the model file needed."""
+        with self._lock:
+            self.load()
+            if self._parts is None:
+                self._parts = Parts.build(
+                    self.settings,
+                    self.prompts,
+                    self.chat_model,
+                    self.learned,
+                    grounder=self.grounder,
+                    search=self.search,
+                    views=self.view,
+                    reader=self.reader,
+                    texts=self._texts,
+                )
+            return self._parts
 
     def doc_text(self, doc_id: str) -> str:
         """The whole text of document doc_id."""
@@ -209,7 +188,7 @@ class Assistant:
         The model file loads in a second thread meanwhile the index opens: llama.cpp works outside the GIL, so on
         two cores a fresh process pays for the longer of the two instead of their sum. scope, when given, is
         checked and read too (an unknown one raises InvalidQuestion). With wait False, a long article never read
-        before is read in the background (see read_article).
+        before is read in the background (see ArticleReader.read).
         """
         model = self.chat_model
         failed: list[BaseException] = []
@@ -234,122 +213,28 @@ class Assistant:
                 loading.join()
         if failed:
             raise failed[0]
-        result = self.read_article(view, wait=wait)
+        result = self.reader.read(view, wait=wait)
         if scope is not None:
-            result = self.read_article(self.view(scope), wait=wait)
+            result = self.reader.read(self.view(scope), wait=wait)
         self._warm = True
         return result
 
-    # ----- reading whole articles ------------------------------------------------------------------------------
-    def _prefix_prompts(self, view: View) -> list:
-        """Two prompts of view that differ only in the question: what they share is what every question reads."""
-        return [self.prompts.answer.format_messages(title=view.title, context=view.context, question=q) for q in "AB"]
-
+    # ----- reading whole articles (see reading.py) ---------------------------------------------------------------
     def article_ready(self, view: View) -> bool:
-        """True when the model can answer from the whole text of view now: it fits and has been read (or the
-        backend keeps its own cache, as remote servers do)."""
-        if view.system is None or not self.settings.whole_article:
-            return False
-        has_read = getattr(self.chat_model, "has_read", None)
-        return has_read is None or has_read(view.system)
-
-    def whole_view(self, view: View, found: list[Passage]) -> View | None:
-        """The view whose whole text the model reads for this question, None for the retrieved sentences.
-
-        That is view itself once read; for a corpus too large for one context, the article of the best passage,
-        when that article has been read (a question about one article then costs what it costs in that scope).
-        """
-        if self.article_ready(view):
-            return view
-        if view.system is None and view.doc_id is None and found:
-            best = self.view(found[0].doc_id)
-            return best if self.article_ready(best) else None
-        return None
+        """True when the model can answer from the whole text of view now (see ArticleReader.ready)."""
+        return self.reader.ready(view)
 
     def read_article(self, view: View, wait: bool = True, progress=None) -> str:
-        """Have the model read view's whole text once (or restore it); "skipped" when it does not fit.
+        """Have the model read view's whole text (see ArticleReader.read)."""
+        return self.reader.read(view, wait, progress)
 
-        With wait False, nothing waits for a text already read ("ready") or being read ("reading"), and a text
-        longer than read_wait_tokens is read in the background ("reading") while questions meanwhile are answered
-        from retrieval.
-        """
-        model = self.chat_model
-        if view.system is None or not self.settings.whole_article or not hasattr(model, "read"):
-            return "skipped"
-        if not wait:
-            reading = self.reading.get(view.system)
-            if model.has_read(view.system):
-                return "ready"
-            if reading is not None and reading.active:
-                return "reading"
-            if self._tokens(view.system) > self.settings.read_wait_tokens:
-                return "reading" if self.start_reading(view) else "skipped"
-        return self._read_now(view, progress)
-
-    def _tokens(self, text: str) -> float:
-        """The tokens of text: counted by the local model (English runs near 4.5 characters a token, a safe
-        chars_per_token 3.0 would make a 1,100-token article look like 1,500), else estimated."""
-        if isinstance(self.chat_model, LlamaCppChat):  # LangChain's default counter would fetch GPT-2's tokenizer
-            return self.chat_model.get_num_tokens(text)
-        return len(text) / self.settings.chars_per_token
+    def start_reading(self, view: View) -> Reading | None:
+        """Read view's whole text in the background (see ArticleReader.start)."""
+        return self.reader.start(view)
 
     def reading_of(self, scope: str | None = None) -> Reading | None:
         """The progress of reading scope's whole text, if it was ever started in this process."""
-        return self.reading.get(self.view(scope).system or "")
-
-    def _read_now(self, view: View, progress=None, background: bool = False) -> str:
-        reading = self.reading.setdefault(view.system, Reading(view.titles))
-        reading.error = None
-
-        def report(done: int, total: int) -> None:
-            reading.done, reading.total = done, total
-            if progress:
-                progress(done, total)
-
-        try:
-            how = self.chat_model.read(self._prefix_prompts(view), progress=report, background=background)
-        except Exception as exc:
-            reading.error = str(exc)
-            raise
-        if how == "stopped":
-            reading.error = "stopped before the process exited"
-        else:
-            reading.finished = True
-        return how
-
-    def start_reading(self, view: View) -> Reading | None:
-        """Read view's whole text in a background thread (once); return its progress, None when nothing to read."""
-        if view.system is None or not self.settings.read_in_background or not hasattr(self.chat_model, "read"):
-            return None
-        with self._lock:
-            reading = self.reading.get(view.system)
-            if reading is not None and not reading.error:
-                return reading
-            reading = self.reading[view.system] = Reading(view.titles)
-
-        def work() -> None:
-            try:
-                with self._reading_one:  # one article at a time: two would only take turns on the same cores
-                    self._read_now(view, background=True)
-            except Exception as exc:  # recorded in reading.error; questions go on from retrieval
-                log.warning("Reading %s failed: %s", view.titles, exc)
-
-        reader = threading.Thread(target=work, name="article-read", daemon=True)
-        with self._lock:
-            if not self._readers:
-                atexit.register(self.stop_reading)
-            self._readers.append(reader)
-        reader.start()
-        return reading
-
-    def stop_reading(self, timeout: float = 120.0) -> None:
-        """Stop the background readings after their current chunk (at exit: llama.cpp must not be freed while a
-        thread is inside it, which crashed the interpreter). What was read is lost; the next process reads again."""
-        stop = getattr(self.chat_model, "stop_reading", None)
-        if stop is not None:
-            stop()
-        for reader in list(self._readers):
-            reader.join(timeout)
+        return self.reader.progress(self.view(scope))
 
     # ----- answering -----------------------------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, scope: str | None = None) -> list[Passage]:
@@ -375,50 +260,19 @@ class Assistant:
         LangChain callbacks to every model and retriever call. Raises InvalidQuestion (a ValueError) for an empty,
         over-long or non-text question, a malformed history or an unknown scope.
         """
-        from .pipeline import run
-        from .state import Timings
-
         timings = Timings()
         text = validate_question(question, self.settings.max_question_chars)
         turns = normalize_history(history, self.settings.max_history_messages)
         if not self._warm:
             self.warm_up(scope, wait=False)  # restores a saved article state: the first answer is fast too
         view = self.view(scope)
-        yield from run(AnswerState(text, turns, view, config, timings), self)
+        yield from run(AnswerState(text, turns, view, config, timings), self.parts)
 
     def runnable(self) -> AnswerChain:
         """This assistant as a LangChain Runnable (see AnswerChain)."""
         return AnswerChain(self)
 
-    # ----- what the stages call ------------------------------------------------------------------------------
-    def model_tokens(self, messages, config: RunnableConfig | None = None, **kwargs) -> Iterator[str]:
-        """Stream the model's text; any failure becomes ModelUnavailable with a message that says what to do."""
-        model = self.chat_model
-        try:
-            for chunk in model.stream(messages, config=config, **kwargs):
-                yield chunk.content if isinstance(chunk.content, str) else str(chunk.content)
-        except Exception as exc:
-            raise self.model_failure(exc) from exc
-
-    def model_failure(self, exc: Exception):
-        """The ModelUnavailable to raise for a failed model call: what to do, never the API key."""
-        from .generation import ModelUnavailable
-
-        if isinstance(exc, ModelUnavailable):
-            return exc  # it already says what to do (a missing or damaged model file)
-        s = self.settings
-        if s.llm_backend == "llamacpp":
-            hint = "The local model failed; restart the assistant, or check the model file."
-        else:
-            hint = (
-                f"The {s.llm_backend} endpoint {s.llm_base_url} failed or did not answer within {s.llm_timeout:g} s. "
-                "Check that the server is running, or unset ASSISTANT_LLM_BACKEND to use the local model."
-            )
-        secret = s.llm_api_key.get_secret_value()
-        detail = str(exc).replace(secret, "***") if secret else str(exc)
-        log.error("Model call failed: %s: %s", type(exc).__name__, detail)
-        return ModelUnavailable(f"{hint} ({type(exc).__name__})")
-
+    # ----- what the stages call -----------------------------------------------------------------------------
     def search(self, question: str, view: View, k: int | None = None, config: RunnableConfig | None = None):
         """Retrieve for question within view; a store that broke under us is reopened once."""
         from .retrieval import retrieve

@@ -34,7 +34,7 @@ def suggest(assistant: Assistant, doc_id: str) -> list[str]:
     messages = assistant.prompts.examples.format_messages(
         title=view.title, context=view.context, count=settings.example_candidates
     )
-    reply = "".join(assistant.model_tokens(messages, max_tokens=settings.example_max_tokens))
+    reply = "".join(assistant.parts.tokens(messages, max_tokens=settings.example_max_tokens))
     kept = []
     for question in candidates(reply, settings.example_candidates):
         answer = assistant.answer(question, scope=doc_id)

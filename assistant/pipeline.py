@@ -3,7 +3,7 @@
     guard → rewrite → retrieve → gate → generate → reask → retry → complete → settle → point → correct
 
 generate streams the model's reply sentence by sentence; each sentence is checked (grounding), verified (by meaning)
-and cited before it is shown. Each stage is a short function of the state and the Assistant that owns the models.
+and cited before it is shown. Each stage is a short function of the state and the Parts it uses (parts.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
 
 from .cite import Citation
 from .corpus import Passage
@@ -29,35 +28,33 @@ from .grounding import (
     split_answer,
 )
 from .guard import asks_for_several, greeting_reply, is_greeting, is_off_task, needs_rewrite, off_task_reply
+from .parts import Parts, model_failure
 from .rewrite import rewrite_question, with_last_question
 from .state import NOT_IN_ARTICLE, Answer, AnswerState
 from .text import entity_words, find_entity
 
-if TYPE_CHECKING:
-    from .answering import Assistant
-
 log = logging.getLogger(__name__)
 
 
-def run(state: AnswerState, assistant: Assistant) -> Iterator[str | Answer]:
+def run(state: AnswerState, parts: Parts) -> Iterator[str | Answer]:
     """Yield the answer's text as checked sentences become ready, then the Answer."""
     for stage in (guard, rewrite, retrieve, gate):
-        stage(state, assistant)
+        stage(state, parts)
         if state.reason:
             break
     else:
         for streaming in (generate, reask, retry, complete):
-            yield from streaming(state, assistant)
-        settle(state, assistant)
-        point(state, assistant)
+            yield from streaming(state, parts)
+        settle(state, parts)
+        point(state, parts)
     if state.reason != "answered":
         yield state.text  # the refusal at once; a correction, when one passes, replaces it in the Answer
-        correct(state, assistant)
+        correct(state, parts)
     yield state.answer()
 
 
 # ----- before the model ---------------------------------------------------------------------------------------------
-def guard(state: AnswerState, assistant: Assistant) -> None:
+def guard(state: AnswerState, parts: Parts) -> None:
     """Answer a greeting, and turn down a request that is not a question about the text, without the model."""
     if is_greeting(state.question):
         state.end("greeting", greeting_reply(state.view.titles))
@@ -65,45 +62,43 @@ def guard(state: AnswerState, assistant: Assistant) -> None:
         state.end("off_task", off_task_reply(state.view.titles))
 
 
-def rewrite(state: AnswerState, assistant: Assistant) -> None:
+def rewrite(state: AnswerState, parts: Parts) -> None:
     """Make a follow-up question stand on its own, sharing the cached article prefix."""
     if not (state.turns and needs_rewrite(state.question, state.turns)):
         return
     variables = {"title": state.view.title, "context": state.view.context or ""}
-    tokens = partial(assistant.model_tokens, config=state.config)
+    tokens = partial(parts.tokens, config=state.config)
     with state.timings.timed("rewrite"):  # timed only when it runs: reports give the p50 of real rewrites
-        state.rewrite = rewrite_question(
-            state.question, state.turns, variables, assistant.prompts, tokens, assistant.settings
-        )
+        state.rewrite = rewrite_question(state.question, state.turns, variables, parts.prompts, tokens, parts.settings)
     if is_off_task(state.standalone):
         state.end("off_task", off_task_reply(state.view.titles))
 
 
-def retrieve(state: AnswerState, assistant: Assistant) -> None:
+def retrieve(state: AnswerState, parts: Parts) -> None:
     """Find the passages nearest the question, and how near they are."""
     with state.timings.timed("retrieve"):
-        state.found = assistant.search(state.standalone, state.view, config=state.config)
+        state.found = parts.search(state.standalone, state.view, config=state.config)
 
 
-def gate(state: AnswerState, assistant: Assistant) -> None:
+def gate(state: AnswerState, parts: Parts) -> None:
     """Refuse a question far from every passage; otherwise choose what the model reads.
 
     A word the article lacks is no reason to refuse (the user may name a place or a body in other words): only a
     question unrelated to every passage is refused here, and verification by meaning decides what an answer may say.
     """
-    s, figures = assistant.settings, state.found.gate
+    s, figures = parts.settings, state.found.gate
     if s.grounding_check and figures.best_distance > s.max_distance and figures.lexical_overlap < s.min_lexical_overlap:
         log.info("Refused %r: best distance %.2f", state.standalone, figures.best_distance)
         state.end("not_in_article", NOT_IN_ARTICLE)
         return
-    if state.view.system is not None and not assistant.article_ready(state.view):
+    if state.view.system is not None and not parts.reader.ready(state.view):
         with state.timings.timed("read"):  # a short text is read now; a long one in the background meanwhile
-            assistant.read_article(state.view, wait=False)
-    if (whole := assistant.whole_view(state.view, state.found.passages)) is not None:
-        read(state, assistant, whole.title, whole.context, retrieved_first(whole.passages, state.found.passages))
+            parts.reader.read(state.view, wait=False)
+    if (whole := parts.reader.whole_view(state.view, state.found.passages, parts.views)) is not None:
+        read(state, parts, whole.title, whole.context, retrieved_first(whole.passages, state.found.passages))
     else:
         passages = state.found.passages
-        read(state, assistant, "Articles", bounded_context(passages, state.standalone, s), passages)
+        read(state, parts, "Articles", bounded_context(passages, state.standalone, s), passages)
 
 
 def retrieved_first(passages: list[Passage], found: list[Passage]) -> list[Passage]:
@@ -117,22 +112,22 @@ def retrieved_first(passages: list[Passage], found: list[Passage]) -> list[Passa
     return sorted(passages, key=lambda p: p.passage_id not in near)  # stable: article order within each group
 
 
-def read(state: AnswerState, assistant: Assistant, title: str, context: str, candidates) -> None:
+def read(state: AnswerState, parts: Parts, title: str, context: str, candidates) -> None:
     """Set what the model reads and what its sentences may cite."""
     state.title, state.context, state.candidates = title, context, candidates
-    state.system = assistant.prompts.system.format(title=title, context=context)
+    state.system = parts.prompts.system.format(title=title, context=context)
 
 
 # ----- the model, sentence by sentence ------------------------------------------------------------------------------
-def generate(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+def generate(state: AnswerState, parts: Parts) -> Iterator[str]:
     """Stream the model's answer; after a rejected rewrite it reads the last exchange itself."""
     last_exchange = state.turns[-2:] if state.rewrite and state.rewrite.needs_history else []
     question = state.question if last_exchange else state.standalone
     with state.timings.timed("generate"):
-        yield from sentences(state, assistant, question, last_exchange)
+        yield from sentences(state, parts, question, last_exchange)
 
 
-def reask(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+def reask(state: AnswerState, parts: Parts) -> Iterator[str]:
     """When the answer to the model's rewrite of a follow-up found no support, let the model read the last exchange
     itself and answer the question as asked.
 
@@ -149,9 +144,9 @@ def reask(state: AnswerState, assistant: Assistant) -> Iterator[str]:
         return  # the judge refused the answer to a clear question: asking again would only blur it
     with state.timings.timed("reask"):
         start_over(state)
-        fallback = with_last_question(state.question, state.turns, assistant.settings)
+        fallback = with_last_question(state.question, state.turns, parts.settings)
         state.rewrite = replace(fallback, judged=state.rewrite.question)
-        yield from sentences(state, assistant, state.question, state.turns[-2:])
+        yield from sentences(state, parts, state.question, state.turns[-2:])
 
 
 def start_over(state: AnswerState) -> None:
@@ -160,12 +155,12 @@ def start_over(state: AnswerState) -> None:
     state.reply.pending.clear()
 
 
-def retry(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+def retry(state: AnswerState, parts: Parts) -> Iterator[str]:
     """A small model often reads a short context better: when it declined a question that retrieval matched
     closely, or every sentence it wrote named or counted what no passage holds (a year it made up, where the
     article says "the eighteenth century"), ask once more with only the best passages, and check and verify that
     answer like any other. Not after the judge turned an answer down: asking again would only blur it."""
-    s = assistant.settings
+    s = parts.settings
     if state.reply.kept or state.found.best_distance > s.retry_distance:
         return
     dropped = s.retry_unsupported and state.draft.strip() and not state.failed_verification
@@ -173,27 +168,27 @@ def retry(state: AnswerState, assistant: Assistant) -> Iterator[str]:
         return
     with state.timings.timed("retry"):
         best = state.found.passages[: s.retry_passages]
-        read(state, assistant, "Articles", render_context(best), best)
+        read(state, parts, "Articles", render_context(best), best)
         start_over(state)
-        yield from sentences(state, assistant, state.standalone, [])
+        yield from sentences(state, parts, state.standalone, [])
 
 
-def complete(state: AnswerState, assistant: Assistant) -> Iterator[str]:
+def complete(state: AnswerState, parts: Parts) -> Iterator[str]:
     """A small model tends to stop after the first of two asked-for things: ask it once for the rest."""
-    if not assistant.settings.grounding_check or state.declined or len(state.reply.kept) != 1:
+    if not parts.settings.grounding_check or state.declined or len(state.reply.kept) != 1:
         return
     if not asks_for_several(state.standalone):
         return
     with state.timings.timed("complete"):
         state.generating_since = time.perf_counter()
-        for sentence in the_rest(state, assistant):
-            yield from emit(state, assistant, sentence)
+        for sentence in the_rest(state, parts):
+            yield from emit(state, parts, sentence)
 
 
-def settle(state: AnswerState, assistant: Assistant) -> None:
+def settle(state: AnswerState, parts: Parts) -> None:
     """Decide the outcome: the kept sentences as the answer, or a refusal that says why."""
     kept = state.reply.kept
-    fits = not (assistant.settings.grounding_check and kept) or fits_question(state.standalone, state.reply.text)
+    fits = not (parts.settings.grounding_check and kept) or fits_question(state.standalone, state.reply.text)
     if not fits:
         log.info("Answer %r does not fit the question %r", kept, state.standalone)
     if state.declined or not kept or not fits:
@@ -203,14 +198,14 @@ def settle(state: AnswerState, assistant: Assistant) -> None:
         state.end("answered", state.reply.text)
 
 
-def point(state: AnswerState, assistant: Assistant) -> None:
+def point(state: AnswerState, parts: Parts) -> None:
     """With a refusal, quote the article's sentence nearest to what was asked, as data beside the refusal: a near
     miss then shows what the article does say, and a false refusal the passage that holds the answer.
 
     The sentence the judge turned down comes first (it is what the question nearly matched); otherwise the best
     retrieved passage's sentence sharing most words with the question. It is quoted verbatim, never rewritten.
     """
-    s = assistant.settings
+    s = parts.settings
     if state.reason not in ("not_in_article", "unsupported", "unverified") or not s.point_to_closest:
         return
     nearest = state.turned_down  # it held the answer's words: near enough at any retrieval distance
@@ -219,10 +214,10 @@ def point(state: AnswerState, assistant: Assistant) -> None:
         nearest = closest_sentence(found.passages[: s.closest_passages], state.standalone, s.closest_min_words)
     if nearest is not None:
         passage, start, end = nearest
-        state.closest = Citation.of(passage, 1, start, end, assistant.doc_text(passage.doc_id))
+        state.closest = Citation.of(passage, 1, start, end, parts.doc_text(passage.doc_id))
 
 
-def correct(state: AnswerState, assistant: Assistant) -> None:
+def correct(state: AnswerState, parts: Parts) -> None:
     """With a refusal that quotes a nearest sentence, say what the question took for granted and what that
     sentence says instead, in the model's words; shown only when its words and the judge pass it (see correct.py).
 
@@ -230,7 +225,7 @@ def correct(state: AnswerState, assistant: Assistant) -> None:
     After the other refusals the quote alone is shown, because a correction costs a generation (about 7 s on two
     cores) and on the SQuAD test articles half of all questions are refused; see BENCHMARKS.md.
     """
-    s, checker = assistant.settings, assistant.fact_checker
+    s, checker = parts.settings, parts.fact_checker
     wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and state.turned_down is not None)
     if state.closest is None or checker is None or not wanted:
         return
@@ -238,13 +233,13 @@ def correct(state: AnswerState, assistant: Assistant) -> None:
 
     evidence = state.closest.quote
     # A remote server keeps one cached prefix: after the article, as the judgement does, it stays the article's.
-    context = state.system if assistant.verify_with_article else None
+    context = state.system if parts.verify_with_article else None
     article = [SystemMessage(context)] if context else []
-    messages = assistant.prompts.correct.format_messages(article=article, evidence=evidence, question=state.standalone)
+    messages = parts.prompts.correct.format_messages(article=article, evidence=evidence, question=state.standalone)
     with state.timings.timed("correct"):
         try:
-            tokens = assistant.model_tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
-            said = (assistant.doc_text(p.doc_id)[start:end] for p in state.view.passages for start, end in p.sentences)
+            tokens = parts.tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
+            said = (parts.doc_text(p.doc_id)[start:end] for p in state.view.passages for start, end in p.sentences)
             correction = checked_correction("".join(tokens), state.standalone, evidence, said)
             verdict = correction and checker.judge(state.standalone, correction.statement, [evidence], context)
             if verdict and verdict.passed:
@@ -262,33 +257,33 @@ def correct(state: AnswerState, assistant: Assistant) -> None:
         state.text = correction.text
 
 
-def sentences(state: AnswerState, assistant: Assistant, question: str, turns: list[dict]) -> Iterator[str]:
+def sentences(state: AnswerState, parts: Parts, question: str, turns: list[dict]) -> Iterator[str]:
     """Stream the model's reply to question, yielding each sentence once it is checked, verified and cited."""
-    prompts = assistant.prompts
+    prompts = parts.prompts
     messages = prompts.answer.format_messages(
         title=state.title, context=state.context, history=prompts.history(turns), question=question
     )
     state.generating_since = since = time.perf_counter()
     buffer = ""
     try:
-        for token in assistant.model_tokens(messages, config=state.config):
+        for token in parts.tokens(messages, config=state.config):
             if token:
                 state.timings.mark("first_token", since)
             state.draft += token
             done, buffer = complete_sentences(buffer + token)
             for sentence in done:
-                yield from emit(state, assistant, sentence)
+                yield from emit(state, parts, sentence)
             if state.declined:
                 return
     finally:
         state.timings.mark("first_token", since)
     for sentence in split_answer(buffer):
-        yield from emit(state, assistant, sentence)
+        yield from emit(state, parts, sentence)
 
 
-def emit(state: AnswerState, assistant: Assistant, sentence: str) -> Iterator[str]:
+def emit(state: AnswerState, parts: Parts, sentence: str) -> Iterator[str]:
     """Show sentence (with any pending ones before it) when it passes every check."""
-    marked = check(state, assistant, sentence)
+    marked = check(state, parts, sentence)
     if marked and not state.declined:
         piece = state.reply.add(marked)
         state.timings.mark("first_text", state.generating_since)  # the first checked text a reader sees
@@ -296,7 +291,7 @@ def emit(state: AnswerState, assistant: Assistant, sentence: str) -> Iterator[st
 
 
 # ----- check, verify, cite ------------------------------------------------------------------------------------------
-def check(state: AnswerState, assistant: Assistant, sentence: str) -> str | None:
+def check(state: AnswerState, parts: Parts, sentence: str) -> str | None:
     """The sentence with its citation markers when the passages support it and it passes verification, else None."""
     sentence = clean_sentence(sentence)
     if not sentence:
@@ -304,41 +299,41 @@ def check(state: AnswerState, assistant: Assistant, sentence: str) -> str | None
     if is_decline(sentence):
         state.declined = True
         return None
-    if not assistant.settings.grounding_check:
+    if not parts.settings.grounding_check:
         return sentence
-    support = assistant.grounder.support(sentence, state.candidates, state.standalone, state.referents)
-    if support is None and not assistant.grounder.claim_terms(sentence)[0]:
+    support = parts.grounder.support(sentence, state.candidates, state.standalone, state.referents)
+    if support is None and not parts.grounder.claim_terms(sentence)[0]:
         state.reply.pending.append(sentence)  # "Yes." waits for the sentence that backs it
         return None
-    if support is None and (support := nearest(state, assistant, sentence)) is None:
+    if support is None and (support := nearest(state, parts, sentence)) is None:
         log.info("Dropped unsupported sentence: %r", sentence)
         return None
-    if not verify(state, assistant, sentence, support):
+    if not verify(state, parts, sentence, support):
         return None
-    return state.reply.cite(support.sentence, quotes(support), assistant.doc_text)
+    return state.reply.cite(support.sentence, quotes(support), parts.doc_text)
 
 
-def nearest(state: AnswerState, assistant: Assistant, sentence: str) -> Support | None:
+def nearest(state: AnswerState, parts: Parts, sentence: str) -> Support | None:
     """For a sentence the word check turned down, the passage the judge decides it on; None without a judge, so
     that the word check is then the last word."""
-    if not (assistant.settings.verify_rescue and assistant.settings.verify):
+    if not (parts.settings.verify_rescue and parts.settings.verify):
         return None
-    return assistant.grounder.nearest(sentence, state.candidates, state.standalone, state.referents)
+    return parts.grounder.nearest(sentence, state.candidates, state.standalone, state.referents)
 
 
-def verify(state: AnswerState, assistant: Assistant, sentence: str, support: Support) -> bool:
+def verify(state: AnswerState, parts: Parts, sentence: str, support: Support) -> bool:
     """Ask the judge whether the cited sentences answer this very question; record its verdict."""
-    verifier = assistant.verifier
+    verifier = parts.verifier
     if verifier is None:
         return True
     claim = " ".join([*state.reply.pending, sentence])
-    evidence = [assistant.doc_text(p.doc_id)[start:end] for p, start, end in quotes(support)]
-    context = state.system if assistant.verify_with_article else None
+    evidence = [parts.doc_text(p.doc_id)[start:end] for p, start, end in quotes(support)]
+    context = state.system if parts.verify_with_article else None
     with state.timings.timed("verify"):
         try:
             verdict = verifier.judge(state.judged_question, claim, evidence, context)
         except Exception as exc:
-            raise assistant.model_failure(exc) from exc
+            raise model_failure(exc, parts.settings) from exc
     state.verdicts.append(verdict)
     if not verdict.passed and state.turned_down is None:
         state.turned_down = quotes(support)[0]
@@ -350,24 +345,24 @@ def quotes(support: Support):
     return [(p, start, end) for p, (start, end) in zip(support.passages, support.quotes, strict=True)]
 
 
-def the_rest(state: AnswerState, assistant: Assistant) -> list[str]:
+def the_rest(state: AnswerState, parts: Parts) -> list[str]:
     """Ask for what the first answer left out; return the sentences worth checking (at most one).
 
     Only a sentence about what the question names, backed by text the first answer did not cite, is kept.
     """
     first = state.reply.kept[0]
     turns = [{"role": "user", "content": state.standalone}, {"role": "assistant", "content": first}]
-    messages = assistant.prompts.more.format_messages(
-        title=state.title, context=state.context, history=assistant.prompts.history(turns)
+    messages = parts.prompts.more.format_messages(
+        title=state.title, context=state.context, history=parts.prompts.history(turns)
     )
-    reply = "".join(assistant.model_tokens(messages, config=state.config))
+    reply = "".join(parts.tokens(messages, config=state.config))
     names = entity_words(state.standalone, skip_first=True)
     cited = [(c.doc_id, c.start, c.end) for c in state.reply.citations]
-    for sentence in split_answer(reply)[: assistant.settings.rest_sentences]:
+    for sentence in split_answer(reply)[: parts.settings.rest_sentences]:
         sentence = clean_sentence(sentence)
         if not sentence or is_decline(sentence) or (names and not any(find_entity(n, sentence) for n in names)):
             continue
-        support = assistant.grounder.support(sentence, state.candidates, state.standalone)
+        support = parts.grounder.support(sentence, state.candidates, state.standalone)
         if support is None or any(
             p.doc_id == doc and s < end and start < e for p, s, e in quotes(support) for doc, start, end in cited
         ):

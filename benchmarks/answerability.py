@@ -126,7 +126,7 @@ def collect(args) -> int:
     done = {r["id"] for r in records}
     todo = [e for e in wanted if e["id"] not in done]
     print(f"{len(wanted)} examples, {len(todo)} to judge", file=sys.stderr)
-    verifier = Assistant(Settings()).load().verifier
+    verifier = Assistant(Settings()).parts.verifier
     started = time.perf_counter()
     for i, example in enumerate(todo, 1):
         messages = verifier.messages(example["question"], example["span"], [example["evidence"]])

@@ -126,7 +126,7 @@ def test_a_judgement_reads_only_what_follows_the_template_it_shares_with_the_las
     # share (the evidence, the question) are read. The verdict is the one a whole reading gives.
     from assistant.llamacpp import prompt_tokens
 
-    model, verifier = assistant.chat_model, assistant.verifier
+    model, verifier = assistant.chat_model, assistant.parts.verifier
     first_sentence = [p.text.split(". ")[0] + "." for p in assistant.passages]
     judged = [
         verifier.messages(f"What does paragraph {i} say?", first_sentence[i], [first_sentence[i]]) for i in (1, 4)

@@ -231,7 +231,7 @@ def test_background_readings_are_stopped_before_the_process_exits(two_articles, 
         reading = bot.start_reading(bot.view("harbour"))
     finally:
         atexit.register = real_register
-    assert registered == [bot.stop_reading] and reading.active
-    bot.stop_reading(timeout=5)  # what the interpreter runs at exit, before it frees llama.cpp
-    assert not any(t.is_alive() for t in bot._readers)
+    assert registered == [bot.reader.stop] and reading.active
+    bot.reader.stop(timeout=5)  # what the interpreter runs at exit, before it frees llama.cpp
+    assert not any(t.is_alive() for t in bot.reader._threads)
     assert not reading.finished and not reading.active  # stopped, not read: the next process reads it again

@@ -538,7 +538,7 @@ def test_warm_up_reports_loading_then_ready():
 
 
 def test_the_status_line_shows_a_bar_for_an_article_being_read():
-    from assistant.answering import Reading
+    from assistant.reading import Reading
 
     stub = StubAssistant()
     warmup = web.WarmUp(stub).start()

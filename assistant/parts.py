@@ -1,0 +1,93 @@
+"""Answer stage, components: the parts every stage of pipeline.run receives, built once per load of the corpus.
+
+The stages take this one frozen object and nothing else, so a test can hand them a fake for any part, and nothing
+in the pipeline imports the Assistant that builds it (no import cycle). Each part has a default built by `build`
+from settings, the way llama_index's CitationQueryEngine takes its retriever and synthesizer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .generation import ModelUnavailable, Prompts
+from .grounding import Grounder
+from .reading import ArticleReader
+from .settings import Settings
+from .state import View
+from .verify import Verifier
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import RunnableConfig
+
+    from .retrieval import Retrieval
+
+log = logging.getLogger(__name__)
+
+Search = Callable[..., "Retrieval"]  # (question, view, k=None, config=None): the passages nearest the question
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the answer stages use: settings, prompts, the chat model, the word check, the judges, search, the
+    article reader and the documents' texts."""
+
+    settings: Settings
+    prompts: Prompts
+    chat_model: BaseChatModel
+    grounder: Grounder
+    search: Search
+    views: Callable[[str | None], View]  # the view of one document (its doc_id), or of all of them (None)
+    reader: ArticleReader
+    texts: Mapping[str, str]  # each document's whole text, by doc_id
+    verifier: Verifier | None = None  # judges an answer sentence; None when verification is off
+    fact_checker: Verifier | None = None  # judges a refusal's correction; None when verification is off
+
+    @classmethod
+    def build(cls, settings: Settings, prompts: Prompts, chat_model, learned=None, **parts) -> Parts:
+        """The parts, with judges made from settings unless given (learned: the learned verifier, if any)."""
+        judging = settings.verify and settings.grounding_check
+        if judging:
+            threshold, top = settings.verify_threshold, settings.verify_top_logprobs
+            parts.setdefault("verifier", Verifier(chat_model, prompts.verify, threshold, top, learned))
+            parts.setdefault("fact_checker", Verifier(chat_model, prompts.entails, threshold, top))
+        return cls(settings=settings, prompts=prompts, chat_model=chat_model, **parts)
+
+    def doc_text(self, doc_id: str) -> str:
+        """The whole text of document doc_id."""
+        return self.texts[doc_id]
+
+    @property
+    def verify_with_article(self) -> bool:
+        """Whether judgements read the article first (remote backends, unless settings say otherwise)."""
+        with_article = self.settings.verify_with_article
+        return self.settings.llm_backend != "llamacpp" if with_article is None else with_article
+
+    def tokens(self, messages, config: RunnableConfig | None = None, **kwargs) -> Iterator[str]:
+        """Stream the model's text; any failure becomes ModelUnavailable with a message that says what to do."""
+        try:
+            for chunk in self.chat_model.stream(messages, config=config, **kwargs):
+                yield chunk.content if isinstance(chunk.content, str) else str(chunk.content)
+        except Exception as exc:
+            raise model_failure(exc, self.settings) from exc
+
+
+def model_failure(exc: Exception, settings: Settings) -> ModelUnavailable:
+    """The ModelUnavailable to raise for a failed model call: what to do, never the API key."""
+    if isinstance(exc, ModelUnavailable):
+        return exc  # it already says what to do (a missing or damaged model file)
+    s = settings
+    if s.llm_backend == "llamacpp":
+        hint = "The local model failed; restart the assistant, or check the model file."
+    else:
+        hint = (
+            f"The {s.llm_backend} endpoint {s.llm_base_url} failed or did not answer within {s.llm_timeout:g} s. "
+            "Check that the server is running, or unset ASSISTANT_LLM_BACKEND to use the local model."
+        )
+    secret = s.llm_api_key.get_secret_value()
+    detail = str(exc).replace(secret, "***") if secret else str(exc)
+    log.error("Model call failed: %s: %s", type(exc).__name__, detail)
+    return ModelUnavailable(f"{hint} ({type(exc).__name__})")
