@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from .errors import AssistantError
 from .text import content_stem_list, content_stems, entity_words, find_entity, numbers, words
 
 # Each signal, in the order the coefficients list them.
@@ -137,7 +138,7 @@ class VerifierModel(BaseModel):
         return 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-class VerifierModelError(ValueError):
+class VerifierModelError(AssistantError, ValueError):
     """The verifier's coefficients file is missing or not what VerifierModel expects."""
 
 

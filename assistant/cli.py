@@ -281,22 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from .answerability import VerifierModelError
-    from .corpus import CorpusError
-    from .generation import ModelUnavailable, PromptError
+    from .errors import AssistantError
     from .guard import InvalidQuestion
-    from .indexing import IndexStoreError
-    from .models import ModelError
 
     started = time.perf_counter()
     try:
         return args.func(args)
-    except InvalidQuestion as exc:
-        print(f"Invalid question: {exc}", file=sys.stderr)
-        return 2
-    except (ModelUnavailable, ModelError, IndexStoreError, PromptError, CorpusError, VerifierModelError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 3
+    except AssistantError as exc:  # expected: its message says what to do; anything else is a bug, shown in full
+        label = "Invalid question" if isinstance(exc, InvalidQuestion) else "Error"
+        print(f"{label}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     finally:

@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .errors import AssistantError
+
 CHUNKING = {"strategy": "paragraph", "headings": "metadata", "version": 1}
 DOCUMENT_SUFFIXES = (".txt", ".md")
 
@@ -110,7 +112,7 @@ def _read_metadata(path: Path) -> dict:
     return {}
 
 
-class CorpusError(RuntimeError):
+class CorpusError(AssistantError):
     """The corpus folder cannot be read; the message says what to fix."""
 
 

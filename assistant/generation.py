@@ -27,6 +27,7 @@ from langchain_core.prompts import (
 from pydantic import PrivateAttr
 
 from .corpus import Passage
+from .errors import AssistantError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,11 @@ PROMPT_VARIABLES = {
 OPTIONAL_VARIABLES = {"verify": {"answer"}}
 
 
-class PromptError(RuntimeError):
+class PromptError(AssistantError):
     """A prompt template is missing or has the wrong placeholders."""
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(AssistantError):
     """The chat model could not be loaded or reached; the message says what to do."""
 
 

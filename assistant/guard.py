@@ -5,9 +5,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from .errors import AssistantError
 
-class InvalidQuestion(ValueError):
+
+class InvalidQuestion(AssistantError, ValueError):
     """The question cannot be answered as given (empty, too long, not text); the message says what to change."""
+
+    exit_code = 2  # the CLI's status for a usage error, as argparse's
 
 
 _MARKUP = re.compile(r"<[^<>]*>")  # an HTML or XML tag, which says nothing a question could ask

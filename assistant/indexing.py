@@ -14,6 +14,7 @@ from langchain_core.embeddings import Embeddings
 
 from .corpus import CHUNKING, Document, Passage, corpus_hash
 from .embedding import embedding_fingerprint, load_embeddings
+from .errors import AssistantError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ _REMOTE_KEY = "assistant_manifest"  # collection metadata key holding the manife
 _REMOTE_STATE = "assistant_state"
 
 
-class IndexStoreError(RuntimeError):
+class IndexStoreError(AssistantError):
     """The vector store cannot be opened or built; the message says what to do."""
 
 

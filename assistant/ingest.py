@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from .corpus import DOCUMENT_SUFFIXES, Document, load_documents, load_passages
+from .errors import AssistantError
 from .settings import Settings
 
 TYPES = {".txt": "txt", ".md": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
@@ -37,7 +38,7 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"))
 _lock = threading.Lock()  # one writer at a time in this process: choosing a free name and taking it is one step
 
 
-class UploadError(ValueError):
+class UploadError(AssistantError, ValueError):
     """A file or text cannot become a corpus document; the message says what to do. Nothing was changed."""
 
 

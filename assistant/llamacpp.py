@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import AssistantError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ _PARAMS_LOCK = threading.Lock()
 _PRELOADED: dict[tuple, Future] = {}
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(AssistantError):
     """llama.cpp could not open the model file; the message says what to do."""
 
 

