@@ -14,11 +14,20 @@ MARKER = re.compile(r"\[(\d+)\]")
 # How a refusal's Answer.closest is labelled wherever it is shown: a quote to read, not an answer.
 NEAREST = "Nearest passage, not an answer"
 _MARKERS_WITH_SPACE = re.compile(rf"\s*(?:{MARKER.pattern})+")
+# The model's own references ("[2]", "(¶5)", "Paragraph 3:") are never trusted: citations are attached by code.
+_MODEL_MARKERS = re.compile(
+    r"\s*(\[(?:\s*(?:¶|p|para\.?|paragraph)?\s*\d+\s*[,;–-]?\s*)+\]|\((?:¶|para\.?|paragraph)\s*\d+\)|¶\s*\d+)", re.I
+)
 
 
 def strip_markers(text: str) -> str:
     """Remove citation markers like [1][2] (and the space before them) from an answer's text."""
     return _MARKERS_WITH_SPACE.sub("", text)
+
+
+def strip_model_markers(text: str) -> str:
+    """Remove the references the model wrote itself ("[2]", "[p3, 4]", "(¶5)"), before its sentence is checked."""
+    return _MODEL_MARKERS.sub("", text)
 
 
 def marker_numbers(text: str) -> list[int]:

@@ -7,7 +7,7 @@ import logging
 import re
 
 from .answering import Assistant
-from .grounding import is_decline
+from .reply import is_decline
 
 log = logging.getLogger(__name__)
 

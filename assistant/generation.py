@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -543,9 +542,3 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         saved_states_mb=settings.saved_states_mb,
         read_chunk_tokens=settings.read_chunk_tokens,
     )
-
-
-def say(message: str) -> None:
-    """Tell the person at the terminal what long work is going on."""
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()

@@ -8,7 +8,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .corpus import Passage, split_sentences
+from .cite import strip_markers
+from .corpus import Passage
 from .text import (
     CAPITAL_RUN,
     STOPWORDS,
@@ -25,29 +26,9 @@ from .text import (
     words,
 )
 
-# The model's own references ("[2]", "(¶5)", "Paragraph 3:") are never trusted: citations are attached by code.
-_MODEL_MARKERS = re.compile(
-    r"\s*(\[(?:\s*(?:¶|p|para\.?|paragraph)?\s*\d+\s*[,;–-]?\s*)+\]|\((?:¶|para\.?|paragraph)\s*\d+\)|¶\s*\d+)", re.I
-)
-_LEADS = re.compile(
-    r"^\s*(?:[-*•]\s+|\d+[.)]\s+|(?:answer|a)\s*:\s*|(?:the )?article (?:states|says|mentions|notes|reports|explains|suggests) that\s+)",
-    re.I,
-)
-_DECLINE = re.compile(
-    r"\b(article|text|passage|context)s?\b.{0,30}\b(does not|doesn't|do not|did not|didn't|not|never)\b.{0,25}"
-    r"\b(say|said|mention|state|specify|provide|contain|include|give|discuss|address|cover|indicate|reveal|name|identify)"
-    r"|\bnot (mentioned|stated|specified|provided|given|discussed|included) in\b"
-    r"|\b(no|any) (information|mention|details?)\b.{0,40}\b(article|text|provided)"
-    r"|\b(i (cannot|can't|can not|am unable to|don't know|do not know)|i'm (sorry|unable)|unable to (answer|determine|find))\b"
-    r"|\bnot (possible|able) to (determine|answer|say)\b",
-    re.I,
-)
-
-
 _CLAUSE_SPLIT = re.compile(
     r",?\s+(?:and|but|while|whereas|because|although|as well as)\s+|;\s+|,\s+(?:which|who|whereas|while)\s+", re.I
 )
-_ACRONYM_AFTER = re.compile(r"((?:[A-Z][\w'’-]* +)+)\(([A-Z]{2,})\)")
 _FIRST_PERSON = re.compile(r"\b(I|I'm|I've|I'd|I'll|me|my|myself)\b|(?i:\bas an ai\b)")
 _MIN_ECHO_WORDS = 5  # a copied phrase this long is the question's premise, restated
 _MIN_CLAUSE_WORDS = 3  # a clause with fewer content words ("Germany and ...") is no claim of its own
@@ -83,7 +64,7 @@ def fits_question(question: str, answer: str) -> bool:
     """False when the answer cannot be of the kind asked: a 'when' without any time, a 'which year' without a year,
     a 'how much' without any quantity, a 'who' that names no one the question did not already name (the small
     model's favourite ways of answering a question the article leaves open)."""
-    answer = re.sub(r"\s*\[\d+\]", "", answer)  # citation markers are not numbers of the answer
+    answer = strip_markers(answer)  # citation markers are not numbers of the answer
     if _YEAR.search(question) and not re.search(r"\b\d{4}\b", answer):
         return False
     if _WHEN.search(question) and not _TIME_WORDS.search(answer):
@@ -105,54 +86,6 @@ class Support:
     passages: tuple[Passage, ...]
     quotes: tuple[tuple[int, int], ...]  # document offsets of the supporting span in each passage
     coverage: float
-
-
-def _abbreviates(acronym: str, phrase: str) -> bool:
-    """True when acronym's letters run, in order, through the letters of phrase's last few words ("WHO")."""
-    names = phrase.split()
-    for k in range(len(names)):
-        tail = fold(" ".join(names[k:]))
-        letters = iter(tail)
-        if tail.startswith(fold(acronym)[0]) and all(ch in letters for ch in fold(acronym)):
-            return True
-    return False
-
-
-def clean_sentence(sentence: str) -> str:
-    """Remove the model's own reference markers, list bullets and acronyms it coined for the article's names."""
-    sentence = _MODEL_MARKERS.sub("", sentence)
-    # "World Health Organization (WHO)" where the article never writes "WHO": the acronym is the model's, not the article's; the name is enough.
-    sentence = _ACRONYM_AFTER.sub(
-        lambda m: m.group(1).rstrip() if _abbreviates(m.group(2), m.group(1)) else m.group(), sentence
-    )
-    sentence = _LEADS.sub("", sentence).strip()
-    sentence = sentence[:1].upper() + sentence[1:]
-    return re.sub(r"\s+([.,;:!?])", r"\1", sentence).strip()
-
-
-def is_decline(text: str) -> bool:
-    """True when the model says it cannot answer from the article."""
-    return bool(_DECLINE.search(text))
-
-
-def split_answer(text: str) -> list[str]:
-    """Split model output into sentences (also at line breaks, for lists)."""
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line:
-            out.extend(line[s:e].strip() for s, e in split_sentences(line))
-    return [s for s in out if s]
-
-
-def complete_sentences(buffer: str) -> tuple[list[str], str]:
-    """Split streamed text into the sentences that are complete and the rest, which may still grow."""
-    parts = split_answer(buffer)
-    if buffer.endswith("\n"):
-        return parts, ""
-    if len(parts) > 1:
-        return parts[:-1], parts[-1]
-    return [], buffer
 
 
 class Grounder:

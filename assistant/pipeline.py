@@ -18,17 +18,10 @@ from .cite import Citation
 from .corpus import Passage
 from .correct import checked_correction
 from .generation import bounded_context, render_context
-from .grounding import (
-    Support,
-    clean_sentence,
-    closest_sentence,
-    complete_sentences,
-    fits_question,
-    is_decline,
-    split_answer,
-)
+from .grounding import Support, closest_sentence, fits_question
 from .guard import asks_for_several, greeting_reply, is_greeting, is_off_task, needs_rewrite, off_task_reply
 from .parts import Parts, model_failure
+from .reply import clean_sentence, complete_sentences, is_decline, split_answer
 from .rewrite import rewrite_question, with_last_question
 from .state import NOT_IN_ARTICLE, Answer, AnswerState
 from .text import entity_words, find_entity

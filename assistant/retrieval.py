@@ -102,7 +102,7 @@ class Gate:
     distances: dict[str, float]  # passage id -> cosine distance, for the passages the dense search ranked
 
 
-def gate_figures(question: str, retriever: FusedRetriever, store, config: RunnableConfig | None = None) -> Gate:
+def gate_figures(question: str, retriever: FusedRetriever, store) -> Gate:
     """Measure question against retriever's passages: the nearest dense distance and the best BM25 word overlap."""
     dense, *rest = retriever.retrievers
     found = store.similarity_search_with_score(question, **dense.search_kwargs)
@@ -146,7 +146,7 @@ def retrieve(
     if k is not None and k != retriever.k:
         retriever = retriever.model_copy(update={"k": k})
     docs = retriever.invoke(question, config=config)
-    gate = gate_figures(question, retriever, store, config)
+    gate = gate_figures(question, retriever, store)
     passages = [
         by_id[d.metadata["passage_id"]].with_scores(d.metadata["score"], gate.distances.get(d.metadata["passage_id"]))
         for d in docs

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from .generation import Prompts
-from .grounding import is_decline
+from .reply import is_decline
 from .settings import Settings
 from .state import Rewrite
 from .text import content_stems, entity_words

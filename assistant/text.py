@@ -339,6 +339,19 @@ def spells_acronym(acronym: str, text: str) -> bool:
     return any(acronym in "".join(w[0] for w in run.split() if w[0].isupper()) for run in CAPITAL_RUN.findall(text))
 
 
+def abbreviates(acronym: str, name: str) -> bool:
+    """True when acronym's letters run, in order, through the letters of name's last few words: the looser rule
+    for an acronym written right after the name it shortens ("Supreme Allied Commander Europe (SACEUR)"), where
+    spells_acronym, which must find a name for it anywhere in a passage, asks for initials."""
+    names, letters = name.split(), fold(acronym)
+    for k in range(len(names)):
+        tail = fold(" ".join(names[k:]))
+        rest = iter(tail)
+        if tail.startswith(letters[0]) and all(ch in rest for ch in letters):
+            return True
+    return False
+
+
 def find_entity(word: str, text: str) -> bool:
     """True when text mentions the name word, allowing demonyms and inflections that share its spelling, and an
     acronym spelled out."""

@@ -23,7 +23,7 @@ from assistant.generation import (
     load_prompt,
     load_prompts,
 )
-from assistant.grounding import Grounder, clean_sentence, fits_question, is_decline, split_clauses
+from assistant.grounding import Grounder, fits_question, split_clauses
 from assistant.guard import (
     InvalidQuestion,
     asks_for_several,
@@ -34,6 +34,7 @@ from assistant.guard import (
 )
 from assistant.indexing import PassageIndex
 from assistant.pipeline import retrieved_first
+from assistant.reply import clean_sentence, is_decline
 from assistant.settings import PROJECT_ROOT, Settings
 
 CORPUS = PROJECT_ROOT / "corpus"
