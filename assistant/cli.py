@@ -201,7 +201,7 @@ def cmd_warm(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluation import main as run_eval
+    from .eval import main as run_eval
 
     return run_eval(args)
 
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     warm = sub.add_parser("warm", help="prepare the index and the model now (the set-up runs this)")
     warm.set_defaults(func=cmd_warm)
 
-    from .evaluation import add_arguments
+    from .eval import add_arguments
 
     evaluate = sub.add_parser("eval", help="run the regression suite of questions and gate its metrics")
     add_arguments(evaluate)

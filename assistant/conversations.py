@@ -22,7 +22,7 @@ from pydantic import SecretBytes, SecretStr
 
 from .cite import MARKER, NEAREST, strip_markers
 from .corpus import CorpusError, Document
-from .evaluation import CaseError, locate_evidence
+from .eval import CaseError, locate_evidence
 from .text import fold
 
 if TYPE_CHECKING:
@@ -726,7 +726,7 @@ def case_file_text(export: CaseExport, corpus_hash: str | None = None) -> str:
 
 def write_case_file(path: Path, text: str, documents: list[Document]) -> None:
     """Write the case file atomically (a temporary file, then os.replace), after checking that it loads."""
-    from .evaluation import load_suite
+    from .eval import load_suite
 
     path = Path(path)
     if not path.parent.is_dir():  # named here: mkstemp's error would name the temporary file instead

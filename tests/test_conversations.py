@@ -29,7 +29,7 @@ from assistant.conversations import (
     plan_cases,
 )
 from assistant.corpus import corpus_hash, load_passages
-from assistant.evaluation import load_suite
+from assistant.eval import load_suite
 from assistant.settings import PROJECT_ROOT, Settings
 
 CORPUS = PROJECT_ROOT / "corpus"
