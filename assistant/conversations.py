@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import sys
 import tempfile
@@ -20,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretBytes, SecretStr
 
-from .cite import MARKER, NEAREST, strip_markers
+from .cite import strip_markers
 from .corpus import CorpusError, Document
 from .eval import CaseError, locate_evidence
 from .text import fold
+from .transcript import conversation_markdown, one_line
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -475,60 +475,6 @@ def open_store(settings: Settings) -> ConversationStore:
     return ConversationStore(folder / DATABASE_NAME)
 
 
-# ----- Markdown -----------------------------------------------------------------------------------------------------
-# A marker with the space cite.mark_sentence puts before it: a footnote reference follows its word directly.
-_SPACED_MARKER = re.compile(rf"[ \t]*{MARKER.pattern}")
-_TURN_ENDINGS = {"streaming": "*(interrupted: the answer stopped here)*", "error": "*(the answer failed)*"}
-_NOT_ANSWERED = {**_TURN_ENDINGS, "streaming": "*(not answered: the assistant stopped before answering)*"}
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def answer_markdown(text: str, citations: Iterable[dict], first: int = 1) -> tuple[str, list[str], int]:
-    """An answer's text with its [n] markers as footnote references, numbered from first (footnote labels are
-    shared by the whole document, so each answer continues the numbering); also the footnotes, and the next number.
-    """
-    cited = {c["index"]: c for c in citations if isinstance(c, Mapping) and "index" in c}
-    labels: dict[int, int] = {}
-
-    def reference(match: re.Match) -> str:
-        n = int(match.group(1))
-        if n not in cited:
-            return match.group(0)
-        labels.setdefault(n, first + len(labels))
-        return f"[^{labels[n]}]"
-
-    body = _SPACED_MARKER.sub(reference, text)
-    notes = [f"[^{label}]: {_quoted(cited[n])}" for n, label in labels.items()]
-    return body, notes, first + len(labels)
-
-
-def _quoted(citation: Mapping) -> str:
-    """A cited span as Markdown: the quote, then where it is."""
-    where = citation.get("title") or citation.get("doc_id") or "the article"
-    return f'"{_one_line(citation.get("quote", ""))}" — {_one_line(where)}, ¶{citation.get("number", "?")}'
-
-
-def conversation_markdown(conversation: Conversation) -> str:
-    """A conversation as Markdown: its title, then each question and its answer with that answer's footnotes."""
-    lines = [f"# {_one_line(conversation.title) or 'Conversation'}", ""]
-    first = 1
-    for turn in conversation.turns:
-        lines += [f"**Q:** {turn.question.strip()}", ""]
-        body, notes, first = answer_markdown(turn.answer, turn.citations, first)
-        ending = _TURN_ENDINGS.get(turn.state) if turn.answer.strip() else _NOT_ANSWERED.get(turn.state)
-        answer = " ".join(part for part in (body.strip(), ending) if part)
-        if answer:
-            lines += [answer, ""]
-        if turn.closest:
-            lines += [f"> {NEAREST}: {_quoted(turn.closest)}", ""]
-        if notes:
-            lines += [*notes, ""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
 # ----- feedback as regression cases ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Skipped:
@@ -681,7 +627,7 @@ def plan_cases(
         if case is None:
             continue
         if item.note.strip() and case["answers"] != [item.note.strip()]:
-            provenance += f" User's note: {_one_line(item.note)}"
+            provenance += f" User's note: {one_line(item.note)}"
         if "evidence" in case and item.rating < 0:
             provenance += " Evidence: the corpus sentence holding the note, found automatically; check it."
         tags = [FEEDBACK_TAG, "other-corpus"] if differs else [FEEDBACK_TAG]
@@ -746,7 +692,7 @@ def write_case_file(path: Path, text: str, documents: list[Document]) -> None:
 
 # ----- command line (`assistant feedback list | export`) ------------------------------------------------------------
 def _cut(text: str, width: int) -> str:
-    text = _one_line(text)
+    text = one_line(text)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -22,7 +22,6 @@ from assistant.conversations import (
     ConversationNotFound,
     ConversationStore,
     Feedback,
-    conversation_markdown,
     export_cases,
     make_title,
     open_store,
@@ -31,6 +30,7 @@ from assistant.conversations import (
 from assistant.corpus import corpus_hash, load_passages
 from assistant.eval import load_suite
 from assistant.settings import PROJECT_ROOT, Settings
+from assistant.transcript import conversation_markdown
 
 CORPUS = PROJECT_ROOT / "corpus"
 DOCUMENTS, PASSAGES = load_passages(CORPUS)
