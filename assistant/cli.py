@@ -207,7 +207,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_feedback(args) -> int:
-    from .conversations import cli_feedback
+    from .eval import cli_feedback
 
     return cli_feedback(
         _settings(args), args.feedback_command, getattr(args, "file", None), getattr(args, "all", False)

@@ -22,13 +22,11 @@ from assistant.conversations import (
     ConversationNotFound,
     ConversationStore,
     Feedback,
-    export_cases,
     make_title,
     open_store,
-    plan_cases,
 )
 from assistant.corpus import corpus_hash, load_passages
-from assistant.eval import load_suite
+from assistant.eval import export_cases, load_suite, plan_cases
 from assistant.settings import PROJECT_ROOT, Settings
 from assistant.transcript import conversation_markdown
 

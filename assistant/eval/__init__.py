@@ -1,8 +1,8 @@
 """Eval stage: the regression suite (`assistant eval`) runs a question set through the Assistant and gates its
-metrics.
+metrics; users' ratings become regression cases (`assistant feedback export`).
 
 cases (what a case is; the case file, checked) → scoring (each answer checked; figures and gates) → report (table,
-eval.json, eval.html) → run (the command).
+eval.json, eval.html) → run (the command); feedback (ratings as cases) reads cases and the conversation store.
 """
 
 from .cases import (
@@ -21,6 +21,7 @@ from .cases import (
     parse_suite,
     read_yaml,
 )
+from .feedback import cli_feedback, export_cases, plan_cases
 from .report import build_report, format_metric_line, render_html, write_report
 from .run import add_arguments, for_suite, main, run_cases, run_settings, warmed
 from .scoring import (
@@ -51,10 +52,12 @@ __all__ = [
     "build_report",
     "check_citations",
     "check_gates",
+    "cli_feedback",
     "compute_latency",
     "compute_metrics",
     "compute_percentile",
     "compute_token_f1",
+    "export_cases",
     "for_suite",
     "format_metric_line",
     "load_suite",
@@ -64,6 +67,7 @@ __all__ = [
     "normalize_answer",
     "parse_case",
     "parse_suite",
+    "plan_cases",
     "read_yaml",
     "render_html",
     "run_cases",
