@@ -201,13 +201,13 @@ def cmd_warm(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluation import main as run_eval
+    from .eval import main as run_eval
 
     return run_eval(args)
 
 
 def cmd_feedback(args) -> int:
-    from .conversations import cli_feedback
+    from .eval import cli_feedback
 
     return cli_feedback(
         _settings(args), args.feedback_command, getattr(args, "file", None), getattr(args, "all", False)
@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     warm = sub.add_parser("warm", help="prepare the index and the model now (the set-up runs this)")
     warm.set_defaults(func=cmd_warm)
 
-    from .evaluation import add_arguments
+    from .eval import add_arguments
 
     evaluate = sub.add_parser("eval", help="run the regression suite of questions and gate its metrics")
     add_arguments(evaluate)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from assistant.evaluation import compute_percentile
+from assistant.eval import compute_percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,7 @@ def main() -> int:
     logging.disable(logging.WARNING)
     from assistant.answering import Assistant
     from assistant.corpus import load_documents, load_passages
-    from assistant.evaluation import compute_metrics, load_suite, run_cases
+    from assistant.eval import compute_metrics, load_suite, run_cases
     from assistant.generation import build_chat_model
     from assistant.indexing import PassageIndex, forget_open_stores, load_embeddings
     from assistant.settings import Settings

@@ -378,7 +378,7 @@ def judge_forms(settings, templates: dict[str, str], records: list[dict]) -> dic
 
 def form_figures(template: str, scores: list, read: list, seconds: list, labels: list[int], settings) -> dict:
     """One form's separation, its operating points at the settings' threshold and at its best, and its cost."""
-    from assistant.evaluation import compute_percentile
+    from assistant.eval import compute_percentile
 
     best = best_threshold(scores, labels)
     return {

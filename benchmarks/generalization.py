@@ -33,7 +33,7 @@ def share(flags: list[bool]) -> float | None:
 
 def figures(results) -> dict:
     """The issue's figures for one pipeline's results on one case file."""
-    from assistant.evaluation import compute_metrics, compute_percentile
+    from assistant.eval import compute_metrics, compute_percentile
 
     metrics = compute_metrics(results)
     refuse = [r for r in results if r.case.must_refuse]
@@ -58,7 +58,7 @@ def run(case_files: list[Path], baseline_every: int, reports: Path | None = None
 
     The tutorial skips dev splits: their figures only serve to tune this project.
     """
-    from assistant.evaluation import build_report, for_suite, load_suite, run_cases, run_settings, warmed, write_report
+    from assistant.eval import build_report, for_suite, load_suite, run_cases, run_settings, warmed, write_report
     from assistant.settings import Settings
     from benchmarks.tutorial import TutorialRAG
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
-from assistant.evaluation import compute_percentile
+from assistant.eval import compute_percentile
 
 # (question, pattern the answer must match or None for a refusal, paragraph a citation must point at)
 POOL = [

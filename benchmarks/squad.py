@@ -697,7 +697,7 @@ def share(flags: list) -> float | None:
 
 def figures(records: list[dict]) -> dict:
     """The report's figures over records (one engine, one mode, one article or all)."""
-    from assistant.evaluation import compute_percentile
+    from assistant.eval import compute_percentile
 
     def timing(key: str) -> list[float]:
         return [r["timings"][key] for r in records if key in (r.get("timings") or {})]

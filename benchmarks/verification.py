@@ -33,7 +33,7 @@ def auc(positive: list[float], negative: list[float]) -> float:
 
 def collect(case_files: list[Path]) -> tuple[list[dict], object]:
     """Answer every case of case_files (threshold 0); return one record per checked sentence, and the chat model."""
-    from assistant.evaluation import for_suite, load_suite, score_case, warmed
+    from assistant.eval import for_suite, load_suite, score_case, warmed
     from assistant.settings import Settings
 
     base = Settings(verify_threshold=0.0)
@@ -81,7 +81,7 @@ def score_form(model, template: str, records: list[dict], with_article: bool = T
     """
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from assistant.evaluation import compute_percentile
+    from assistant.eval import compute_percentile
     from assistant.verify import Verifier
 
     verifier = Verifier(model, template, threshold=0.5)

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from assistant.evaluation import compute_percentile, load_suite
+from assistant.eval import compute_percentile, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 

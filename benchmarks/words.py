@@ -15,8 +15,9 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from assistant import evaluation, text
+from assistant import text
 from assistant.corpus import load_passages
+from assistant.eval import load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "tests" / "questions.yaml", *sorted((ROOT / "tests" / "data" / "generalization").glob("*/dev.yaml"))]
@@ -26,7 +27,7 @@ def cases() -> list[tuple[str, list, list, list[str]]]:
     """(question, evidence passages, the article's other passages, expected answer words) of each dev case."""
     rows = []
     for path in FILES:
-        suite = evaluation.load_suite(path, ROOT / "corpus")
+        suite = load_suite(path, ROOT / "corpus")
         _, passages = load_passages(suite.corpus or ROOT / "corpus")
         for case in suite.cases:
             ids = {

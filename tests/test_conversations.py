@@ -22,15 +22,13 @@ from assistant.conversations import (
     ConversationNotFound,
     ConversationStore,
     Feedback,
-    conversation_markdown,
-    export_cases,
     make_title,
     open_store,
-    plan_cases,
 )
 from assistant.corpus import corpus_hash, load_passages
-from assistant.evaluation import load_suite
+from assistant.eval import export_cases, load_suite, plan_cases
 from assistant.settings import PROJECT_ROOT, Settings
+from assistant.transcript import conversation_markdown
 
 CORPUS = PROJECT_ROOT / "corpus"
 DOCUMENTS, PASSAGES = load_passages(CORPUS)

@@ -13,24 +13,32 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from assistant import evaluation
 from assistant.answering import Answer, Citation
 from assistant.cli import build_parser
 from assistant.corpus import load_passages
-from assistant.evaluation import (
+from assistant.eval import (
+    ANSWER_F1_MIN,
+    METRICS,
     Case,
     CaseError,
+    build_report,
     check_citations,
     check_gates,
+    compute_latency,
     compute_metrics,
+    compute_percentile,
     compute_token_f1,
+    format_metric_line,
+    load_suite,
     locate_evidence,
     match_answer,
     normalize_answer,
+    parse_case,
     parse_suite,
     render_html,
     score_case,
 )
+from assistant.eval import main as run_suite
 from assistant.settings import PROJECT_ROOT
 
 CORPUS = PROJECT_ROOT / "corpus"
@@ -66,7 +74,7 @@ def answer(text: str, citations=(), abstained=False, retrieved=(1, 2, 3, 4), tot
 
 def case(**fields) -> Case:
     raw = {"id": "c1", "question": "Who?", "answers": ["Colby"], "evidence": ["Eldridge Colby"]} | fields
-    return evaluation.parse_case(raw, 1, DOCUMENTS)
+    return parse_case(raw, 1, DOCUMENTS)
 
 
 # ----- normalisation and matching ------------------------------------------------------------------------------------
@@ -107,7 +115,7 @@ def test_match_answer_substring_on_word_boundaries_or_high_f1():
     accepted, f1 = match_answer(
         "Europe should take primary responsibility", ["Europe must take primary responsibility"]
     )
-    assert accepted and f1 >= evaluation.ANSWER_F1_MIN
+    assert accepted and f1 >= ANSWER_F1_MIN
     assert match_answer("anything", []) == (False, 0.0)
 
 
@@ -157,8 +165,8 @@ def test_case_validation_names_the_case_and_field(fields, message):
 
 def test_missing_answers_field_and_must_refuse_cases():
     with pytest.raises(CaseError, match=r"case 'c1': field 'answers' is missing"):
-        evaluation.parse_case({"id": "c1", "question": "Who?"}, 1, DOCUMENTS)
-    refuse = evaluation.parse_case({"id": "r1", "question": "How old is Colby?", "answers": []}, 1, DOCUMENTS)
+        parse_case({"id": "c1", "question": "Who?"}, 1, DOCUMENTS)
+    refuse = parse_case({"id": "r1", "question": "How old is Colby?", "answers": []}, 1, DOCUMENTS)
     assert refuse.must_refuse and refuse.evidence == ()
 
 
@@ -205,11 +213,11 @@ def test_load_suite_reports_every_problem_with_its_case_and_line(tmp_path):
         "    answers: []\n"
     )
     with pytest.raises(CaseError) as raised:
-        evaluation.load_suite(bad, DOCUMENTS)
+        load_suite(bad, DOCUMENTS)
     first, *problems = str(raised.value).splitlines()
     assert first == f"{bad}: 5 problems:"
     assert problems == [
-        f"  header: field 'thresholds.accuracy' is not a metric (metrics: {', '.join(evaluation.METRICS)})",
+        f"  header: field 'thresholds.accuracy' is not a metric (metrics: {', '.join(METRICS)})",
         "  case 'no-question' (line 7): field 'question' is missing",
         "  case 'no-question' (line 7): field 'tags[1]' must be non-empty text",
         "  case 'bad-quote' (line 10): field 'evidence[0]': evidence quote 'Nobody at all' is not in the corpus",
@@ -221,14 +229,14 @@ def test_load_suite_names_the_file(tmp_path):
     bad = tmp_path / "q.yaml"
     bad.write_text("cases:\n  - {id: x1, question: 'Who?', answers: [Colby], evidence: [Nobody at all]}\n")
     with pytest.raises(CaseError, match=r"q\.yaml: case 'x1' \(line 2\): field 'evidence\[0\]'"):
-        evaluation.load_suite(bad, DOCUMENTS)
+        load_suite(bad, DOCUMENTS)
     bad.write_text("cases: [unclosed")
     with pytest.raises(CaseError, match="not valid YAML"):
-        evaluation.load_suite(bad, DOCUMENTS)
+        load_suite(bad, DOCUMENTS)
 
 
 def test_the_question_set_is_complete():
-    suite = evaluation.load_suite(QUESTIONS, DOCUMENTS)
+    suite = load_suite(QUESTIONS, DOCUMENTS)
     cases = suite.cases
     tagged = lambda tag: [c for c in cases if tag in c.tags]  # noqa: E731
     assert len(cases) >= 60
@@ -246,7 +254,7 @@ def test_the_question_set_is_complete():
     )
     assert len(tagged("paraphrase")) >= 8
     # Thresholds gate every metric.
-    assert set(suite.thresholds) == set(evaluation.METRICS)
+    assert set(suite.thresholds) == set(METRICS)
 
 
 # ----- scoring and metrics on hand-built answers ---------------------------------------------------------------------
@@ -312,10 +320,10 @@ def test_metrics_on_hand_built_answers():
         "citation-precision": 0.5,  # 1 of the 2 citations of answered answerable cases points at evidence
         "citation-recall": 1 / 3,  # 1 of 3 evidence quotes cited
     }
-    latency = evaluation.compute_latency(results)
+    latency = compute_latency(results)
     assert latency["total"]["p50"] == pytest.approx(2.5) and latency["total"]["p95"] == pytest.approx(4.7)
     assert "rewrite" not in latency
-    line = evaluation.format_metric_line(metrics, latency, 4)
+    line = format_metric_line(metrics, latency, 4)
     assert line.startswith(
         "answer 0.50  f1 0.17  refusal 0.50  near-miss n/a  false-refusal 0.50  evidence@4 0.50  mrr 0.25"
     )
@@ -323,7 +331,7 @@ def test_metrics_on_hand_built_answers():
 
 
 def test_compute_percentile_interpolates_between_closest_ranks():
-    percentile = evaluation.compute_percentile
+    percentile = compute_percentile
     assert percentile([], 50) is None
     assert percentile([3.0], 95) == 3.0
     assert (percentile([4, 1, 3, 2], 0), percentile([4, 1, 3, 2], 100)) == (1.0, 4.0)
@@ -413,7 +421,7 @@ def test_main_writes_reports_and_baseline_then_gates_on_it(tmp_path, monkeypatch
     monkeypatch.setattr("assistant.answering.Assistant", FakeAssistant)
     cases, baseline, report = tmp_path / "q.yaml", tmp_path / "base.json", tmp_path / "reports"
     write_cases(cases)
-    assert evaluation.main(eval_args(cases, baseline=baseline, report=report, update_baseline=True)) == 0
+    assert run_suite(eval_args(cases, baseline=baseline, report=report, update_baseline=True)) == 0
     out = capsys.readouterr().out
     assert re.search(r"^who\s+ok\s+ok\s+ok\s+ok\s+\d+$", out, re.M), out
     assert "answer 1.00  f1 0.50  refusal 1.00  near-miss n/a  false-refusal 0.00  evidence@4 1.00  mrr 0.50" in out
@@ -424,16 +432,16 @@ def test_main_writes_reports_and_baseline_then_gates_on_it(tmp_path, monkeypatch
     assert (report / "eval.html").read_text().startswith("<!DOCTYPE html>")
 
     # Same answers against the baseline: passes. A better baseline than the run: fails, naming the metric.
-    assert evaluation.main(eval_args(cases, baseline=baseline)) == 0
+    assert run_suite(eval_args(cases, baseline=baseline)) == 0
     stored["metrics"]["mrr"] = 0.9
     baseline.write_text(json.dumps(stored))
     capsys.readouterr()
-    assert evaluation.main(eval_args(cases, baseline=baseline)) == 1
+    assert run_suite(eval_args(cases, baseline=baseline)) == 1
     assert "FAILED: mrr 0.50 < baseline 0.90 - 0.02" in capsys.readouterr().out
 
     # A threshold missed fails too, baseline or not.
     write_cases(cases, {"mrr": 0.75})
-    assert evaluation.main(eval_args(cases)) == 1
+    assert run_suite(eval_args(cases)) == 1
     assert "FAILED: mrr 0.50 < threshold 0.75" in capsys.readouterr().out
 
 
@@ -444,15 +452,15 @@ def test_main_rejects_bad_input_before_loading_models(tmp_path, monkeypatch, cap
     monkeypatch.setattr("assistant.answering.Assistant", boom)
     cases = tmp_path / "q.yaml"
     write_cases(cases)
-    assert evaluation.main(eval_args(cases, baseline=tmp_path / "missing.json")) == 2
+    assert run_suite(eval_args(cases, baseline=tmp_path / "missing.json")) == 2
     assert "--update-baseline" in capsys.readouterr().err
-    assert evaluation.main(eval_args(cases, only=["nope"])) == 2
+    assert run_suite(eval_args(cases, only=["nope"])) == 2
     assert "no case with id 'nope'" in capsys.readouterr().err
-    assert evaluation.main(eval_args(cases, only=["who"], update_baseline=True, baseline=tmp_path / "b.json")) == 2
-    assert evaluation.main(eval_args(cases, top_k=0)) == 2
+    assert run_suite(eval_args(cases, only=["who"], update_baseline=True, baseline=tmp_path / "b.json")) == 2
+    assert run_suite(eval_args(cases, top_k=0)) == 2
     assert "top_k" in capsys.readouterr().err
     cases.write_text("cases:\n  - {id: x, question: 'Who?', answers: [Colby]}\n")
-    assert evaluation.main(eval_args(cases)) == 2
+    assert run_suite(eval_args(cases)) == 2
     assert "case 'x' (line 2): field 'evidence' is missing" in capsys.readouterr().err
 
 
@@ -466,8 +474,8 @@ def test_cli_parses_eval_options():
     assert (args.cases, args.no_verify) == ([Path("a.yaml"), Path("b.yaml")], True)
 
 
-def test_evaluation_imports_nothing_heavy():
-    code = "import sys, assistant.evaluation; print(sorted(m for m in ('langchain_core', 'chromadb', 'torch') if m in sys.modules))"
+def test_eval_imports_nothing_heavy():
+    code = "import sys, assistant.eval; print(sorted(m for m in ('langchain_core', 'chromadb', 'torch') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -479,7 +487,7 @@ def test_html_report_escapes_all_text_and_is_self_contained():
     a = answer(f"Eldridge Colby {evil} [1]", [cite(1, "Eldridge Colby")])
     a.reason = "<b>answered</b>"
     result = score_case(c, a, DOC_TEXTS, 4)
-    report = evaluation.build_report(
+    report = build_report(
         [result],
         case_file="<q>.yaml",
         settings={"top_k": 4, "grounding_check": True},

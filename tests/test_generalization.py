@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant import evaluation
 from assistant.corpus import load_documents
+from assistant.eval import SPLITS, Suite, load_suite
 from assistant.settings import PROJECT_ROOT
 
 ROOT = PROJECT_ROOT / "tests" / "data" / "generalization"
@@ -22,8 +22,8 @@ ARTICLES = sorted(p for p in ROOT.iterdir() if p.is_dir())
 NEAR_MISS_KINDS = {"swap-entity", "swap-word", "neighbour", "absent-number"}
 
 
-def suites(article: Path) -> dict[str, evaluation.Suite]:
-    return {split: evaluation.load_suite(article / f"{split}.yaml", []) for split in evaluation.SPLITS}
+def suites(article: Path) -> dict[str, Suite]:
+    return {split: load_suite(article / f"{split}.yaml", []) for split in SPLITS}
 
 
 def test_there_are_four_articles_or_more_each_with_its_own_corpus():
@@ -54,7 +54,7 @@ def test_each_article_has_a_dev_and_a_test_split_of_every_kind(article):
 
 
 def test_the_nato_set_has_near_misses_and_common_knowledge_paraphrases():
-    suite = evaluation.load_suite(PROJECT_ROOT / "tests" / "questions.yaml", PROJECT_ROOT / "corpus")
+    suite = load_suite(PROJECT_ROOT / "tests" / "questions.yaml", PROJECT_ROOT / "corpus")
     near_miss = [c for c in suite.cases if "near-miss" in c.tags]
     assert len(near_miss) >= 12 and all(c.must_refuse for c in near_miss)
     assert {t for c in near_miss for t in c.tags} >= NEAR_MISS_KINDS
@@ -63,7 +63,7 @@ def test_the_nato_set_has_near_misses_and_common_knowledge_paraphrases():
 
 @pytest.mark.real
 def test_every_generalization_file_meets_its_thresholds(tmp_path):
-    files = [str(a / f"{split}.yaml") for a in ARTICLES for split in evaluation.SPLITS]
+    files = [str(a / f"{split}.yaml") for a in ARTICLES for split in SPLITS]
     result = subprocess.run(
         [sys.executable, "-m", "assistant.cli", "eval", *files, "--report", str(tmp_path)],
         cwd=PROJECT_ROOT,
