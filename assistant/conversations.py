@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretBytes, SecretStr
 
+from .errors import AssistantError
 from .transcript import conversation_markdown
 
 if TYPE_CHECKING:
@@ -73,11 +74,11 @@ CREATE TABLE IF NOT EXISTS feedback (
 _MIGRATIONS: dict[int, str] = {}  # from version n-1 to n, for n > 1
 
 
-class ConversationError(Exception):
+class ConversationError(AssistantError):
     """The database cannot be used (made by a newer version of the assistant, or a bad value was given)."""
 
 
-class ConversationNotFound(LookupError):
+class ConversationNotFound(AssistantError, LookupError):
     """No such conversation (or turn) for this user; another user's rows are reported the same way."""
 
 

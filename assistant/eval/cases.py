@@ -28,6 +28,7 @@ from pydantic import (
 
 from ..cite import MARKER
 from ..corpus import Document, load_documents
+from ..errors import AssistantError
 from ..text import fold
 from .wording import describe_error
 
@@ -62,11 +63,11 @@ METRICS = {
 }
 
 
-class CaseError(ValueError):
+class CaseError(AssistantError, ValueError):
     """The case file is malformed; the message names the case and the field to fix."""
 
 
-class BaselineError(ValueError):
+class BaselineError(AssistantError, ValueError):
     """The baseline file is missing or unreadable."""
 
 

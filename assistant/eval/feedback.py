@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..cite import strip_markers
 from ..conversations import DATABASE_NAME, ConversationError, Feedback, open_store
-from ..corpus import CorpusError, Document
+from ..corpus import Document
+from ..errors import AssistantError
 from ..text import fold
 from ..transcript import one_line
-from .cases import CaseError, load_suite, locate_evidence
+from .cases import load_suite, locate_evidence
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -297,6 +298,6 @@ def cli_feedback(settings: Settings, command: str, path: Path | None = None, inc
         if command == "list":
             return cli_list(settings)
         return cli_export(settings, Path(path), include_positive)
-    except (ConversationError, CaseError, CorpusError, sqlite3.Error, OSError) as exc:
+    except (AssistantError, sqlite3.Error, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
