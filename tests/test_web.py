@@ -17,7 +17,7 @@ from fakes import judgement
 from gradio_client import Client
 from langchain_core.messages import AIMessage, AIMessageChunk
 
-from assistant import cite, web
+from assistant import cite
 from assistant.answering import NOT_IN_ARTICLE, Answer, AnswerChain, Assistant, Citation
 from assistant.corpus import CorpusError, load_documents, load_passages
 from assistant.generation import ModelUnavailable
@@ -25,6 +25,11 @@ from assistant.guard import InvalidQuestion
 from assistant.indexing import IndexStoreError
 from assistant.models import ModelError
 from assistant.settings import PROJECT_ROOT, Settings
+from assistant.web import app, render
+from assistant.web.articles import ArticleHandlers
+from assistant.web.handlers import NOT_IN_ARTICLE_CHOICE, ChatHandlers, WorkspaceHandlers, stream_in_thread
+from assistant.web.warmup import WarmUp
+from assistant.web.workspace import Examples
 
 CORPUS = PROJECT_ROOT / "corpus"
 DOCUMENT = load_documents(CORPUS)[0]
@@ -59,15 +64,15 @@ def marked(fragment: str) -> list[str]:
 
 # ----- rendering helpers --------------------------------------------------------------------------------------------
 def test_chat_text_escapes_html_and_markdown():
-    shown = web.chat_text(XSS)
+    shown = render.chat_text(XSS)
     assert "<" not in shown and ">" not in shown
     assert shown == "&lt;img src\\=x onerror\\=alert\\(1\\)&gt;"
-    link = web.chat_text("**bold** [x](javascript:alert(1)) `code`")
+    link = render.chat_text("**bold** [x](javascript:alert(1)) `code`")
     assert "\\*\\*bold\\*\\*" in link and "\\[x\\]\\(javascript\\:alert\\(1\\)\\)" in link and "\\`code\\`" in link
 
 
 def test_escape_covers_attribute_quotes():
-    assert web.escape('" onmouseover="x\' &') == "&quot; onmouseover=&quot;x&#x27; &amp;"
+    assert render.escape('" onmouseover="x\' &') == "&quot; onmouseover=&quot;x&#x27; &amp;"
 
 
 def test_strip_markers_leaves_plain_text():
@@ -90,20 +95,20 @@ def test_highlight_merges_overlaps_and_clips_to_the_text():
 
 
 def test_answer_links_known_markers_to_their_sources():
-    shown = web.answer_html(done_turn(answer="Denmark and Poland will [1]. Odd [7]."), 2)
+    shown = render.answer_html(done_turn(answer="Denmark and Poland will [1]. Odd [7]."), 2)
     assert '<a class="cite" href="#src-2-1" title="Source 1">&#91;1&#93;</a>' in shown
     assert "&#91;7&#93;" in shown and "#src-2-7" not in shown
     assert 'class="answer"' in shown and "refusal" not in shown
 
 
 def test_streaming_answer_shows_markers_without_links():
-    shown = web.answer_html({"question": "q", "answer": "Denmark [1].", "done": False}, 0)
+    shown = render.answer_html({"question": "q", "answer": "Denmark [1].", "done": False}, 0)
     assert 'class="answer streaming"' in shown and "&#91;1&#93;" in shown and "<a " not in shown
 
 
 def test_refusal_is_styled_as_a_note_not_a_fact():
     turn = done_turn(answer=NOT_IN_ARTICLE, citations=[], abstained=True, reason="not_in_article")
-    shown = web.answer_html(turn, 0)
+    shown = render.answer_html(turn, 0)
     assert shown.startswith('<em class="refusal reason-not_in_article">')
     assert "The article does not say\\." in shown and 'class="answer' not in shown
 
@@ -111,32 +116,32 @@ def test_refusal_is_styled_as_a_note_not_a_fact():
 def test_a_refusal_shows_the_nearest_sentence_quoted_and_linked_to_its_passage():
     hostile = {**citation().to_dict(), "quote": XSS}
     turn = done_turn(answer=NOT_IN_ARTICLE, citations=[], abstained=True, reason="unverified", closest=hostile)
-    shown = web.answer_html(turn, 4)
+    shown = render.answer_html(turn, 4)
     refusal = re.search(r'<em class="refusal reason-unverified">(.*?)</em>', shown)[1]
     assert html.unescape(refusal).replace("\\", "") == NOT_IN_ARTICLE  # the refusal itself is unchanged
     assert '<span class="closest">' in shown and "<img" not in shown and "&lt;img" in shown
     assert '<a class="cite" href="#src-4-1" title="Nearest passage">¶5</a>' in shown
-    panel = web.sources_html([turn])
+    panel = render.sources_html([turn])
     assert "No source cited" in panel and "Nearest passage, not an answer: ¶5" in panel and 'id="src-0-1"' in panel
     assert "<img" not in panel
-    without = web.answer_html({**turn, "closest": None}, 4)
-    assert "closest" not in without and "closest" not in web.sources_html([{**turn, "closest": None}])
+    without = render.answer_html({**turn, "closest": None}, 4)
+    assert "closest" not in without and "closest" not in render.sources_html([{**turn, "closest": None}])
 
 
 def test_error_turn_is_shown_as_an_error():
-    shown = web.answer_html({"question": "q", "error": "Model <missing>", "done": True}, 0)
+    shown = render.answer_html({"question": "q", "error": "Model <missing>", "done": True}, 0)
     assert shown.startswith('<span class="chat-error">') and "Model &lt;missing&gt;" in shown
 
 
 def test_chat_messages_escape_the_question_and_skip_unstarted_answers():
     turns = [done_turn(question=XSS), {"question": "next?", "answer": "", "done": False}]
-    messages = web.chat_messages(turns)
+    messages = render.chat_messages(turns)
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert "<img" not in messages[0]["content"] and "&lt;img" in messages[0]["content"]
 
 
 def test_source_entry_shows_label_passage_and_the_exact_quote():
-    entry = web.source_html(citation().to_dict(), 3)
+    entry = render.source_html(citation().to_dict(), 3)
     assert 'id="src-3-1"' in entry
     assert html.escape("[1] ¶5 (A Shift in Tone — and Spending)") in entry
     assert marked(entry) == [SPENDING_QUOTE]
@@ -149,13 +154,13 @@ def test_source_entry_escapes_every_field():
     hostile = citation(section='<script>alert("s")</script>', title=XSS, source='"><svg onload=alert(1)>').to_dict()
     hostile["text"] = XSS + " " + hostile["text"]
     hostile["passage_start"] -= len(XSS) + 1
-    entry = web.source_html(hostile, 0)
+    entry = render.source_html(hostile, 0)
     assert "<script" not in entry and "<img" not in entry and "<svg" not in entry
     assert marked(entry) == [SPENDING_QUOTE]
 
 
 def test_source_label_without_a_section():
-    assert web.citation_label({"index": 2, "number": 1, "section": ""}) == "[2] ¶1"
+    assert render.citation_label({"index": 2, "number": 1, "section": ""}) == "[2] ¶1"
 
 
 def test_sources_panel_lists_latest_turn_first_and_notes_refusals():
@@ -164,21 +169,21 @@ def test_sources_panel_lists_latest_turn_first_and_notes_refusals():
         done_turn(question=XSS, answer=NOT_IN_ARTICLE, citations=[], abstained=True),
         {"question": "Unfinished question?", "answer": "", "done": False},
     ]
-    panel = web.sources_html(turns)
+    panel = render.sources_html(turns)
     assert panel.index('id="sources-1"') < panel.index('id="sources-0"')
     assert "Unfinished" not in panel and "sources-2" not in panel and "<img" not in panel
     assert 'class="refusal"' in panel and 'id="src-0-1"' in panel
-    assert "appear here" in web.sources_html([])
+    assert "appear here" in render.sources_html([])
 
 
 def test_article_shows_every_paragraph_and_heading_with_cited_spans_marked():
-    page = web.article_html(PASSAGES, [citation().to_dict()])
+    page = render.article_html(PASSAGES, [citation().to_dict()])
     assert marked(page) == [SPENDING_QUOTE]
     assert page.count('<p class="para"') == len(PASSAGES)
     for section in {p.section for p in PASSAGES if p.section}:
         assert f"<h3>{html.escape(section)}</h3>" in page
     assert f'<h2 class="doc-title">{html.escape(P5.title)}</h2>' in page
-    assert marked(web.article_html(PASSAGES)) == []
+    assert marked(render.article_html(PASSAGES)) == []
 
 
 def test_engine_history_is_plain_text_of_finished_turns():
@@ -188,7 +193,7 @@ def test_engine_history_is_plain_text_of_finished_turns():
         done_turn(question="And why?", answer=NOT_IN_ARTICLE, citations=[], abstained=True),
         {"question": "still streaming", "answer": "Part", "done": False},
     ]
-    assert web.engine_history(turns) == [
+    assert render.engine_history(turns) == [
         {"role": "user", "content": "Which countries?"},
         {"role": "assistant", "content": "Denmark and Poland will."},
         {"role": "user", "content": "And why?"},
@@ -197,25 +202,25 @@ def test_engine_history_is_plain_text_of_finished_turns():
 
 
 def test_engine_history_keeps_only_recent_turns():
-    turns = [done_turn(question=f"Question {i}?") for i in range(web.HISTORY_MESSAGES)]
-    history = web.engine_history(turns)
-    assert len(history) == web.HISTORY_MESSAGES and history[-2]["content"] == f"Question {len(turns) - 1}?"
+    turns = [done_turn(question=f"Question {i}?") for i in range(render.HISTORY_MESSAGES)]
+    history = render.engine_history(turns)
+    assert len(history) == render.HISTORY_MESSAGES and history[-2]["content"] == f"Question {len(turns) - 1}?"
 
 
 def test_status_line_says_loading_then_ready():
-    assert web.LOADING in web.status_html("loading") and 'class="status loading"' in web.status_html("loading")
-    assert "Ready" in web.status_html("ready")
-    failed = web.status_html("failed", "no <model>")
+    assert render.LOADING in render.status_html("loading") and 'class="status loading"' in render.status_html("loading")
+    assert "Ready" in render.status_html("ready")
+    failed = render.status_html("failed", "no <model>")
     assert "could not be loaded" in failed and "&lt;model&gt;" in failed
 
 
 def test_loopback_and_exposure_warning(caplog):
-    assert web.is_loopback("127.0.0.1") and web.is_loopback("localhost") and web.is_loopback("::1")
-    assert not web.is_loopback("0.0.0.0") and not web.is_loopback("example.org")
+    assert app.is_loopback("127.0.0.1") and app.is_loopback("localhost") and app.is_loopback("::1")
+    assert not app.is_loopback("0.0.0.0") and not app.is_loopback("example.org")
     with caplog.at_level(logging.WARNING, logger="assistant.web"):
-        assert web.warn_if_exposed(Settings(host="0.0.0.0"))
-        assert not web.warn_if_exposed(Settings(host="0.0.0.0", auth="ann:secret"))
-        assert not web.warn_if_exposed(Settings(host="127.0.0.1"))
+        assert app.warn_if_exposed(Settings(host="0.0.0.0"))
+        assert not app.warn_if_exposed(Settings(host="0.0.0.0", auth="ann:secret"))
+        assert not app.warn_if_exposed(Settings(host="127.0.0.1"))
     assert len([r for r in caplog.records if "without authentication" in r.getMessage()]) == 1
 
 
@@ -281,12 +286,10 @@ def run(handlers, question, turns, request=None):
 def test_respond_streams_deltas_then_renders_citations():
     answer = spending_answer()
     stub = StubAssistant(["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", answer])
-    accepted, steps = run(
-        web.ChatHandlers(stub, PASSAGES), "  Which countries will exceed the new spending target? ", []
-    )
+    accepted, steps = run(ChatHandlers(stub, PASSAGES), "  Which countries will exceed the new spending target? ", [])
     # The question shows at once with the waiting note, and the textbox empties.
     chat, turns, textbox, *_ = accepted
-    assert chat[0] == {"role": "user", "content": web.chat_text(answer.question)} and textbox == ""
+    assert chat[0] == {"role": "user", "content": render.chat_text(answer.question)} and textbox == ""
     assert 'class="waiting"' in chat[1]["content"]
     taken, *streamed, last = steps
     assert taken[0] == chat[:1]  # the model took it: the note gives way to the answer
@@ -300,7 +303,7 @@ def test_respond_streams_deltas_then_renders_citations():
 
 def test_respond_hands_the_engine_plain_text_history():
     stub = StubAssistant([spending_answer()])
-    handlers = web.ChatHandlers(stub, PASSAGES)
+    handlers = ChatHandlers(stub, PASSAGES)
     turns = run(handlers, "Which countries will exceed the new spending target?", [])[0][1]
     run(handlers, "Why <those>?", turns)
     assert stub.calls[0][1] == []
@@ -315,7 +318,7 @@ def test_respond_hands_the_engine_plain_text_history():
 
 def test_respond_keeps_sessions_apart():
     stub = StubAssistant([spending_answer()])
-    handlers = web.ChatHandlers(stub, PASSAGES)
+    handlers = ChatHandlers(stub, PASSAGES)
     mine = run(handlers, "Which countries will exceed the new spending target?", [], tab("a"))[0][1]
     theirs = run(handlers, "Which countries will exceed the new spending target?", [], tab("b"))[0][1]
     assert len(mine) == len(theirs) == 1 and mine is not theirs
@@ -334,7 +337,7 @@ def test_questions_sent_while_one_is_answered_all_show_at_once_and_are_answered_
 
     store = ConversationStore(tmp_path / "assistant.db")
     stub = StubAssistant([spending_answer()])
-    handlers = web.ChatHandlers(stub, PASSAGES, store)
+    handlers = ChatHandlers(stub, PASSAGES, store)
     me, turns, conversation = tab("a"), [], None
     questions = ["Which countries will exceed the new spending target?", "Why those?", "And when?"]
     first = handlers.respond(me)
@@ -360,8 +363,8 @@ def workspace(tmp_path):
     from assistant.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
-    handlers = web.ChatHandlers(StubAssistant(["Denmark", spending_answer()]), PASSAGES, store)
-    return store, handlers, web.WorkspaceHandlers(handlers)
+    handlers = ChatHandlers(StubAssistant(["Denmark", spending_answer()]), PASSAGES, store)
+    return store, handlers, WorkspaceHandlers(handlers)
 
 
 def streaming(handlers, me, question="Which countries will exceed the new spending target?"):
@@ -392,12 +395,12 @@ def test_a_question_the_process_never_answered_is_marked_after_a_restart(tmp_pat
     from assistant.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
-    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
+    handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
     *_, conversation, _ = handlers.accept("Which countries will exceed the new spending target?", [], "", None, None)
     # The process stops here; a new one (new handlers) reopens the conversation.
-    side = web.WorkspaceHandlers(web.ChatHandlers(StubAssistant(), PASSAGES, store))
+    side = WorkspaceHandlers(ChatHandlers(StubAssistant(), PASSAGES, store))
     chat, turns, *_ = side.open(conversation, tab("b"))
-    assert turns[0]["unanswered"] and not turns[0]["done"] and web.engine_history(turns) == []
+    assert turns[0]["unanswered"] and not turns[0]["done"] and render.engine_history(turns) == []
     assert 'class="unanswered"' in chat[-1]["content"] and "Not answered" in chat[-1]["content"]
     assert "not answered" in store.export_markdown("", conversation)
 
@@ -417,7 +420,7 @@ def test_a_reopened_conversation_shows_its_question_still_being_answered(workspa
 
 
 def test_a_question_clicked_in_the_chat_goes_back_into_the_box():
-    handlers = web.ChatHandlers(StubAssistant(), PASSAGES)
+    handlers = ChatHandlers(StubAssistant(), PASSAGES)
     turns = [done_turn(question="Which countries?"), {"question": "Why?", "answer": "", "unanswered": True}]
     assert handlers.pick(turns, gr.SelectData(None, {"index": 2, "value": ""})) == "Why?"
     assert handlers.pick(turns, gr.SelectData(None, {"index": 0, "value": ""})) == "Which countries?"
@@ -427,7 +430,7 @@ def test_a_question_clicked_in_the_chat_goes_back_into_the_box():
 @pytest.mark.parametrize("question", ["", "   ", "x" * 2001, "<img src=x onerror=alert(1)>"])
 def test_invalid_question_warns_and_leaves_the_chat_alone(question):
     stub = StubAssistant([spending_answer()])
-    handlers = web.ChatHandlers(stub, PASSAGES)
+    handlers = ChatHandlers(stub, PASSAGES)
     with pytest.warns(UserWarning, match="empty|limit is 2,000|no words"):
         accepted = handlers.accept(question, [done_turn()], "", None, None)
     assert all(isinstance(value, type(gr.skip())) for value in accepted)  # the box keeps the text
@@ -446,26 +449,26 @@ def test_invalid_question_warns_and_leaves_the_chat_alone(question):
 )
 def test_engine_errors_show_their_advice_in_the_chat(error, caplog):
     stub = StubAssistant(error=error)
-    (_, turns, *_), steps = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])
+    (_, turns, *_), steps = run(ChatHandlers(stub, PASSAGES), "Which countries?", [])
     shown = steps[-1][0][-1]["content"]
     assert 'class="chat-error"' in shown
-    assert web.chat_text(str(error)) in shown and "Traceback" not in shown
-    assert turns[0]["error"] and web.engine_history(turns) == []
+    assert render.chat_text(str(error)) in shown and "Traceback" not in shown
+    assert turns[0]["error"] and render.engine_history(turns) == []
     assert any(str(error) in r.getMessage() for r in caplog.records)
 
 
 def test_unexpected_errors_are_logged_but_not_shown(caplog):
     stub = StubAssistant(["Denmark", ""], error=RuntimeError("secret internals at 0xdeadbeef"))
     with caplog.at_level(logging.ERROR, logger="assistant.web"):
-        _, steps = run(web.ChatHandlers(stub, PASSAGES), "Which countries?", [])
+        _, steps = run(ChatHandlers(stub, PASSAGES), "Which countries?", [])
     shown = steps[-1][0][-1]["content"]
-    assert web.chat_text(web.GENERIC_ERROR) in shown and "secret" not in shown and "Traceback" not in shown
-    record = next(r for r in caplog.records if r.name == "assistant.web")
+    assert render.chat_text(render.GENERIC_ERROR) in shown and "secret" not in shown and "Traceback" not in shown
+    record = next(r for r in caplog.records if r.name == "assistant.web.handlers")
     assert record.exc_info and "secret internals" in str(record.exc_info[1])
 
 
 def test_new_chat_clears_everything():
-    chat, turns, sources, article, textbox, *_ = web.ChatHandlers(StubAssistant(), PASSAGES).new_chat()
+    chat, turns, sources, article, textbox, *_ = ChatHandlers(StubAssistant(), PASSAGES).new_chat()
     assert chat == [] and turns == [] and textbox == "" and marked(article) == []
     assert "appear here" in sources
 
@@ -497,7 +500,7 @@ class LockingEngine:
 
 def test_stream_in_thread_runs_the_engine_on_a_single_thread():
     engine = LockingEngine()
-    stream = web.stream_in_thread(engine, "q", [])
+    stream = stream_in_thread(engine, "q", [])
     # Gradio resumes a sync generator on any free worker thread: do the same, from distinct threads.
     with ThreadPoolExecutor(max_workers=4) as pool:
         items = [pool.submit(next, stream).result() for _ in range(4)]
@@ -510,7 +513,7 @@ def test_stream_in_thread_runs_the_engine_on_a_single_thread():
 
 def test_stream_in_thread_stops_the_engine_when_the_reader_stops():
     engine = LockingEngine()
-    stream = web.stream_in_thread(engine, "q", [])
+    stream = stream_in_thread(engine, "q", [])
     assert next(stream) == "one"
     stream.close()
     assert engine.closed.wait(5)
@@ -519,7 +522,7 @@ def test_stream_in_thread_stops_the_engine_when_the_reader_stops():
 
 def test_stream_in_thread_raises_engine_errors_in_the_reader():
     stub = StubAssistant(["partial"], error=ModelUnavailable("gone"))
-    stream = web.stream_in_thread(stub, "q", [])
+    stream = stream_in_thread(stub, "q", [])
     assert next(stream) == "partial"
     with pytest.raises(ModelUnavailable, match="gone"):
         next(stream)
@@ -529,8 +532,8 @@ def test_stream_in_thread_raises_engine_errors_in_the_reader():
 def test_warm_up_reports_loading_then_ready():
     stub = StubAssistant()
     stub.release.clear()
-    warmup = web.WarmUp(stub).start()
-    assert warmup.state == "loading" and web.LOADING in warmup.html()
+    warmup = WarmUp(stub).start()
+    assert warmup.state == "loading" and render.LOADING in warmup.html()
     stub.release.set()
     assert warmup.done.wait(10)
     assert warmup.state == "ready" and "Ready" in warmup.html()
@@ -541,7 +544,7 @@ def test_the_status_line_shows_a_bar_for_an_article_being_read():
     from assistant.reading import Reading
 
     stub = StubAssistant()
-    warmup = web.WarmUp(stub).start()
+    warmup = WarmUp(stub).start()
     assert warmup.done.wait(10) and not warmup.busy
     stub.reading["system"] = Reading(["Harbour news <b>"], done=300, total=1200)
     html = warmup.html()
@@ -555,14 +558,14 @@ def test_the_status_line_shows_a_bar_for_an_article_being_read():
 
 def test_warm_up_failure_is_reported_on_the_page(caplog):
     stub = StubAssistant(error=ModelUnavailable("The model file is missing; run the set-up."))
-    warmup = web.WarmUp(stub).start()
+    warmup = WarmUp(stub).start()
     assert warmup.done.wait(10)
     assert warmup.state == "failed" and "run the set-up" in warmup.html()
 
 
 # ----- the API handler ----------------------------------------------------------------------------------------------
 def test_api_handler_returns_plain_data():
-    result = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES).answer("Which countries?", "[]")
+    result = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES).answer("Which countries?", "[]")
     keys = {"question", "text", "abstained", "reason", "standalone_question", "citations", "closest", "timings"}
     assert set(result) == keys
     assert result["citations"][0]["quote"] == SPENDING_QUOTE
@@ -575,11 +578,11 @@ def test_api_handler_returns_plain_data():
         ("not json", None, "history_json must be a JSON list"),
         ("[]", InvalidQuestion("The question is empty; type a question about the article."), "The question is empty"),
         ("[]", ModelUnavailable("run the set-up"), "cannot answer right now: run the set-up"),
-        ("[]", KeyError("secret"), web.GENERIC_ERROR),
+        ("[]", KeyError("secret"), render.GENERIC_ERROR),
     ],
 )
 def test_api_handler_errors_are_readable(history_json, error, message):
-    handlers = web.ChatHandlers(StubAssistant(error=error), PASSAGES)
+    handlers = ChatHandlers(StubAssistant(error=error), PASSAGES)
     with pytest.raises(gr.Error) as caught:
         handlers.answer("Which countries?", history_json)
     assert message in caught.value.message and "secret" not in caught.value.message
@@ -618,8 +621,8 @@ class ScriptedChat:
 @pytest.fixture(scope="module")
 def scripted_server(free_port):
     settings = Settings(port=free_port())
-    demo = web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()))
-    url = web.launch(demo, settings, block=False)
+    demo = app.build_app(settings, Assistant(settings, chat_model=ScriptedChat()))
+    url = app.launch(demo, settings, block=False)
     assert demo.warmup.done.wait(120), "warm-up did not finish"
     yield url, demo
     demo.close()
@@ -668,8 +671,8 @@ def test_api_endpoint_rejects_bad_input_with_a_message(scripted_server):
 @pytest.fixture(scope="module")
 def real_server(free_port):
     settings = Settings(port=free_port())
-    demo = web.build_app(settings)
-    url = web.launch(demo, settings, block=False)
+    demo = app.build_app(settings)
+    url = app.launch(demo, settings, block=False)
     assert demo.warmup.done.wait(300), "the model did not load"
     assert demo.warmup.state == "ready", demo.warmup.error
     yield url, demo
@@ -696,8 +699,8 @@ def test_real_model_answers_with_citations_over_the_api(real_server):
 def test_basic_auth_is_required_when_configured(scripted_server, free_port):
     _, open_demo = scripted_server
     settings = Settings(port=free_port(), auth="ann:s3cret")
-    demo = web.build_app(settings, open_demo.assistant)  # the same, already loaded, assistant
-    url = web.launch(demo, settings, block=False)
+    demo = app.build_app(settings, open_demo.assistant)  # the same, already loaded, assistant
+    url = app.launch(demo, settings, block=False)
     try:
         with pytest.raises(Exception):  # gradio_client reports a refused login in several ways
             Client(url, verbose=False)
@@ -721,9 +724,9 @@ def test_serve_explains_a_busy_port(monkeypatch, free_port):
                 gr.Markdown("a page")
             return demo
 
-        monkeypatch.setattr(web, "build_app", tiny_app)
+        monkeypatch.setattr(app, "build_app", tiny_app)
         with pytest.raises(SystemExit, match=f"Cannot serve the web chat on 127.0.0.1:{port}"):
-            web.serve(Settings(port=port))
+            app.serve(Settings(port=port))
 
 
 def test_example_questions_follow_the_chosen_article(tmp_path):
@@ -735,7 +738,7 @@ def test_example_questions_follow_the_chosen_article(tmp_path):
         (corpus / f"{name}.meta.json").write_text(json.dumps(meta), encoding="utf-8")
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
     bot = Assistant(settings, chat_model=ScriptedChat()).load()
-    articles = web.ArticleHandlers(bot, web.Examples(bot))
+    articles = ArticleHandlers(bot, Examples(bot))
     assert articles.scope_changed("ferry").constructor_args["samples"] == [["Who runs the ferry?"]]
     both = articles.scope_changed("").constructor_args["samples"]
     assert both == [["When did the mayor open the bridge?"], ["Who runs the ferry?"]]
@@ -749,12 +752,12 @@ def test_example_questions_come_from_the_corpus(tmp_path):
     (corpus / "bridge.meta.json").write_text(json.dumps(meta), encoding="utf-8")
     settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
     config = json.dumps(
-        web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False).config, default=str
+        app.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False).config, default=str
     )
     assert "When did the mayor open the bridge?" in config and "NATO" not in config
     # Without examples in the corpus, the page shows none (never another article's).
     (corpus / "bridge.meta.json").write_text(json.dumps({"title": "The bridge"}), encoding="utf-8")
-    demo = web.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False)
+    demo = app.build_app(settings, Assistant(settings, chat_model=ScriptedChat()), warm_up=False)
     shown = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "examples")
     assert shown.samples == [] and not shown.visible
     assert "NATO" not in json.dumps(demo.config, default=str)
@@ -767,8 +770,8 @@ def test_each_signed_in_user_sees_only_their_own_conversations(tmp_path):
     from assistant.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
-    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
-    side = web.WorkspaceHandlers(handlers)
+    handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
+    side = WorkspaceHandlers(handlers)
     ann, bob = SimpleNamespace(username="ann"), SimpleNamespace(username="bob")
     (*_, conversation, listing), _ = run(handlers, "Which countries will exceed it?", [], ann)
     assert conversation and listing.constructor_args["choices"] == [("Which countries will exceed it?", conversation)]
@@ -786,7 +789,7 @@ def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
 
     store = ConversationStore(tmp_path / "assistant.db")
     pieces = ["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", spending_answer()]
-    handlers = web.ChatHandlers(StubAssistant(pieces), PASSAGES, store)
+    handlers = ChatHandlers(StubAssistant(pieces), PASSAGES, store)
     *_, conversation, _ = handlers.accept("Which countries will exceed it?", [], "", None, None)
     saved = []
     for _ in handlers.respond(None):
@@ -798,7 +801,7 @@ def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
 
 
 def test_a_question_shows_at_once_with_a_waiting_note_and_a_bad_one_stays_in_the_box():
-    handlers = web.ChatHandlers(StubAssistant(), PASSAGES)
+    handlers = ChatHandlers(StubAssistant(), PASSAGES)
     chat, turns, box, *_ = handlers.accept("  Which countries?  ", [done_turn()], "", None, None)
     assert box == "" and turns[-1]["question"] == "Which countries?"
     assert chat[-2]["content"] == "Which countries?" and 'class="waiting"' in chat[-1]["content"]
@@ -814,8 +817,8 @@ def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
     from assistant.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
-    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
-    side = web.WorkspaceHandlers(handlers)
+    handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
+    side = WorkspaceHandlers(handlers)
     turns = run(handlers, "Which countries will exceed it?", [])[0][1]
     conversation = store.list("")[0].id
     like = SimpleNamespace(index=1, liked=True)
@@ -823,7 +826,7 @@ def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
     assert [f.rating for f in store.list_feedback("")] == [1]
     panel, target = side.rate(turns, conversation, SimpleNamespace(index=1, liked=False))
     assert target == 0 and [f.rating for f in store.list_feedback("")] == [-1]  # replaced, and the note opens
-    side.note(target, web.NOT_IN_ARTICLE_CHOICE, "", turns, conversation)
+    side.note(target, NOT_IN_ARTICLE_CHOICE, "", turns, conversation)
     (item,) = store.list_feedback("")
     assert (item.rating, item.kind, item.question) == (-1, "not_in_article", "Which countries will exceed it?")
     side.rate(turns, conversation, SimpleNamespace(index=1, liked=""))  # the thumb clicked again
@@ -840,7 +843,7 @@ def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):
         def list(self, user):
             return []
 
-    handlers = web.ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, Broken())
+    handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, Broken())
     (_, turns, *_), _ = run(handlers, "Which countries will exceed the new spending target?", [])
     assert turns[0]["answer"] == spending_answer().text and turns[0]["done"]
     assert any("Could not save the conversation" in r.getMessage() for r in caplog.records)
@@ -850,7 +853,7 @@ def test_a_stored_refusal_keeps_its_nearest_sentence_and_the_terminal_shows_it()
     from assistant.cli import render_answer
     from assistant.conversations import Turn
     from assistant.state import Answer
-    from assistant.workspace import web_turn
+    from assistant.web.workspace import web_turn
 
     answer = Answer("Who opened it?", NOT_IN_ARTICLE, abstained=True, reason="unverified", closest=citation())
     stored = Turn(0, answer.question, answer.text, answer.to_dict(), "done", 0.0, 0.0)

@@ -1,7 +1,7 @@
-"""The web page's workspace: conversations kept per user, feedback on answers, and articles added from the page.
+"""Web stage, workspace: conversations kept per user, feedback on answers, and articles added from the page.
 
-Web-side glue over conversations.py (SQLite) and ingest.py (new articles); the page itself is built in web.py.
-Nothing here may break answering: a store that fails is logged and the chat goes on without it.
+Web-side glue over conversations.py (SQLite) and examples.py (a new article's example questions); the page itself is
+built in app.py. Nothing here may break answering: a store that fails is logged and the chat goes on without it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .conversations import ConversationError, ConversationStore, Turn
+from ..conversations import ConversationError, ConversationStore, Turn
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def session_of(request) -> str:
 
 
 def web_turn(turn: Turn) -> dict:
-    """A stored turn as the page's session keeps it (see web.chat_messages)."""
+    """A stored turn as the page's session keeps it (see render.chat_messages)."""
     data = dict(turn.answer_json or {})
     shown = {"question": turn.question, "answer": turn.answer, "position": turn.position, "done": True}
     if turn.state == "error":
@@ -149,7 +149,7 @@ class Examples:
         return not any(t.is_alive() for t in self._threads)
 
     def _fill(self, doc_id: str) -> None:
-        from .examples import fill_examples
+        from ..examples import fill_examples
 
         try:
             kept = fill_examples(self.assistant, doc_id)

@@ -1,0 +1,15 @@
+"""Web stage: a Gradio page that streams cited answers about the articles, keeps each user's conversations and takes
+new articles, and the `/answer` API endpoint.
+
+Data flows one way: render.py (pure HTML) ← handlers.py, articles.py, warmup.py (events, state) ← app.py (layout,
+wiring, serving). workspace.py is the glue to the conversation store.
+"""
+
+from __future__ import annotations
+
+from .app import API_DOC, build_app, is_loopback, launch, serve
+from .handlers import ChatHandlers
+from .render import LOADING, READY
+from .warmup import WarmUp
+
+__all__ = ["API_DOC", "LOADING", "READY", "ChatHandlers", "WarmUp", "build_app", "is_loopback", "launch", "serve"]

@@ -1,0 +1,135 @@
+"""Web stage, articles: adding an article from the page (an upload or pasted text, indexed with a progress bar, then
+read by the model once) and removing one, and the example questions of the chosen article.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..answering import Assistant
+from .render import article_html, escape
+from .workspace import Examples
+
+MAX_EXAMPLES = 6  # example questions shown under the chat, from the documents' NAME.meta.json
+
+
+def examples_update(examples: list[str]) -> gr.Dataset:
+    """The example questions shown, for the chosen article."""
+    return gr.Dataset(samples=[[q] for q in examples], visible=bool(examples))
+
+
+class ArticleHandlers:
+    """Adding an article from the page (upload or paste) and removing one again."""
+
+    def __init__(self, assistant: Assistant, examples: Examples):
+        self.assistant = assistant
+        self.examples = examples
+
+    def choices(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(scope choices with "All articles" first, removable articles) from the corpus as it is now."""
+        documents = self.assistant.documents
+        articles = [(d.title, d.doc_id) for d in documents]
+        return [("All articles", ""), *articles], articles
+
+    def add(self, path: str | None, title: str, pasted: str, pasted_title: str, progress=gr.Progress()) -> tuple:
+        """Add the uploaded file (or the pasted text): (message, scope, article, removable, examples, file, paste)."""
+        from ..ingest import UploadError, add_document, add_text
+
+        settings = self.assistant.settings
+        try:
+            progress(0.05, desc="Reading the article…")
+            if path:
+                size = Path(path).stat().st_size
+                if size > settings.max_upload_bytes:  # before reading a large file into memory
+                    raise UploadError(upload_too_large(Path(path).name, size, settings.max_upload_bytes))
+                added = add_document(settings, Path(path).read_bytes(), Path(path).name, title or None)
+            elif (pasted or "").strip():
+                added = add_text(settings, pasted, pasted_title or title)
+            else:
+                raise UploadError("Choose a file (.txt, .md, .html or .pdf), or paste the article's text.")
+        except (UploadError, OSError) as exc:
+            # The refused file is let go (so another can be chosen); pasted text stays, to be fixed.
+            return (upload_html(str(exc), ok=False), *(gr.skip(),) * 4, None, gr.skip())
+        self.index(progress)
+        reading = self.assistant.start_reading(self.assistant.view(added.doc_id))
+        self.examples.fill_later(added.doc_id)
+        scopes, removable = self.choices()
+        message = (
+            f"Added “{added.title}” ({added.chars:,} characters) as {added.doc_id}. It is chosen for this "
+            "conversation; example questions for it are being written and checked."
+        )
+        if reading is not None:
+            message += (
+                " The model now reads it once (the bar at the top; about a minute per 3,000 words on two cores): "
+                "questions asked meanwhile are answered from the passages retrieval finds."
+            )
+        return (
+            upload_html(message, ok=True),
+            gr.Dropdown(choices=scopes, value=added.doc_id, visible=True),
+            article_html(self.assistant.passages),
+            gr.Dropdown(choices=removable, value=None),
+            examples_update(self.examples.of(added.doc_id, MAX_EXAMPLES)),
+            None,
+            "",
+        )
+
+    def index(self, progress) -> None:
+        """Embed the new article's passages (the bar moves batch by batch), then reload the assistant."""
+        from ..ingest import reindex
+
+        def moved(done: int, total: int) -> None:
+            progress(0.2 + 0.7 * done / max(total, 1), desc=f"Indexing the new article: {done}/{total} passages")
+
+        progress(0.2, desc="Indexing the new article (only its passages are embedded)…")
+        # Embedded here, with the page's bar; the assistant's reload then finds the index up to date.
+        index = getattr(self.assistant, "index", None)
+        reindex(self.assistant.settings, moved, index.embeddings if index else None)
+        self.assistant.load()
+
+    def remove(self, doc_id: str | None, scope: str | None) -> tuple:
+        """Remove an article: (message, scope, article, removable, examples)."""
+        from ..ingest import UploadError, remove_document
+
+        if not doc_id:
+            return upload_html("Choose the article to remove.", ok=False), *(gr.skip(),) * 4
+        try:
+            remove_document(self.assistant.settings, doc_id)
+        except (UploadError, OSError) as exc:
+            return upload_html(str(exc), ok=False), *(gr.skip(),) * 4
+        self.assistant.load()
+        scopes, removable = self.choices()
+        scope = "" if scope == doc_id else scope
+        return (
+            upload_html(f"Removed {doc_id}.", ok=True),
+            gr.Dropdown(choices=scopes, value=scope, visible=len(removable) > 1),
+            article_html(self.assistant.passages),
+            gr.Dropdown(choices=removable, value=None),
+            examples_update(self.examples.of(scope or None, MAX_EXAMPLES)),
+        )
+
+    def refresh(self) -> tuple:
+        """The article choices as the corpus is now (a page loaded after an upload must list it): (scope, removable)."""
+        try:
+            self.assistant.load()
+        except Exception:  # the status line reports a broken corpus or index; keep the choices the page has
+            return gr.skip(), gr.skip()
+        scopes, removable = self.choices()
+        return gr.Dropdown(choices=scopes, visible=len(removable) > 1), gr.Dropdown(choices=removable, value=None)
+
+    def scope_changed(self, scope: str | None) -> gr.Dataset:
+        """Show the chosen article's example questions."""
+        return examples_update(self.examples.of(scope or None, MAX_EXAMPLES))
+
+
+def upload_too_large(name: str, size: int, limit: int) -> str:
+    return (
+        f"{name} is {size / 1e6:.1f} MB; the limit is {limit / 1e6:g} MB (ASSISTANT_MAX_UPLOAD_BYTES). "
+        "Upload a smaller file, or paste the article's text."
+    )
+
+
+def upload_html(message: str, ok: bool) -> str:
+    """The result line of an upload or removal."""
+    return f'<div class="upload-result {"ok" if ok else "failed"}">{escape(message)}</div>'

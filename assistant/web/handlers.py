@@ -1,0 +1,427 @@
+"""Web stage, event handlers: asking and streaming answers in the chat, the conversation list and the feedback on
+answers. Each session's turns live in a gr.State; the HTML comes from render.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ..answering import Answer, Assistant
+from ..corpus import Passage
+from ..guard import InvalidQuestion, validate_question
+from .render import (
+    EXPECTED_ERRORS,
+    GENERIC_ERROR,
+    api_result,
+    article_html,
+    chat_messages,
+    engine_history,
+    error_message,
+    escape,
+    has_reply,
+    sources_html,
+)
+from .workspace import STORE_ERRORS, Conversations, Recorder, session_of, user_of
+
+log = logging.getLogger(__name__)
+
+ORDER_POLL_S = 0.1  # how often a question checks that the one asked before it has its answer (several at once only)
+
+
+def stream_in_thread(
+    assistant: Assistant, question: str, history: list[dict], scope: str | None = None
+) -> Iterator[str | Answer]:
+    """Relay the assistant's Runnable stream for question and history, run from start to end in one thread of its own.
+
+    The engine takes the model's lock inside its generator and holds it across yields. Gradio resumes a sync
+    generator on whichever worker thread is free, so iterating the engine directly could release that lock from
+    another thread (a RuntimeError), or let another session re-enter it on the owning thread. Here the engine is
+    iterated, and closed, by one thread; the caller only reads a queue. Closing this generator early (a cancelled
+    event, "New chat") stops the engine after its current sentence.
+    """
+    items: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def pump() -> None:
+        engine = None
+        try:
+            engine = assistant.runnable().stream({"question": question, "history": history, "scope": scope})
+            for item in engine:
+                items.put(("item", item))
+                if stop.is_set():
+                    break
+        except BaseException as exc:  # handed to the reader, which raises it in the request's thread
+            items.put(("error", exc))
+        finally:
+            if engine is not None:
+                engine.close()
+            items.put(("end", None))
+
+    threading.Thread(target=pump, name="answer-stream", daemon=True).start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+@dataclass
+class Asked:
+    """A question shown and stored, waiting for its answer: the turn dict on the page, the session's turns it was
+    asked in (another conversation may be on screen by the time it is answered) and where its answer is saved."""
+
+    turn: dict
+    turns: list[dict]
+    recorder: Recorder
+    scope: str | None
+    session: str
+
+
+def earlier_turns(asked: Asked) -> list[dict]:
+    """The turns asked before asked's, in its conversation."""
+    return asked.turns[: next(i for i, t in enumerate(asked.turns) if t is asked.turn)]
+
+
+class ChatHandlers:
+    """The page's chat event handlers. Each session's turns live in a gr.State (the same list object for every call
+    of that session); a question is written to the conversation store when it is shown, and its answer as it
+    streams.
+
+    Asking is two steps. accept() never waits in the queue: it shows the question at once with a waiting note, saves
+    it and queues it for its session. respond() runs in the queue, one call per accepted question: it answers the
+    session's oldest waiting question. So a question sent while another is answered, an article is read or
+    another conversation is open is never dropped, and a session's questions are answered in the order asked.
+    """
+
+    def __init__(self, assistant: Assistant, passages: list[Passage], store=None):
+        self.assistant = assistant
+        self.passages = passages
+        self.store = store
+        self.conversations = Conversations(store)
+        self._lock = threading.Lock()
+        self._asked: dict[str, deque[Asked]] = {}  # per session, oldest first
+        self._shown: dict[str, list[dict]] = {}  # per session, the turns on its screen
+        self._live: dict[tuple, Asked] = {}  # (user, conversation, position) of questions not yet answered
+        self._busy: set[int] = set()  # id() of the turns being answered now
+
+    def accept(
+        self,
+        question: str,
+        turns: list[dict] | None,
+        scope: str | None = None,
+        conversation: str | None = None,
+        request: gr.Request = None,
+    ) -> tuple:
+        """Show and save question at once: (chat, turns, textbox, conversation, conversation list). A question
+        that cannot be asked stays in the box, with a warning that says why."""
+        try:
+            text = validate_question(question, self.assistant.settings.max_question_chars)
+        except InvalidQuestion as exc:
+            gr.Warning(escape(str(exc)), duration=15, title="Please change the question")  # rendered as HTML
+            return (gr.skip(),) * 5
+        turns = turns if turns is not None else []
+        recorder = Recorder(self.store, user_of(request), conversation or None)
+        conversation = recorder.start(text, scope or None)
+        turn = {"question": text, "answer": "", "done": False, "waiting": True, "position": recorder.position}
+        turns.append(turn)
+        asked = Asked(turn, turns, recorder, scope or None, session_of(request))
+        with self._lock:
+            self._asked.setdefault(asked.session, deque()).append(asked)
+            self._shown[asked.session] = turns
+            if recorder.position is not None:
+                self._live[(recorder.user, conversation, recorder.position)] = asked
+        return chat_messages(turns), turns, "", conversation, self.listing(recorder.user, conversation)
+
+    def respond(self, request: gr.Request = None) -> Iterator[tuple]:
+        """Answer the session's oldest waiting question, streaming: yields (chat, sources, article), each left as it
+        is while another conversation is on the session's screen."""
+        session = session_of(request)
+        with self._lock:
+            waiting = self._asked.get(session)
+            asked = waiting.popleft() if waiting else None
+            if asked is not None:
+                self._busy.add(id(asked.turn))
+        if asked is None:  # never expected: one respond follows each accept
+            yield gr.skip(), gr.skip(), gr.skip()
+            return
+        turn = asked.turn
+        try:
+            self._after_earlier(asked)
+            turn["waiting"] = False
+            yield self._screen(session, turn)
+            answer = yield from self._stream(session, asked)
+        finally:
+            self._forget(asked)
+        if answer is None:
+            yield self._screen(session, turn, ended=True)
+            return
+        turn.update(
+            answer=answer.text,
+            abstained=answer.abstained,
+            reason=answer.reason,
+            done=True,
+            citations=[c.to_dict() for c in answer.citations],
+            closest=answer.closest.to_dict() if answer.closest else None,
+        )
+        asked.recorder.write(answer.text, answer.to_dict(), "done")
+        yield self._screen(session, turn, ended=True)
+
+    def _stream(self, session: str, asked: Asked) -> Iterator[tuple]:
+        """Stream asked's answer into its turn and the store; return the Answer (None after an error, shown)."""
+        turn, answer = asked.turn, None
+        history = engine_history(earlier_turns(asked))
+        try:
+            for item in stream_in_thread(self.assistant, turn["question"], history, asked.scope):
+                if isinstance(item, Answer):
+                    answer = item
+                elif item:
+                    turn["answer"] += item
+                    asked.recorder.write(turn["answer"])
+                    yield self._screen(session, turn)
+            if answer is None:
+                raise RuntimeError("the engine finished without an Answer")
+        except Exception as exc:
+            if isinstance(exc, (InvalidQuestion, *EXPECTED_ERRORS)):
+                log.error("Could not answer %r: %s", turn["question"], exc)
+            else:
+                log.exception("Unexpected error answering %r", turn["question"])
+            turn.update(error=error_message(exc), done=True)
+            asked.recorder.write(turn["answer"], {"error": turn["error"]}, "error")
+            return None
+        return answer
+
+    def _after_earlier(self, asked: Asked) -> None:
+        """Wait while an earlier question of the same turns is still being answered: its answer is history for
+        this one. Only a backend answering several at once (answer_concurrency) ever waits here."""
+        while True:
+            with self._lock:
+                live = self._busy | {id(a.turn) for q in self._asked.values() for a in q}
+            if not any(id(t) in live and not t.get("done") for t in earlier_turns(asked)):
+                return
+            time.sleep(ORDER_POLL_S)
+
+    def _screen(self, session: str, turn: dict, ended: bool = False) -> tuple:
+        """The (chat, sources, article) update for session: its screen's turns when turn is among them, else none."""
+        with self._lock:
+            shown = self._shown.get(session)
+        if shown is None or not any(t is turn for t in shown):
+            return gr.skip(), gr.skip(), gr.skip()
+        if not ended:
+            return chat_messages(shown), gr.skip(), gr.skip()
+        article = article_html(self.assistant.passages or self.passages, turn.get("citations"))
+        return chat_messages(shown), sources_html(shown), article if turn.get("citations") else gr.skip()
+
+    def _forget(self, asked: Asked) -> None:
+        with self._lock:
+            self._busy.discard(id(asked.turn))
+            key = (asked.recorder.user, asked.recorder.conversation, asked.recorder.position)
+            if self._live.get(key) is asked:
+                del self._live[key]
+
+    def showing(self, turns: list[dict], request: gr.Request = None) -> list[dict]:
+        """Record that turns are now on the session's screen (a conversation opened, a new chat); return them."""
+        with self._lock:
+            self._shown[session_of(request)] = turns
+        return turns
+
+    def live_turn(self, user: str, conversation: str, turn: dict, request: gr.Request = None) -> dict:
+        """turn (from the store) as this session shows it. A question this session is still answering is its live
+        turn, so the answer goes on streaming into the reopened conversation; one asked before a reload, or in
+        another tab, says it is still being answered."""
+        with self._lock:
+            asked = self._live.get((user, conversation, turn.get("position")))
+        if asked is None:
+            return turn
+        if asked.session == session_of(request):
+            return asked.turn
+        return {**turn, "answer": "", "done": False, "unanswered": False, "elsewhere": True}
+
+    def listing(self, user: str, current: str | None):
+        """The conversation list for user, with current selected."""
+        return gr.Radio(choices=self.conversations.choices(user), value=current)
+
+    def new_chat(self, request: gr.Request = None) -> tuple:
+        """Clear the chat: no messages, no turns, no sources, the article without marks, an empty textbox. Answers
+        still coming for the conversation left go on, and are saved in it."""
+        turns = self.showing([], request)
+        return [], turns, sources_html([]), article_html(self.passages), "", None, gr.Radio(value=None)
+
+    def pick(self, turns: list[dict] | None, chosen: gr.SelectData) -> str | dict:
+        """A question clicked in the chat goes back into the box, to be asked again (or changed first)."""
+        number, role = message_of(turns or [], chosen.index)
+        return turns[number]["question"] if role == "user" else gr.skip()
+
+    def answer(self, question: str, history_json: str = "[]", article: str = "") -> dict:
+        """Answer a question about the article, from the article only, with citations (see API_DOC).
+
+        article, when given, is a document id (a corpus file name without its suffix) that restricts the answer to
+        that document.
+        """
+        try:
+            history = json.loads(history_json or "[]")
+        except ValueError as exc:
+            raise gr.Error(
+                'history_json must be a JSON list of {"role": ..., "content": ...} messages.', print_exception=False
+            ) from exc
+        try:
+            return api_result(self.assistant.answer(question, history, article or None))
+        except (InvalidQuestion, *EXPECTED_ERRORS) as exc:
+            log.error("API could not answer %r: %s", question, exc)
+            raise gr.Error(error_message(exc), print_exception=False) from exc
+        except Exception as exc:
+            log.exception("Unexpected error answering %r in the API", question)
+            raise gr.Error(GENERIC_ERROR, print_exception=False) from exc
+
+
+class WorkspaceHandlers:
+    """The page's side list of conversations and the feedback on answers, each user's own."""
+
+    def __init__(self, chat: ChatHandlers):
+        self.chat = chat
+        self.store = chat.store
+        self.conversations = chat.conversations
+
+    def listing(self, request: gr.Request = None):
+        """The conversation list when the page (re)loads."""
+        return self.chat.listing(user_of(request), None)
+
+    def open(self, conversation: str | None, request: gr.Request = None) -> tuple:
+        """Reopen a past conversation: (chat, turns, sources, article, conversation, scope)."""
+        if not conversation or self.store is None:
+            return (gr.skip(),) * 6
+        user = user_of(request)
+        try:
+            turns, scope = self.conversations.turns(user, conversation)
+        except LookupError:
+            gr.Warning("That conversation is gone; it may have been deleted in another tab.")
+            return (gr.skip(),) * 6
+        turns = self.chat.showing([self.chat.live_turn(user, conversation, t, request) for t in turns], request)
+        last = next((t.get("citations") for t in reversed(turns) if t.get("citations")), None)
+        article = article_html(self.chat.assistant.passages or self.chat.passages, last)
+        return chat_messages(turns), turns, sources_html(turns), article, conversation, scope or ""
+
+    def delete(self, conversation: str | None, request: gr.Request = None) -> tuple:
+        """Delete the open conversation and start a new chat."""
+        user = user_of(request)
+        if conversation:
+            self.conversations.delete(user, conversation)
+        return (*self.chat.new_chat(request)[:6], self.chat.listing(user, None))
+
+    def export(self, conversation: str | None, request: gr.Request = None):
+        """The open conversation as a Markdown file, citations as footnotes."""
+        if not conversation or self.store is None:
+            gr.Warning("Ask a question first: there is no conversation to export yet.")
+            return gr.File(visible=False)
+        try:
+            path = self.conversations.markdown_file(user_of(request), conversation)
+        except LookupError:
+            gr.Warning("That conversation is gone; it may have been deleted in another tab.")
+            return gr.File(visible=False)
+        return gr.File(value=str(path), visible=True)
+
+    def rate(self, turns: list[dict], conversation: str | None, like: gr.LikeData, request: gr.Request = None):
+        """Record a 👍 at once; a 👎 too, and open the note asking what the right answer is."""
+        number = turn_of_message(turns or [], like.index)
+        if number is None or not conversation:
+            return gr.Group(visible=False), None
+        if like.liked in ("", None):  # the same thumb clicked again: the rating is taken back
+            self._withdraw(turns, conversation, number, user_of(request))
+            return gr.Group(visible=False), None
+        liked = like.liked is True or like.liked == "Like"
+        self._save(turns, conversation, number, 1 if liked else -1, "", None, user_of(request))
+        if liked:
+            gr.Info("Thanks: noted as a good answer.")
+            return gr.Group(visible=False), None
+        return gr.Group(visible=True), number
+
+    def note(self, target: int | None, kind: str, note: str, turns, conversation, request: gr.Request = None):
+        """Save the 👎's note (the right answer, or that the article does not say) and close the note."""
+        if target is None or not conversation:
+            return gr.Group(visible=False), None, ""
+        does_not_say = kind == NOT_IN_ARTICLE_CHOICE
+        text = "" if does_not_say else (note or "").strip()
+        self._save(
+            turns,
+            conversation,
+            target,
+            -1,
+            text,
+            "not_in_article" if does_not_say else "correct_answer" if text else None,
+            user_of(request),
+        )
+        gr.Info("Thanks: the note is saved; `assistant feedback export` turns it into a regression case.")
+        return gr.Group(visible=False), None, ""
+
+    def _withdraw(self, turns, conversation, number, user) -> None:
+        if self.store is not None:
+            try:
+                self.store.withdraw_feedback(user, conversation, turns[number]["position"])
+            except (*STORE_ERRORS, IndexError, KeyError) as exc:
+                log.error("Could not take back feedback: %s", exc)
+
+    def _save(self, turns, conversation, number, rating, note, kind, user) -> None:
+        from ..corpus import corpus_hash
+
+        if self.store is None:
+            return
+        turn = turns[number]
+        try:
+            stored = self.store.get(user, conversation).turns[turn["position"]]
+            self.store.add_feedback(
+                user,
+                conversation,
+                turn["position"],
+                rating,
+                note,
+                kind,
+                question=turn["question"],
+                history=engine_history(turns[:number]),
+                answer=stored.answer_json or {"text": turn.get("answer", "")},
+                corpus_hash=corpus_hash(self.chat.assistant.documents),
+                settings=self.chat.assistant.settings,
+            )
+        except (*STORE_ERRORS, IndexError, KeyError, TypeError) as exc:
+            log.error("Could not save feedback: %s", exc)
+            gr.Warning("The feedback could not be saved for this answer.")
+
+
+NOT_IN_ARTICLE_CHOICE = "The article does not say"
+RIGHT_ANSWER_CHOICE = "The right answer is…"
+
+
+def turn_of_message(turns: list[dict], index) -> int | None:
+    """The turn whose finished answer is chat message index, None for any other message."""
+    number, role = message_of(turns, index)
+    if role != "assistant" or not turns[number].get("done") or turns[number].get("error"):
+        return None
+    return number
+
+
+def message_of(turns: list[dict], index) -> tuple[int | None, str | None]:
+    """(turn number, "user" or "assistant") of chat message index, as chat_messages lays them out."""
+    index = index[0] if isinstance(index, (list, tuple)) else index
+    position = -1
+    for number, turn in enumerate(turns):
+        position += 1
+        if position == index:
+            return number, "user"
+        if has_reply(turn):
+            position += 1
+            if position == index:
+                return number, "assistant"
+    return None, None
