@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pydantic import PrivateAttr
 
 from .corpus import Passage
 from .errors import AssistantError
+from .relay import relay
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -173,9 +173,6 @@ def _joined(passage: Passage, spans: list[tuple[int, int]], chosen: set[int]) ->
         parts.append(_cut(passage, spans[j]).strip())
         last = j
     return " ".join(parts)
-
-
-_END = object()
 
 
 class LlamaCppChat(BaseChatModel):
@@ -392,45 +389,34 @@ class LlamaCppChat(BaseChatModel):
                 message=AIMessageChunk(content=message.content, response_metadata=message.response_metadata)
             )
             return
+
         # One worker thread holds the lock for the whole generation: a generator may be resumed on another thread
         # (Gradio does), and a lock must be released by the thread that took it.
-        tokens: queue.Queue = queue.Queue()
-        cancelled = threading.Event()
-
-        def produce() -> None:
-            try:
-                with self._turn():
-                    llm = self._ready_for(messages)
-                    parts = llm.create_chat_completion(
-                        self._as_dicts(messages),
-                        temperature=0.0,
-                        max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                        stop=stop,
-                        stream=True,
-                    )
+        def produce() -> Iterator[str]:
+            with self._turn():
+                llm = self._ready_for(messages)
+                parts = llm.create_chat_completion(
+                    self._as_dicts(messages),
+                    temperature=0.0,
+                    max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                    stop=stop,
+                    stream=True,
+                )
+                try:
                     for part in parts:
-                        if cancelled.is_set():
-                            break
                         delta = part["choices"][0]["delta"].get("content")
                         if delta:
-                            tokens.put(delta)
-                    self._keep_head(llm)
-            except Exception as exc:  # handed to the consumer, which raises it in its own thread
-                tokens.put(exc)
-            finally:
-                tokens.put(_END)
+                            yield delta
+                except GeneratorExit:  # the reader stopped early (a refusal, a closed page): stop, keep the head
+                    pass
+                self._keep_head(llm)
 
-        threading.Thread(target=produce, name="llama-generate", daemon=True).start()
-        try:
-            while (item := tokens.get()) is not _END:
-                if isinstance(item, Exception):
-                    raise item
+        with closing(relay(produce, name="llama-generate")) as tokens:  # closed at once when the reader stops
+            for item in tokens:
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=item))
                 if run_manager:
                     run_manager.on_llm_new_token(item, chunk=chunk)
                 yield chunk
-        finally:
-            cancelled.set()  # the reader stopped early (a refusal, a closed page): stop generating
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         if kwargs.get("logprobs"):

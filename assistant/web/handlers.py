@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -18,6 +17,7 @@ import gradio as gr
 from ..answering import Answer, Assistant
 from ..corpus import Passage
 from ..guard import InvalidQuestion, validate_question
+from ..relay import relay
 from .render import (
     EXPECTED_ERRORS,
     GENERIC_ERROR,
@@ -45,39 +45,13 @@ def stream_in_thread(
     The engine takes the model's lock inside its generator and holds it across yields. Gradio resumes a sync
     generator on whichever worker thread is free, so iterating the engine directly could release that lock from
     another thread (a RuntimeError), or let another session re-enter it on the owning thread. Here the engine is
-    iterated, and closed, by one thread; the caller only reads a queue. Closing this generator early (a cancelled
-    event, "New chat") stops the engine after its current sentence.
+    iterated, and closed, by one thread (relay.py); the caller only reads a queue. Closing this generator early (a
+    cancelled event, "New chat") stops the engine after its current sentence.
     """
-    items: queue.Queue = queue.Queue()
-    stop = threading.Event()
-
-    def pump() -> None:
-        engine = None
-        try:
-            engine = assistant.runnable().stream({"question": question, "history": history, "scope": scope})
-            for item in engine:
-                items.put(("item", item))
-                if stop.is_set():
-                    break
-        except BaseException as exc:  # handed to the reader, which raises it in the request's thread
-            items.put(("error", exc))
-        finally:
-            if engine is not None:
-                engine.close()
-            items.put(("end", None))
-
-    threading.Thread(target=pump, name="answer-stream", daemon=True).start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "item":
-                yield value
-            elif kind == "error":
-                raise value
-            else:
-                return
-    finally:
-        stop.set()
+    return relay(
+        lambda: assistant.runnable().stream({"question": question, "history": history, "scope": scope}),
+        name="answer-stream",
+    )
 
 
 @dataclass
