@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import SecretBytes, SecretStr
 
 from .errors import AssistantError
-from .transcript import conversation_markdown
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -455,10 +454,6 @@ class ConversationStore:
             )
             for r in rows
         ]
-
-    def export_markdown(self, user: str, conversation_id: str) -> str:
-        """The user's conversation as Markdown, its citations as footnotes quoting the cited spans."""
-        return conversation_markdown(self.get(user, conversation_id))
 
 
 def open_store(settings: Settings) -> ConversationStore:

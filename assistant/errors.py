@@ -10,3 +10,7 @@ class AssistantError(Exception):
     """An expected failure: its message is for the user, and ends with what to do next."""
 
     exit_code = 3  # the CLI's exit status when it ends on this error
+
+
+class ModelUnavailable(AssistantError):
+    """The chat model could not be loaded or reached (the local file, or a server); the message says what to do."""

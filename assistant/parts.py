@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .generation import ModelUnavailable, Prompts
+from .errors import ModelUnavailable
+from .generation import Prompts
 from .grounding import Grounder
 from .reading import ArticleReader
 from .settings import Settings

@@ -102,7 +102,7 @@ class ArticleReader:
     def _tokens(self, text: str) -> float:
         """The tokens of text: counted by the local model (English runs near 4.5 characters a token, a safe
         chars_per_token 3.0 would make a 1,100-token article look like 1,500), else estimated."""
-        from .generation import LlamaCppChat
+        from .llamacpp.chat import LlamaCppChat
 
         model = self._model()
         if isinstance(model, LlamaCppChat):  # LangChain's default counter would fetch GPT-2's tokenizer

@@ -1,16 +1,13 @@
 """Conversations stage, Markdown: a conversation as a Markdown transcript, its citations as footnotes quoting the
-cited spans (`ConversationStore.export_markdown`, the web page's download)."""
+cited spans (the web page's download)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from .cite import MARKER, NEAREST
-
-if TYPE_CHECKING:
-    from .conversations import Conversation
+from .conversations import Conversation
 
 # A marker with the space cite.mark_sentence puts before it: a footnote reference follows its word directly.
 _SPACED_MARKER = re.compile(rf"[ \t]*{MARKER.pattern}")

@@ -147,7 +147,7 @@ def test_users_never_see_or_change_each_others_rows(store):
     with pytest.raises(ConversationNotFound):
         store.get("ann", bob)
     with pytest.raises(ConversationNotFound):
-        store.export_markdown("ann", bob)
+        conversation_markdown(store.get("ann", bob))
     assert store.delete("ann", bob) is False
     with pytest.raises(ConversationNotFound):
         store.start_turn(bob, "ann", "sneaky")
@@ -191,7 +191,7 @@ def test_a_streaming_turn_survives_reopening_with_its_partial_text(tmp_path):
     with ConversationStore(path) as store:
         turn = store.get("", cid).turns[position]
         assert (turn.answer, turn.state) == ("Eldridge Colby spoke", "streaming")
-        assert "*(interrupted" in store.export_markdown("", cid)
+        assert "*(interrupted" in conversation_markdown(store.get("", cid))
         version, mode = (
             store._conn.execute("PRAGMA user_version").fetchone()[0],
             store._conn.execute("PRAGMA journal_mode").fetchone()[0],
@@ -310,7 +310,7 @@ def test_export_markdown_turns_markers_into_footnotes_quoting_the_spans(store):
     again = {"text": "It was Colby [1].", "citations": [citation(1, COLBY)]}
     store.update_turn(cid, "", second, again["text"], again, state="done")
 
-    markdown = store.export_markdown("", cid)
+    markdown = conversation_markdown(store.get("", cid))
     assert markdown.startswith("# Who spoke of NATO 3.0, and where?\n")
     assert f"**Q:** {ANSWER['question']}" in markdown and "**Q:** Say it again?" in markdown
     assert "Eldridge Colby spoke of NATO 3.0[^1]. It was at the gathering in Brussels[^2]." in markdown
@@ -335,13 +335,13 @@ def test_markdown_quotes_a_refusals_nearest_passage_as_such_and_never_as_a_footn
     refusal = {"text": "The article does not say.", "abstained": True, "citations": [], "closest": citation(1, COLBY)}
     store.update_turn(cid, "", position, refusal["text"], refusal, state="done")
 
-    lines = store.export_markdown("", cid).splitlines()
+    lines = conversation_markdown(store.get("", cid)).splitlines()
     quote = f'> Nearest passage, not an answer: "{COLBY}" — {TITLE}, ¶2'
     assert lines.index("The article does not say.") < lines.index(quote)
     assert not any(line.startswith("[^") for line in lines)
     # an answer without a nearest passage (or from before the field existed) exports as before
     store.update_turn(cid, "", position, refusal["text"], {**refusal, "closest": None}, state="done")
-    assert "Nearest passage" not in store.export_markdown("", cid)
+    assert "Nearest passage" not in conversation_markdown(store.get("", cid))
 
 
 # ----- feedback as eval cases ---------------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from fakes import fake
 
 from assistant.answering import NOT_IN_ARTICLE, Assistant
-from assistant.generation import ModelUnavailable, build_chat_model
+from assistant.errors import ModelUnavailable
+from assistant.generation import build_chat_model
 from assistant.models import DEFAULT_MODEL_FILE, ModelError, chat_model_file
 from assistant.settings import PROJECT_ROOT, Settings
 

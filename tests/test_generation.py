@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from langchain_core.messages import HumanMessage
 
-from assistant.generation import LlamaCppChat
+from assistant.llamacpp.chat import LlamaCppChat
 
 
 class FakeLlama:
@@ -166,7 +166,7 @@ def test_first_token_logprobs_come_from_the_real_model(assistant):
 
 # ----- opening the model: preloaded in the background, repacking optional -----------------------------------------
 def test_a_preloaded_model_is_handed_out_once(monkeypatch):
-    from assistant import llamacpp
+    from assistant.llamacpp import engine as llamacpp
 
     loads = []
     monkeypatch.setattr(llamacpp, "_load", lambda *key: loads.append((key, threading.current_thread().name)) or key)
@@ -179,7 +179,7 @@ def test_a_preloaded_model_is_handed_out_once(monkeypatch):
 
 
 def test_a_preload_for_other_settings_is_not_taken(monkeypatch):
-    from assistant import llamacpp
+    from assistant.llamacpp import engine as llamacpp
 
     monkeypatch.setattr(llamacpp, "_load", lambda *key: key)
     llamacpp.preload("m.gguf", 4096, 2, True)
@@ -188,8 +188,8 @@ def test_a_preload_for_other_settings_is_not_taken(monkeypatch):
 
 
 def test_a_failed_preload_reaches_the_caller_as_model_unavailable(monkeypatch, tmp_path):
-    from assistant import llamacpp
-    from assistant.generation import ModelUnavailable
+    from assistant.errors import ModelUnavailable
+    from assistant.llamacpp import engine as llamacpp
 
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF but not really")
@@ -199,7 +199,7 @@ def test_a_failed_preload_reaches_the_caller_as_model_unavailable(monkeypatch, t
 
 
 def test_preload_for_starts_only_when_the_file_needs_no_work(monkeypatch, tmp_path):
-    from assistant import llamacpp
+    from assistant.llamacpp import engine as llamacpp
     from assistant.models import _write_stamp
     from assistant.settings import Settings
 
@@ -220,7 +220,7 @@ def test_preload_for_starts_only_when_the_file_needs_no_work(monkeypatch, tmp_pa
 def test_weights_are_loaded_without_repacking_only_when_asked():
     from llama_cpp import llama as llama_module
 
-    from assistant.llamacpp import _weights_repacked
+    from assistant.llamacpp.engine import _weights_repacked
 
     def repacked() -> bool:
         return llama_module.llama_cpp.llama_model_default_params().use_extra_bufts

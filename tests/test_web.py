@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -20,11 +21,12 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from assistant import cite
 from assistant.answering import NOT_IN_ARTICLE, Answer, AnswerChain, Assistant, Citation
 from assistant.corpus import CorpusError, load_documents, load_passages
-from assistant.generation import ModelUnavailable
+from assistant.errors import ModelUnavailable
 from assistant.guard import InvalidQuestion
 from assistant.indexing import IndexStoreError
 from assistant.models import ModelError
 from assistant.settings import PROJECT_ROOT, Settings
+from assistant.transcript import conversation_markdown
 from assistant.web import app, render
 from assistant.web.articles import ArticleHandlers
 from assistant.web.handlers import NOT_IN_ARTICLE_CHOICE, ChatHandlers, WorkspaceHandlers, stream_in_thread
@@ -238,7 +240,7 @@ class StubAssistant:
         self.warmed = threading.Event()
         self.release = threading.Event()
         self.release.set()
-        self.reading = {}  # whole-text reading per system prompt, as Assistant.reading
+        self.reader = SimpleNamespace(readings={})  # whole-text reading per system prompt, as ArticleReader's
         self.read_scopes: list = []
 
     def view(self, scope=None):
@@ -402,7 +404,7 @@ def test_a_question_the_process_never_answered_is_marked_after_a_restart(tmp_pat
     chat, turns, *_ = side.open(conversation, tab("b"))
     assert turns[0]["unanswered"] and not turns[0]["done"] and render.engine_history(turns) == []
     assert 'class="unanswered"' in chat[-1]["content"] and "Not answered" in chat[-1]["content"]
-    assert "not answered" in store.export_markdown("", conversation)
+    assert "not answered" in conversation_markdown(store.get("", conversation))
 
 
 def test_a_reopened_conversation_shows_its_question_still_being_answered(workspace):
@@ -546,13 +548,13 @@ def test_the_status_line_shows_a_bar_for_an_article_being_read():
     stub = StubAssistant()
     warmup = WarmUp(stub).start()
     assert warmup.done.wait(10) and not warmup.busy
-    stub.reading["system"] = Reading(["Harbour news <b>"], done=300, total=1200)
+    stub.reader.readings["system"] = Reading(["Harbour news <b>"], done=300, total=1200)
     html = warmup.html()
     assert warmup.busy and '<progress max="100" value="25">' in html
     assert "Harbour news &lt;b&gt;" in html and "300 of 1,200 tokens" in html
-    stub.reading["system"].finished = True
+    stub.reader.readings["system"].finished = True
     assert not warmup.busy and "<progress" not in warmup.html()
-    stub.reading["other"] = Reading(["Other"], error="the model failed")
+    stub.reader.readings["other"] = Reading(["Other"], error="the model failed")
     assert not warmup.busy and "Reading “Other” failed" in warmup.html()
 
 

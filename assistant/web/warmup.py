@@ -50,10 +50,10 @@ class WarmUp:
 
     def html(self) -> str:
         """The status line for the page, with the articles being read."""
-        readings = [r for r in list(self.assistant.reading.values()) if not r.finished]
+        readings = [r for r in list(self.assistant.reader.readings.values()) if not r.finished]
         return status_html(self.state, self.error, readings)
 
     @property
     def busy(self) -> bool:
         """True while the page should keep polling: loading, or an article being read."""
-        return self.state == "loading" or any(r.active for r in list(self.assistant.reading.values()))
+        return self.state == "loading" or any(r.active for r in list(self.assistant.reader.readings.values()))

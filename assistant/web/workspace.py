@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..conversations import ConversationError, ConversationStore, Turn
+from ..transcript import conversation_markdown
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Conversations:
 
     def markdown_file(self, user: str, conversation: str) -> Path:
         """Write the conversation as Markdown to a fresh temporary file, for the page to offer as a download."""
-        text = self.store.export_markdown(user, conversation)
+        text = conversation_markdown(self.store.get(user, conversation))
         folder = Path(tempfile.mkdtemp(prefix="conversation-"))
         path = folder / f"conversation-{conversation[:8]}.md"
         path.write_text(text, encoding="utf-8")
