@@ -84,7 +84,7 @@ class ArticleHandlers:
 
         progress(0.2, desc="Indexing the new article (only its passages are embedded)…")
         # Embedded here, with the page's bar; the assistant's reload then finds the index up to date.
-        index = getattr(self.assistant, "index", None)
+        index = self.assistant.index  # None until the assistant first loads
         reindex(self.assistant.settings, moved, index.embeddings if index else None)
         self.assistant.load()
 
