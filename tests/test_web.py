@@ -30,6 +30,7 @@ from assistant.transcript import conversation_markdown
 from assistant.web import app, render
 from assistant.web.articles import ArticleHandlers
 from assistant.web.handlers import NOT_IN_ARTICLE_CHOICE, ChatHandlers, WorkspaceHandlers, stream_in_thread
+from assistant.web.turns import ChatTurn
 from assistant.web.warmup import WarmUp
 from assistant.web.workspace import Examples
 
@@ -50,13 +51,11 @@ def citation(passage=P5, quote=SPENDING_QUOTE, index=1, **changes) -> Citation:
     return dataclasses.replace(Citation.of(passage, index, start, start + len(quote), DOCUMENT.text), **changes)
 
 
-def done_turn(question="Which countries?", answer="Denmark and Poland will [1].", citations=None, **extra) -> dict:
+def done_turn(question="Which countries?", answer="Denmark and Poland will [1].", citations=None, **extra) -> ChatTurn:
     """A finished turn as the page stores it in its gr.State."""
     cits = [citation()] if citations is None else citations
-    turn = {"question": question, "answer": answer, "done": True, "abstained": False, "reason": "answered"}
-    turn["citations"] = [c.to_dict() for c in cits]
-    turn.update(extra)
-    return turn
+    extra = {"abstained": False, "reason": "answered", **extra}
+    return ChatTurn(question, answer, done=True, citations=[c.to_dict() for c in cits], **extra)
 
 
 def marked(fragment: str) -> list[str]:
@@ -104,7 +103,7 @@ def test_answer_links_known_markers_to_their_sources():
 
 
 def test_streaming_answer_shows_markers_without_links():
-    shown = render.answer_html({"question": "q", "answer": "Denmark [1].", "done": False}, 0)
+    shown = render.answer_html(ChatTurn("q", "Denmark [1]."), 0)
     assert 'class="answer streaming"' in shown and "&#91;1&#93;" in shown and "<a " not in shown
 
 
@@ -126,17 +125,17 @@ def test_a_refusal_shows_the_nearest_sentence_quoted_and_linked_to_its_passage()
     panel = render.sources_html([turn])
     assert "No source cited" in panel and "Nearest passage, not an answer: ¶5" in panel and 'id="src-0-1"' in panel
     assert "<img" not in panel
-    without = render.answer_html({**turn, "closest": None}, 4)
-    assert "closest" not in without and "closest" not in render.sources_html([{**turn, "closest": None}])
+    without = render.answer_html(dataclasses.replace(turn, closest=None), 4)
+    assert "closest" not in without and "closest" not in render.sources_html([dataclasses.replace(turn, closest=None)])
 
 
 def test_error_turn_is_shown_as_an_error():
-    shown = render.answer_html({"question": "q", "error": "Model <missing>", "done": True}, 0)
+    shown = render.answer_html(ChatTurn("q", error="Model <missing>", done=True), 0)
     assert shown.startswith('<span class="chat-error">') and "Model &lt;missing&gt;" in shown
 
 
 def test_chat_messages_escape_the_question_and_skip_unstarted_answers():
-    turns = [done_turn(question=XSS), {"question": "next?", "answer": "", "done": False}]
+    turns = [done_turn(question=XSS), ChatTurn("next?")]
     messages = render.chat_messages(turns)
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert "<img" not in messages[0]["content"] and "&lt;img" in messages[0]["content"]
@@ -169,7 +168,7 @@ def test_sources_panel_lists_latest_turn_first_and_notes_refusals():
     turns = [
         done_turn(question="Which countries?"),
         done_turn(question=XSS, answer=NOT_IN_ARTICLE, citations=[], abstained=True),
-        {"question": "Unfinished question?", "answer": "", "done": False},
+        ChatTurn("Unfinished question?"),
     ]
     panel = render.sources_html(turns)
     assert panel.index('id="sources-1"') < panel.index('id="sources-0"')
@@ -191,9 +190,9 @@ def test_article_shows_every_paragraph_and_heading_with_cited_spans_marked():
 def test_engine_history_is_plain_text_of_finished_turns():
     turns = [
         done_turn(question="Which countries?", answer="Denmark and Poland will [1]."),
-        {"question": "broken?", "error": "The model is missing.", "done": True},
+        ChatTurn("broken?", error="The model is missing.", done=True),
         done_turn(question="And why?", answer=NOT_IN_ARTICLE, citations=[], abstained=True),
-        {"question": "still streaming", "answer": "Part", "done": False},
+        ChatTurn("still streaming", "Part"),
     ]
     assert render.engine_history(turns) == [
         {"role": "user", "content": "Which countries?"},
@@ -299,7 +298,7 @@ def test_respond_streams_deltas_then_renders_citations():
     assert "Denmark, Estonia, Latvia, Lithuania" in streamed[0][0][-1]["content"]
     chat, sources, article = last
     assert 'href="#src-0-1"' in chat[-1]["content"] and "streaming" not in chat[-1]["content"]
-    assert turns[0]["citations"] == [answer.citations[0].to_dict()] and turns[0]["answer"] == answer.text
+    assert turns[0].citations == [answer.citations[0].to_dict()] and turns[0].answer == answer.text
     assert marked(sources) == [SPENDING_QUOTE] and marked(article) == [SPENDING_QUOTE]
 
 
@@ -355,7 +354,7 @@ def test_questions_sent_while_one_is_answered_all_show_at_once_and_are_answered_
         list(handlers.respond(me))
     assert [q for q, _ in stub.calls] == questions
     assert [len(h) for _, h in stub.calls] == [0, 2, 4]  # each one had the answers before it as history
-    assert all(t["done"] and t["citations"] for t in turns)
+    assert all(t.done and t.citations for t in turns)
     assert [t.state for t in store.get("", conversation).turns] == ["done"] * 3
 
 
@@ -390,7 +389,7 @@ def test_an_answer_for_a_conversation_no_longer_on_screen_is_saved_but_not_shown
     steps = list(handlers.respond(me))
     assert store.get("", second).turns[0].state == "done" and "cite" in steps[-1][0][-1]["content"]
     chat, turns, *_ = side.open(first, me)
-    assert turns[0]["citations"] and "cite" in chat[-1]["content"]
+    assert turns[0].citations and "cite" in chat[-1]["content"]
 
 
 def test_a_question_the_process_never_answered_is_marked_after_a_restart(tmp_path):
@@ -402,7 +401,7 @@ def test_a_question_the_process_never_answered_is_marked_after_a_restart(tmp_pat
     # The process stops here; a new one (new handlers) reopens the conversation.
     side = WorkspaceHandlers(ChatHandlers(StubAssistant(), PASSAGES, store))
     chat, turns, *_ = side.open(conversation, tab("b"))
-    assert turns[0]["unanswered"] and not turns[0]["done"] and render.engine_history(turns) == []
+    assert turns[0].unanswered and not turns[0].done and render.engine_history(turns) == []
     assert 'class="unanswered"' in chat[-1]["content"] and "Not answered" in chat[-1]["content"]
     assert "not answered" in conversation_markdown(store.get("", conversation))
 
@@ -414,16 +413,16 @@ def test_a_reopened_conversation_shows_its_question_still_being_answered(workspa
     handlers.new_chat(me)
     chat, turns, *_ = side.open(conversation, me)  # back to it: the answer goes on streaming into it
     steps = list(answering)
-    assert steps[-1][0][-1]["content"].count("cite") and turns[0]["done"]
+    assert steps[-1][0][-1]["content"].count("cite") and turns[0].done
     # After a reload (another session), the same question says it is still being answered.
     handlers.accept("Why?", turns, "", conversation, me)
     chat, turns, *_ = side.open(conversation, tab("b"))
-    assert turns[-1].get("elsewhere") and "Still being answered" in html.unescape(chat[-1]["content"])
+    assert turns[-1].elsewhere and "Still being answered" in html.unescape(chat[-1]["content"])
 
 
 def test_a_question_clicked_in_the_chat_goes_back_into_the_box():
     handlers = ChatHandlers(StubAssistant(), PASSAGES)
-    turns = [done_turn(question="Which countries?"), {"question": "Why?", "answer": "", "unanswered": True}]
+    turns = [done_turn(question="Which countries?"), ChatTurn("Why?", unanswered=True)]
     assert handlers.pick(turns, gr.SelectData(None, {"index": 2, "value": ""})) == "Why?"
     assert handlers.pick(turns, gr.SelectData(None, {"index": 0, "value": ""})) == "Which countries?"
     assert isinstance(handlers.pick(turns, gr.SelectData(None, {"index": 1, "value": ""})), type(gr.skip()))
@@ -455,7 +454,7 @@ def test_engine_errors_show_their_advice_in_the_chat(error, caplog):
     shown = steps[-1][0][-1]["content"]
     assert 'class="chat-error"' in shown
     assert render.chat_text(str(error)) in shown and "Traceback" not in shown
-    assert turns[0]["error"] and render.engine_history(turns) == []
+    assert turns[0].error and render.engine_history(turns) == []
     assert any(str(error) in r.getMessage() for r in caplog.records)
 
 
@@ -781,7 +780,7 @@ def test_each_signed_in_user_sees_only_their_own_conversations(tmp_path):
     with pytest.warns(UserWarning, match="gone"):
         assert side.open(conversation, bob) == (gr.skip(),) * 6  # bob cannot open ann's by its id
     chat, turns, *_ = side.open(conversation, ann)
-    assert turns[0]["question"] == "Which countries will exceed it?" and turns[0]["citations"]
+    assert turns[0].question == "Which countries will exceed it?" and turns[0].citations
     side.delete(conversation, bob)  # nor delete it
     assert store.list("ann") and side.delete(conversation, ann)[-1].constructor_args["choices"] == []
 
@@ -805,7 +804,7 @@ def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
 def test_a_question_shows_at_once_with_a_waiting_note_and_a_bad_one_stays_in_the_box():
     handlers = ChatHandlers(StubAssistant(), PASSAGES)
     chat, turns, box, *_ = handlers.accept("  Which countries?  ", [done_turn()], "", None, None)
-    assert box == "" and turns[-1]["question"] == "Which countries?"
+    assert box == "" and turns[-1].question == "Which countries?"
     assert chat[-2]["content"] == "Which countries?" and 'class="waiting"' in chat[-1]["content"]
     assert "queue" in chat[-1]["content"]
     with pytest.warns(UserWarning, match="limit"):
@@ -847,7 +846,7 @@ def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):
 
     handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, Broken())
     (_, turns, *_), _ = run(handlers, "Which countries will exceed the new spending target?", [])
-    assert turns[0]["answer"] == spending_answer().text and turns[0]["done"]
+    assert turns[0].answer == spending_answer().text and turns[0].done
     assert any("Could not save the conversation" in r.getMessage() for r in caplog.records)
 
 
@@ -859,6 +858,6 @@ def test_a_stored_refusal_keeps_its_nearest_sentence_and_the_terminal_shows_it()
 
     answer = Answer("Who opened it?", NOT_IN_ARTICLE, abstained=True, reason="unverified", closest=citation())
     stored = Turn(0, answer.question, answer.text, answer.to_dict(), "done", 0.0, 0.0)
-    assert web_turn(stored)["closest"] == citation().to_dict()  # as the page shows it after a restart
+    assert web_turn(stored).closest == citation().to_dict()  # as the page shows it after a restart
     shown = render_answer(answer).splitlines()
     assert shown[0] == NOT_IN_ARTICLE and shown[1] == f'Nearest passage, not an answer: nato-3-0 ¶5: "{SPENDING_QUOTE}"'

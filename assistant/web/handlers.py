@@ -10,7 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gradio as gr
 
@@ -30,6 +30,7 @@ from .render import (
     has_reply,
     sources_html,
 )
+from .turns import ChatTurn
 from .workspace import STORE_ERRORS, Conversations, Recorder, session_of, user_of
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,17 @@ def stream_in_thread(
 
 @dataclass
 class Asked:
-    """A question shown and stored, waiting for its answer: the turn dict on the page, the session's turns it was
+    """A question shown and stored, waiting for its answer: the turn on the page, the session's turns it was
     asked in (another conversation may be on screen by the time it is answered) and where its answer is saved."""
 
-    turn: dict
-    turns: list[dict]
+    turn: ChatTurn
+    turns: list[ChatTurn]
     recorder: Recorder
     scope: str | None
     session: str
 
 
-def earlier_turns(asked: Asked) -> list[dict]:
+def earlier_turns(asked: Asked) -> list[ChatTurn]:
     """The turns asked before asked's, in its conversation."""
     return asked.turns[: next(i for i, t in enumerate(asked.turns) if t is asked.turn)]
 
@@ -89,14 +90,14 @@ class ChatHandlers:
         self.conversations = Conversations(store)
         self._lock = threading.Lock()
         self._asked: dict[str, deque[Asked]] = {}  # per session, oldest first
-        self._shown: dict[str, list[dict]] = {}  # per session, the turns on its screen
+        self._shown: dict[str, list[ChatTurn]] = {}  # per session, the turns on its screen
         self._live: dict[tuple, Asked] = {}  # (user, conversation, position) of questions not yet answered
         self._busy: set[int] = set()  # id() of the turns being answered now
 
     def accept(
         self,
         question: str,
-        turns: list[dict] | None,
+        turns: list[ChatTurn] | None,
         scope: str | None = None,
         conversation: str | None = None,
         request: gr.Request = None,
@@ -111,7 +112,7 @@ class ChatHandlers:
         turns = turns if turns is not None else []
         recorder = Recorder(self.store, user_of(request), conversation or None)
         conversation = recorder.start(text, scope or None)
-        turn = {"question": text, "answer": "", "done": False, "waiting": True, "position": recorder.position}
+        turn = ChatTurn(text, position=recorder.position, waiting=True)
         turns.append(turn)
         asked = Asked(turn, turns, recorder, scope or None, session_of(request))
         with self._lock:
@@ -136,7 +137,7 @@ class ChatHandlers:
         turn = asked.turn
         try:
             self._after_earlier(asked)
-            turn["waiting"] = False
+            turn.waiting = False
             yield self._screen(session, turn)
             answer = yield from self._stream(session, asked)
         finally:
@@ -144,14 +145,9 @@ class ChatHandlers:
         if answer is None:
             yield self._screen(session, turn, ended=True)
             return
-        turn.update(
-            answer=answer.text,
-            abstained=answer.abstained,
-            reason=answer.reason,
-            done=True,
-            citations=[c.to_dict() for c in answer.citations],
-            closest=answer.closest.to_dict() if answer.closest else None,
-        )
+        turn.answer, turn.abstained, turn.reason, turn.done = answer.text, answer.abstained, answer.reason, True
+        turn.citations = [c.to_dict() for c in answer.citations]
+        turn.closest = answer.closest.to_dict() if answer.closest else None
         asked.recorder.write(answer.text, answer.to_dict(), "done")
         yield self._screen(session, turn, ended=True)
 
@@ -160,22 +156,22 @@ class ChatHandlers:
         turn, answer = asked.turn, None
         history = engine_history(earlier_turns(asked))
         try:
-            for item in stream_in_thread(self.assistant, turn["question"], history, asked.scope):
+            for item in stream_in_thread(self.assistant, turn.question, history, asked.scope):
                 if isinstance(item, Answer):
                     answer = item
                 elif item:
-                    turn["answer"] += item
-                    asked.recorder.write(turn["answer"])
+                    turn.answer += item
+                    asked.recorder.write(turn.answer)
                     yield self._screen(session, turn)
             if answer is None:
                 raise RuntimeError("the engine finished without an Answer")
         except Exception as exc:
             if isinstance(exc, (InvalidQuestion, *EXPECTED_ERRORS)):
-                log.error("Could not answer %r: %s", turn["question"], exc)
+                log.error("Could not answer %r: %s", turn.question, exc)
             else:
-                log.exception("Unexpected error answering %r", turn["question"])
-            turn.update(error=error_message(exc), done=True)
-            asked.recorder.write(turn["answer"], {"error": turn["error"]}, "error")
+                log.exception("Unexpected error answering %r", turn.question)
+            turn.error, turn.done = error_message(exc), True
+            asked.recorder.write(turn.answer, {"error": turn.error}, "error")
             return None
         return answer
 
@@ -185,11 +181,11 @@ class ChatHandlers:
         while True:
             with self._lock:
                 live = self._busy | {id(a.turn) for q in self._asked.values() for a in q}
-            if not any(id(t) in live and not t.get("done") for t in earlier_turns(asked)):
+            if not any(id(t) in live and not t.done for t in earlier_turns(asked)):
                 return
             time.sleep(ORDER_POLL_S)
 
-    def _screen(self, session: str, turn: dict, ended: bool = False) -> tuple:
+    def _screen(self, session: str, turn: ChatTurn, ended: bool = False) -> tuple:
         """The (chat, sources, article) update for session: its screen's turns when turn is among them, else none."""
         with self._lock:
             shown = self._shown.get(session)
@@ -197,8 +193,8 @@ class ChatHandlers:
             return gr.skip(), gr.skip(), gr.skip()
         if not ended:
             return chat_messages(shown), gr.skip(), gr.skip()
-        article = article_html(self.assistant.passages or self.passages, turn.get("citations"))
-        return chat_messages(shown), sources_html(shown), article if turn.get("citations") else gr.skip()
+        article = article_html(self.assistant.passages or self.passages, turn.citations)
+        return chat_messages(shown), sources_html(shown), article if turn.citations else gr.skip()
 
     def _forget(self, asked: Asked) -> None:
         with self._lock:
@@ -207,23 +203,23 @@ class ChatHandlers:
             if self._live.get(key) is asked:
                 del self._live[key]
 
-    def showing(self, turns: list[dict], request: gr.Request = None) -> list[dict]:
+    def showing(self, turns: list[ChatTurn], request: gr.Request = None) -> list[ChatTurn]:
         """Record that turns are now on the session's screen (a conversation opened, a new chat); return them."""
         with self._lock:
             self._shown[session_of(request)] = turns
         return turns
 
-    def live_turn(self, user: str, conversation: str, turn: dict, request: gr.Request = None) -> dict:
+    def live_turn(self, user: str, conversation: str, turn: ChatTurn, request: gr.Request = None) -> ChatTurn:
         """turn (from the store) as this session shows it. A question this session is still answering is its live
         turn, so the answer goes on streaming into the reopened conversation; one asked before a reload, or in
         another tab, says it is still being answered."""
         with self._lock:
-            asked = self._live.get((user, conversation, turn.get("position")))
+            asked = self._live.get((user, conversation, turn.position))
         if asked is None:
             return turn
         if asked.session == session_of(request):
             return asked.turn
-        return {**turn, "answer": "", "done": False, "unanswered": False, "elsewhere": True}
+        return replace(turn, answer="", done=False, unanswered=False, elsewhere=True)
 
     def listing(self, user: str, current: str | None):
         """The conversation list for user, with current selected."""
@@ -235,10 +231,10 @@ class ChatHandlers:
         turns = self.showing([], request)
         return [], turns, sources_html([]), article_html(self.passages), "", None, gr.Radio(value=None)
 
-    def pick(self, turns: list[dict] | None, chosen: gr.SelectData) -> str | dict:
+    def pick(self, turns: list[ChatTurn] | None, chosen: gr.SelectData) -> str | dict:
         """A question clicked in the chat goes back into the box, to be asked again (or changed first)."""
         number, role = message_of(turns or [], chosen.index)
-        return turns[number]["question"] if role == "user" else gr.skip()
+        return turns[number].question if role == "user" else gr.skip()
 
     def answer(self, question: str, history_json: str = "[]", article: str = "") -> dict:
         """Answer a question about the article, from the article only, with citations (see API_DOC).
@@ -285,7 +281,7 @@ class WorkspaceHandlers:
             gr.Warning("That conversation is gone; it may have been deleted in another tab.")
             return (gr.skip(),) * 6
         turns = self.chat.showing([self.chat.live_turn(user, conversation, t, request) for t in turns], request)
-        last = next((t.get("citations") for t in reversed(turns) if t.get("citations")), None)
+        last = next((t.citations for t in reversed(turns) if t.citations), None)
         article = article_html(self.chat.assistant.passages or self.chat.passages, last)
         return chat_messages(turns), turns, sources_html(turns), article, conversation, scope or ""
 
@@ -308,7 +304,7 @@ class WorkspaceHandlers:
             return gr.File(visible=False)
         return gr.File(value=str(path), visible=True)
 
-    def rate(self, turns: list[dict], conversation: str | None, like: gr.LikeData, request: gr.Request = None):
+    def rate(self, turns: list[ChatTurn], conversation: str | None, like: gr.LikeData, request: gr.Request = None):
         """Record a 👍 at once; a 👎 too, and open the note asking what the right answer is."""
         number = turn_of_message(turns or [], like.index)
         if number is None or not conversation:
@@ -344,7 +340,7 @@ class WorkspaceHandlers:
     def _withdraw(self, turns, conversation, number, user) -> None:
         if self.store is not None:
             try:
-                self.store.withdraw_feedback(user, conversation, turns[number]["position"])
+                self.store.withdraw_feedback(user, conversation, turns[number].position)
             except (*STORE_ERRORS, IndexError, KeyError) as exc:
                 log.error("Could not take back feedback: %s", exc)
 
@@ -355,17 +351,17 @@ class WorkspaceHandlers:
             return
         turn = turns[number]
         try:
-            stored = self.store.get(user, conversation).turns[turn["position"]]
+            stored = self.store.get(user, conversation).turns[turn.position]
             self.store.add_feedback(
                 user,
                 conversation,
-                turn["position"],
+                turn.position,
                 rating,
                 note,
                 kind,
-                question=turn["question"],
+                question=turn.question,
                 history=engine_history(turns[:number]),
-                answer=stored.answer_json or {"text": turn.get("answer", "")},
+                answer=stored.answer_json or {"text": turn.answer},
                 corpus_hash=corpus_hash(self.chat.assistant.documents),
                 settings=self.chat.assistant.settings,
             )
@@ -378,15 +374,15 @@ NOT_IN_ARTICLE_CHOICE = "The article does not say"
 RIGHT_ANSWER_CHOICE = "The right answer is…"
 
 
-def turn_of_message(turns: list[dict], index) -> int | None:
+def turn_of_message(turns: list[ChatTurn], index) -> int | None:
     """The turn whose finished answer is chat message index, None for any other message."""
     number, role = message_of(turns, index)
-    if role != "assistant" or not turns[number].get("done") or turns[number].get("error"):
+    if role != "assistant" or not turns[number].done or turns[number].error:
         return None
     return number
 
 
-def message_of(turns: list[dict], index) -> tuple[int | None, str | None]:
+def message_of(turns: list[ChatTurn], index) -> tuple[int | None, str | None]:
     """(turn number, "user" or "assistant") of chat message index, as chat_messages lays them out."""
     index = index[0] if isinstance(index, (list, tuple)) else index
     position = -1

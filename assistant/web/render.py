@@ -17,6 +17,7 @@ from ..generation import ModelUnavailable, PromptError
 from ..guard import InvalidQuestion
 from ..indexing import IndexStoreError
 from ..models import ModelError
+from .turns import ChatTurn
 
 LOADING = "Loading the model… first answers may take a few seconds."
 READY = "Ready: ask a question about the article."
@@ -52,21 +53,21 @@ def source_id(turn: int, index: int) -> str:
     return f"src-{turn}-{index}"
 
 
-def answer_html(turn: dict, number: int) -> str:
+def answer_html(turn: ChatTurn, number: int) -> str:
     """Return the Chatbot content of one answer turn: markers linked to the sources, refusals and errors styled."""
-    if turn.get("error"):
-        return f'<span class="chat-error">⚠ {chat_text(turn["error"])}</span>'
-    if turn.get("waiting"):
+    if turn.error:
+        return f'<span class="chat-error">⚠ {chat_text(turn.error)}</span>'
+    if turn.waiting:
         return f'<span class="waiting">{chat_text(WAITING)}</span>'
-    if turn.get("unanswered"):
+    if turn.unanswered:
         return f'<span class="unanswered">{chat_text(UNANSWERED)}</span>'
-    if turn.get("elsewhere"):
+    if turn.elsewhere:
         return f'<span class="waiting elsewhere">{chat_text(ELSEWHERE)}</span>'
-    text = turn.get("answer", "")
-    if turn.get("abstained"):
-        reason = re.sub(r"[^a-z_]", "", str(turn.get("reason", "")))
+    text = turn.answer
+    if turn.abstained:
+        reason = re.sub(r"[^a-z_]", "", str(turn.reason))
         return f'<em class="refusal reason-{reason}">{chat_text(text)}</em>{closest_html(turn, number)}'
-    known = {c["index"] for c in turn.get("citations", [])} if turn.get("done") else set()
+    known = {c["index"] for c in turn.citations} if turn.done else set()
     parts, pos = [], 0
     for match in MARKER.finditer(text):
         parts.append(chat_text(text[pos : match.start()]))
@@ -77,41 +78,41 @@ def answer_html(turn: dict, number: int) -> str:
             parts.append(f"&#91;{n}&#93;")
         pos = match.end()
     parts.append(chat_text(text[pos:]))
-    css = "answer" if turn.get("done") else "answer streaming"
+    css = "answer" if turn.done else "answer streaming"
     return f'<span class="{css}">{"".join(parts)}</span>'
 
 
-def closest_html(turn: dict, number: int) -> str:
+def closest_html(turn: ChatTurn, number: int) -> str:
     """After a refusal: the article's nearest sentence, quoted, linked to its passage in the sources ("" if none)."""
-    closest = turn.get("closest")
-    if not closest or not turn.get("done"):
+    closest = turn.closest
+    if not closest or not turn.done:
         return ""
     link = f'<a class="cite" href="#{source_id(number, closest["index"])}" title="Nearest passage">¶{closest["number"]}</a>'
     return f'<br><span class="closest">{chat_text(CLOSEST)} “{chat_text(closest["quote"])}” {link}</span>'
 
 
-def chat_messages(turns: list[dict]) -> list[dict]:
+def chat_messages(turns: list[ChatTurn]) -> list[dict]:
     """Return the Chatbot messages ({"role", "content"} dicts, content escaped HTML) for the session's turns."""
     messages = []
     for number, turn in enumerate(turns):
-        messages.append({"role": "user", "content": chat_text(turn["question"])})
+        messages.append({"role": "user", "content": chat_text(turn.question)})
         if has_reply(turn):
             messages.append({"role": "assistant", "content": answer_html(turn, number)})
     return messages
 
 
-def has_reply(turn: dict) -> bool:
+def has_reply(turn: ChatTurn) -> bool:
     """True when the chat shows a bot message after turn's question: an answer so far, an error or a note."""
-    return any(turn.get(key) for key in ("answer", "error", "done", "waiting", "unanswered", "elsewhere"))
+    return any((turn.answer, turn.error, turn.done, turn.waiting, turn.unanswered, turn.elsewhere))
 
 
-def engine_history(turns: list[dict]) -> list[dict]:
+def engine_history(turns: list[ChatTurn]) -> list[dict]:
     """Return the plain-text history for the engine: recent finished turns, without HTML or citation markers."""
     history: list[dict] = []
     for turn in turns:
-        if turn.get("done") and not turn.get("error"):
-            history.append({"role": "user", "content": turn["question"]})
-            history.append({"role": "assistant", "content": strip_markers(turn["answer"])})
+        if turn.done and not turn.error:
+            history.append({"role": "user", "content": turn.question})
+            history.append({"role": "assistant", "content": strip_markers(turn.answer)})
     return history[-HISTORY_MESSAGES:]
 
 
@@ -133,21 +134,21 @@ def source_html(citation: dict, turn: int, heading: str | None = None) -> str:
     )
 
 
-def sources_html(turns: list[dict]) -> str:
+def sources_html(turns: list[ChatTurn]) -> str:
     """Return the sources panel: the cited passages of every answered turn, the latest first."""
     blocks = []
     for number in range(len(turns) - 1, -1, -1):
         turn = turns[number]
-        if not turn.get("done") or turn.get("error"):
+        if not turn.done or turn.error:
             continue
-        head = f'<div class="turn-question">Q{number + 1}: {escape(turn["question"])}</div>'
-        if turn.get("citations"):
-            body = "".join(source_html(c, number) for c in turn["citations"])
+        head = f'<div class="turn-question">Q{number + 1}: {escape(turn.question)}</div>'
+        if turn.citations:
+            body = "".join(source_html(c, number) for c in turn.citations)
         else:
             body = '<p class="refusal">No source cited: the article does not answer this.</p>'
-            if turn.get("closest"):
-                heading = f"{NEAREST}: ¶{turn['closest']['number']}"
-                body += f'<div class="closest">{source_html(turn["closest"], number, heading)}</div>'
+            if turn.closest:
+                heading = f"{NEAREST}: ¶{turn.closest['number']}"
+                body += f'<div class="closest">{source_html(turn.closest, number, heading)}</div>'
         blocks.append(f'<section class="turn-sources" id="sources-{number}">{head}{body}</section>')
     if not blocks:
         return '<p class="sources-empty">Sources cited by the answers appear here.</p>'

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..conversations import ConversationError, ConversationStore, Turn
 from ..transcript import conversation_markdown
+from .turns import ChatTurn
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +33,20 @@ def session_of(request) -> str:
     return str(getattr(request, "session_hash", None) or "")
 
 
-def web_turn(turn: Turn) -> dict:
+def web_turn(turn: Turn) -> ChatTurn:
     """A stored turn as the page's session keeps it (see render.chat_messages)."""
     data = dict(turn.answer_json or {})
-    shown = {"question": turn.question, "answer": turn.answer, "position": turn.position, "done": True}
+    shown = ChatTurn(turn.question, turn.answer, turn.position, done=True)
     if turn.state == "error":
-        shown["error"] = data.get("error") or "This answer failed."
+        shown.error = data.get("error") or "This answer failed."
     elif turn.state == "streaming" and not turn.answer:  # shown and saved, but the process stopped before answering
-        shown.update(done=False, unanswered=True)
+        shown.done, shown.unanswered = False, True
     elif turn.state == "streaming":  # no live request owns it: the process stopped while it was streaming
-        shown["answer"] = (turn.answer + " …").strip()
-        shown["interrupted"] = True
+        shown.answer = (turn.answer + " …").strip()
+        shown.interrupted = True
     else:
-        shown.update(abstained=data.get("abstained", False), reason=data.get("reason", "answered"))
-        shown.update(citations=turn.citations, closest=turn.closest)
+        shown.abstained, shown.reason = data.get("abstained", False), data.get("reason", "answered")
+        shown.citations, shown.closest = turn.citations, turn.closest
     return shown
 
 
@@ -102,7 +103,7 @@ class Conversations:
             log.error("Could not list the conversations (%s: %s).", type(exc).__name__, exc)
             return []
 
-    def turns(self, user: str, conversation: str) -> tuple[list[dict], str | None]:
+    def turns(self, user: str, conversation: str) -> tuple[list[ChatTurn], str | None]:
         """The conversation's turns as the page keeps them, and its scope."""
         stored = self.store.get(user, conversation)
         return [web_turn(t) for t in stored.turns], stored.scope
