@@ -541,6 +541,9 @@ def kill_while_streaming(path, lines: int) -> tuple[str, list[str]]:
         child.kill()
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
+    # What it printed before the kill and this process had not read yet (a busy machine lets the child run ahead)
+    # was shown too; a line cut short by the kill was not.
+    printed += [json.loads(line) for line in child.stdout.read().splitlines(keepends=True) if line.endswith("\n")]
     return cid, printed
 
 

@@ -16,10 +16,10 @@ import gradio as gr
 
 from ..answering import Answer, Assistant
 from ..corpus import Passage
+from ..errors import AssistantError
 from ..guard import InvalidQuestion, validate_question
 from ..relay import relay
 from .render import (
-    EXPECTED_ERRORS,
     GENERIC_ERROR,
     api_result,
     article_html,
@@ -166,7 +166,7 @@ class ChatHandlers:
             if answer is None:
                 raise RuntimeError("the engine finished without an Answer")
         except Exception as exc:
-            if isinstance(exc, (InvalidQuestion, *EXPECTED_ERRORS)):
+            if isinstance(exc, AssistantError):
                 log.error("Could not answer %r: %s", turn.question, exc)
             else:
                 log.exception("Unexpected error answering %r", turn.question)
@@ -250,7 +250,7 @@ class ChatHandlers:
             ) from exc
         try:
             return api_result(self.assistant.answer(question, history, article or None))
-        except (InvalidQuestion, *EXPECTED_ERRORS) as exc:
+        except AssistantError as exc:
             log.error("API could not answer %r: %s", question, exc)
             raise gr.Error(error_message(exc), print_exception=False) from exc
         except Exception as exc:

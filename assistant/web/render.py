@@ -9,14 +9,11 @@ from __future__ import annotations
 import html
 import re
 
-from ..answerability import VerifierModelError
 from ..answering import Answer
 from ..cite import MARKER, NEAREST, highlight, strip_markers
-from ..corpus import CorpusError, Passage
-from ..generation import ModelUnavailable, PromptError
+from ..corpus import Passage
+from ..errors import AssistantError
 from ..guard import InvalidQuestion
-from ..indexing import IndexStoreError
-from ..models import ModelError
 from .turns import ChatTurn
 
 LOADING = "Loading the model… first answers may take a few seconds."
@@ -35,7 +32,6 @@ HISTORY_MESSAGES = 20  # the engine reads only the last few turns; a long chat m
 GENERIC_ERROR = "Something went wrong while answering; the error was logged. Please try again."
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$^=:])")
-EXPECTED_ERRORS = (ModelUnavailable, ModelError, IndexStoreError, CorpusError, PromptError, VerifierModelError)
 
 
 def escape(value: object) -> str:
@@ -205,7 +201,7 @@ def error_message(exc: BaseException) -> str:
     """Return what the page says about an error: the engine's own advice for known errors, else a generic line."""
     if isinstance(exc, InvalidQuestion):
         return str(exc)
-    if isinstance(exc, EXPECTED_ERRORS):
+    if isinstance(exc, AssistantError):
         return f"The assistant cannot answer right now: {exc}"
     return GENERIC_ERROR
 

@@ -8,7 +8,8 @@ import logging
 import threading
 
 from ..answering import Assistant
-from .render import EXPECTED_ERRORS, status_html
+from ..errors import AssistantError
+from .render import status_html
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class WarmUp:
             self.state = "ready"
             for document in self.assistant.documents:  # each article that fits is read once, in the background
                 self.assistant.read_article(self.assistant.view(document.doc_id), wait=False)
-        except EXPECTED_ERRORS as exc:
+        except AssistantError as exc:
             log.error("Warm-up failed: %s", exc)
             self.error, self.state = str(exc), "failed"
         except Exception as exc:  # the page must still come up and say so
