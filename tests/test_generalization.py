@@ -1,7 +1,9 @@
 """The generalization set: articles of other genres that the code was never tuned for, each split into dev and test.
 
-The unit tests check the set is what issue 11 asks for; the real test runs every case file through `assistant eval`
-(one process, one model) and gates each on the thresholds in its file, which come from a real run.
+The unit tests check the set is what issue 11 asks for; the real test runs each article's test split through
+`assistant eval` (one process, one model) and gates it on the thresholds in its file, which come from a real run. The
+dev splits are for tuning, and are gated by hand while tuning (`assistant eval tests/data/generalization/*/dev.yaml`):
+answering them here too would cost about ten minutes of a CI run that must stay under an hour.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ def test_the_nato_set_has_near_misses_and_common_knowledge_paraphrases():
 
 
 @pytest.mark.real
-def test_every_generalization_file_meets_its_thresholds(tmp_path):
-    files = [str(a / f"{split}.yaml") for a in ARTICLES for split in SPLITS]
+def test_every_generalization_test_split_meets_its_thresholds(tmp_path):
+    files = [str(a / "test.yaml") for a in ARTICLES]
     result = subprocess.run(
         [sys.executable, "-m", "assistant.cli", "eval", *files, "--report", str(tmp_path)],
         cwd=PROJECT_ROOT,
