@@ -161,9 +161,10 @@ class Assistant:
     @property
     def parts(self) -> Parts:
         """What the answer stages use (see parts.py): built once per load, on the first question, since only then
-        is the model file needed."""
+        is the model file needed. A change on disk is found by view(), which every question calls first."""
         with self._lock:
-            self.load()
+            if not self._ready:
+                self.load()
             if self._parts is None:
                 self._parts = Parts.build(
                     self.settings,

@@ -1,8 +1,8 @@
 """Answer stage, components: the parts every stage of pipeline.run receives, built once per load of the corpus.
 
 The stages take this one frozen object and nothing else, so a test can hand them a fake for any part, and nothing
-in the pipeline imports the Assistant that builds it (no import cycle). Each part has a default built by `build`
-from settings, the way llama_index's CitationQueryEngine takes its retriever and synthesizer.
+in the pipeline imports the Assistant that builds it (no import cycle). `build` makes the judges from settings unless
+they are given, the way llama_index's CitationQueryEngine takes its retriever and synthesizer or makes its own.
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ class Parts:
     @classmethod
     def build(cls, settings: Settings, prompts: Prompts, chat_model, learned=None, **parts) -> Parts:
         """The parts, with judges made from settings unless given (learned: the learned verifier, if any)."""
-        judging = settings.verify and settings.grounding_check
-        if judging:
+        if settings.verify and settings.grounding_check:
             threshold, top = settings.verify_threshold, settings.verify_top_logprobs
-            parts.setdefault("verifier", Verifier(chat_model, prompts.verify, threshold, top, learned))
-            parts.setdefault("fact_checker", Verifier(chat_model, prompts.entails, threshold, top))
+            if "verifier" not in parts:
+                parts["verifier"] = Verifier(chat_model, prompts.verify, threshold, top, learned)
+            if "fact_checker" not in parts:
+                parts["fact_checker"] = Verifier(chat_model, prompts.entails, threshold, top)
         return cls(settings=settings, prompts=prompts, chat_model=chat_model, **parts)
 
     def doc_text(self, doc_id: str) -> str:
