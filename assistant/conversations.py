@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import SecretBytes, SecretStr
 
 from .errors import AssistantError
+from .turn import STORED_STATES, StoredState, Turn
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 DATABASE_NAME = "assistant.db"
 SCHEMA_VERSION = 1  # PRAGMA user_version; bump it and add a step to _MIGRATIONS when the schema changes
 TITLE_CHARS = 80
-TurnState = Literal["streaming", "done", "error"]
-TURN_STATES: tuple[TurnState, ...] = ("streaming", "done", "error")
 FeedbackKind = Literal["correct_answer", "not_in_article"]
 FEEDBACK_KINDS: tuple[FeedbackKind, ...] = ("correct_answer", "not_in_article")
 # Settings fields that hold credentials (the remote key, the basic-auth passwords): never written to the database.
@@ -92,30 +91,6 @@ class ConversationSummary:
     created: float
     updated: float
     turns: int
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One question and its answer; state 'streaming' after a restart means the answer was interrupted."""
-
-    position: int  # from 0
-    question: str
-    answer: str  # the text shown so far, with its [n] markers
-    answer_json: dict | None  # Answer.to_dict() once the answer is done
-    state: TurnState
-    created: float
-    updated: float
-
-    @property
-    def citations(self) -> list[dict]:
-        """The answer's citations as plain data (none until the answer is done)."""
-        return list((self.answer_json or {}).get("citations") or [])
-
-    @property
-    def closest(self) -> dict | None:
-        """With a refusal, the article's sentence nearest to what was asked (Answer.closest), as plain data."""
-        closest = (self.answer_json or {}).get("closest")
-        return closest if isinstance(closest, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -291,11 +266,11 @@ class ConversationStore:
         position: int,
         answer_text: str,
         answer_json: dict | None = None,
-        state: TurnState = "streaming",
+        state: StoredState = "streaming",
     ) -> None:
         """Replace the turn's answer text (answer_json None keeps the stored one); committed when this returns."""
-        if state not in TURN_STATES:
-            raise ConversationError(f"a turn's state is one of {', '.join(TURN_STATES)}, not {state!r}")
+        if state not in STORED_STATES:
+            raise ConversationError(f"a turn's state is one of {', '.join(STORED_STATES)}, not {state!r}")
         now = time.time()
         data = None if answer_json is None else _dumps(answer_json)
         with self._transaction() as conn:
@@ -336,14 +311,14 @@ class ConversationStore:
             row["created"],
             row["updated"],
             [
-                Turn(
+                Turn.stored(
                     t["position"],
                     t["question"],
                     t["answer"],
                     json.loads(t["answer_json"]) if t["answer_json"] else None,
                     t["state"],
-                    t["created"],
-                    t["updated"],
+                    created=t["created"],
+                    updated=t["updated"],
                 )
                 for t in turns
             ],

@@ -324,7 +324,7 @@ def test_export_markdown_turns_markers_into_footnotes_quoting_the_spans(store):
 
 
 def test_markdown_leaves_a_marker_without_its_citation_alone():
-    turn = conversations.Turn(0, "q", "Said [1] and [7].", {"citations": [citation(1, COLBY)]}, "error", 0.0, 0.0)
+    turn = conversations.Turn.stored(0, "q", "Said [1] and [7].", {"citations": [citation(1, COLBY)]}, "error")
     markdown = conversation_markdown(conversations.Conversation("c", "", "t", None, 0.0, 0.0, [turn]))
     assert "Said[^1] and [7]. *(the answer failed)*" in markdown
 
@@ -562,3 +562,43 @@ def test_kill_during_streaming_loses_nothing_shown(tmp_path):
                 assert len(turn.answer) - len(printed[-1]) < 60
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+def test_the_page_s_turn_and_the_store_s_row_are_one_record(tmp_path):
+    """A turn streamed and finished on the page, written as it went, reads back from the store with the same fields;
+    a failed one keeps its message; one cut off while streaming reads back 'streaming' with the text shown."""
+    from assistant.cite import Citation
+    from assistant.state import Answer
+    from assistant.turn import Turn
+    from assistant.web.workspace import Recorder, web_turn
+
+    passage = next(p for p in PASSAGES if COLBY in p.text)
+    start = DOCUMENTS[0].text.index(COLBY)
+    cited = Citation.of(passage, 1, start, start + len(COLBY), DOCUMENTS[0].text)
+    store = ConversationStore(tmp_path / "assistant.db")
+    turns = []
+    for question in ("Who spoke for the US?", "And then?", "Why?"):
+        recorder = Recorder(store, "ann", turns[0][0].conversation if turns else None)
+        recorder.start(question, None)
+        turn = Turn(question, position=recorder.position, state="waiting")
+        recorder.write(turn)
+        turn.state, turn.answer = "streaming", "It was"
+        recorder.write(turn)
+        turns.append((recorder, turn))
+    turns[0][1].finish(Answer("Who spoke for the US?", f"{COLBY} spoke [1].", citations=[cited], reason="answered"))
+    turns[1][1].fail("The model file is missing: run the set-up again.")
+    for recorder, turn in turns[:2]:
+        recorder.write(turn)
+
+    done, failed, cut = store.get("ann", turns[0][0].conversation).turns
+    fields = ("question", "answer", "position", "state", "abstained", "reason", "citations", "closest", "error")
+    for name in fields:
+        assert getattr(done, name) == getattr(turns[0][1], name), name
+        assert getattr(failed, name) == getattr(turns[1][1], name), name
+    assert done.citations[0]["quote"] == COLBY and done.answer_json["citations"] == done.citations
+    assert failed.state == "error" and failed.error.startswith("The model file is missing")
+    assert cut.state == "streaming" and cut.answer == "It was" and not cut.ended
+    shown = web_turn(cut)  # no request of a new process answers it: the page calls it stopped
+    assert shown.state == "stopped" and shown.answered and shown.ended
+    assert web_turn(done) is done and not web_turn(failed).answered
+    store.close()

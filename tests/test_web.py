@@ -27,10 +27,10 @@ from assistant.indexing import IndexStoreError
 from assistant.models import ModelError
 from assistant.settings import PROJECT_ROOT, Settings
 from assistant.transcript import conversation_markdown
+from assistant.turn import Turn
 from assistant.web import app, render
 from assistant.web.articles import ArticleHandlers
 from assistant.web.handlers import NOT_IN_ARTICLE_CHOICE, ChatHandlers, WorkspaceHandlers, stream_in_thread
-from assistant.web.turns import ChatTurn
 from assistant.web.warmup import WarmUp
 from assistant.web.workspace import Examples
 
@@ -51,11 +51,11 @@ def citation(passage=P5, quote=SPENDING_QUOTE, index=1, **changes) -> Citation:
     return dataclasses.replace(Citation.of(passage, index, start, start + len(quote), DOCUMENT.text), **changes)
 
 
-def done_turn(question="Which countries?", answer="Denmark and Poland will [1].", citations=None, **extra) -> ChatTurn:
+def done_turn(question="Which countries?", answer="Denmark and Poland will [1].", citations=None, **extra) -> Turn:
     """A finished turn as the page stores it in its gr.State."""
     cits = [citation()] if citations is None else citations
     extra = {"abstained": False, "reason": "answered", **extra}
-    return ChatTurn(question, answer, done=True, citations=[c.to_dict() for c in cits], **extra)
+    return Turn(question, answer, state="done", citations=[c.to_dict() for c in cits], **extra)
 
 
 def marked(fragment: str) -> list[str]:
@@ -103,7 +103,7 @@ def test_answer_links_known_markers_to_their_sources():
 
 
 def test_streaming_answer_shows_markers_without_links():
-    shown = render.answer_html(ChatTurn("q", "Denmark [1]."), 0)
+    shown = render.answer_html(Turn("q", "Denmark [1]."), 0)
     assert 'class="answer streaming"' in shown and "&#91;1&#93;" in shown and "<a " not in shown
 
 
@@ -130,12 +130,12 @@ def test_a_refusal_shows_the_nearest_sentence_quoted_and_linked_to_its_passage()
 
 
 def test_error_turn_is_shown_as_an_error():
-    shown = render.answer_html(ChatTurn("q", error="Model <missing>", done=True), 0)
+    shown = render.answer_html(Turn("q", error="Model <missing>", state="error"), 0)
     assert shown.startswith('<span class="chat-error">') and "Model &lt;missing&gt;" in shown
 
 
 def test_chat_messages_escape_the_question_and_skip_unstarted_answers():
-    turns = [done_turn(question=XSS), ChatTurn("next?")]
+    turns = [done_turn(question=XSS), Turn("next?")]
     messages = render.chat_messages(turns)
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert "<img" not in messages[0]["content"] and "&lt;img" in messages[0]["content"]
@@ -168,7 +168,7 @@ def test_sources_panel_lists_latest_turn_first_and_notes_refusals():
     turns = [
         done_turn(question="Which countries?"),
         done_turn(question=XSS, answer=NOT_IN_ARTICLE, citations=[], abstained=True),
-        ChatTurn("Unfinished question?"),
+        Turn("Unfinished question?"),
     ]
     panel = render.sources_html(turns)
     assert panel.index('id="sources-1"') < panel.index('id="sources-0"')
@@ -190,9 +190,9 @@ def test_article_shows_every_paragraph_and_heading_with_cited_spans_marked():
 def test_engine_history_is_plain_text_of_finished_turns():
     turns = [
         done_turn(question="Which countries?", answer="Denmark and Poland will [1]."),
-        ChatTurn("broken?", error="The model is missing.", done=True),
+        Turn("broken?", error="The model is missing.", state="error"),
         done_turn(question="And why?", answer=NOT_IN_ARTICLE, citations=[], abstained=True),
-        ChatTurn("still streaming", "Part"),
+        Turn("still streaming", "Part"),
     ]
     assert render.engine_history(turns) == [
         {"role": "user", "content": "Which countries?"},
@@ -354,7 +354,7 @@ def test_questions_sent_while_one_is_answered_all_show_at_once_and_are_answered_
         list(handlers.respond(me))
     assert [q for q, _ in stub.calls] == questions
     assert [len(h) for _, h in stub.calls] == [0, 2, 4]  # each one had the answers before it as history
-    assert all(t.done and t.citations for t in turns)
+    assert all(t.state == "done" and t.citations for t in turns)
     assert [t.state for t in store.get("", conversation).turns] == ["done"] * 3
 
 
@@ -401,7 +401,7 @@ def test_a_question_the_process_never_answered_is_marked_after_a_restart(tmp_pat
     # The process stops here; a new one (new handlers) reopens the conversation.
     side = WorkspaceHandlers(ChatHandlers(StubAssistant(), PASSAGES, store))
     chat, turns, *_ = side.open(conversation, tab("b"))
-    assert turns[0].unanswered and not turns[0].done and render.engine_history(turns) == []
+    assert turns[0].state == "stopped" and not turns[0].answered and render.engine_history(turns) == []
     assert 'class="unanswered"' in chat[-1]["content"] and "Not answered" in chat[-1]["content"]
     assert "not answered" in conversation_markdown(store.get("", conversation))
 
@@ -413,16 +413,16 @@ def test_a_reopened_conversation_shows_its_question_still_being_answered(workspa
     handlers.new_chat(me)
     chat, turns, *_ = side.open(conversation, me)  # back to it: the answer goes on streaming into it
     steps = list(answering)
-    assert steps[-1][0][-1]["content"].count("cite") and turns[0].done
+    assert steps[-1][0][-1]["content"].count("cite") and turns[0].state == "done"
     # After a reload (another session), the same question says it is still being answered.
     handlers.accept("Why?", turns, "", conversation, me)
     chat, turns, *_ = side.open(conversation, tab("b"))
-    assert turns[-1].elsewhere and "Still being answered" in html.unescape(chat[-1]["content"])
+    assert turns[-1].state == "elsewhere" and "Still being answered" in html.unescape(chat[-1]["content"])
 
 
 def test_a_question_clicked_in_the_chat_goes_back_into_the_box():
     handlers = ChatHandlers(StubAssistant(), PASSAGES)
-    turns = [done_turn(question="Which countries?"), ChatTurn("Why?", unanswered=True)]
+    turns = [done_turn(question="Which countries?"), Turn("Why?", state="stopped")]
     assert handlers.pick(turns, gr.SelectData(None, {"index": 2, "value": ""})) == "Why?"
     assert handlers.pick(turns, gr.SelectData(None, {"index": 0, "value": ""})) == "Which countries?"
     assert isinstance(handlers.pick(turns, gr.SelectData(None, {"index": 1, "value": ""})), type(gr.skip()))
@@ -846,18 +846,17 @@ def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):
 
     handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, Broken())
     (_, turns, *_), _ = run(handlers, "Which countries will exceed the new spending target?", [])
-    assert turns[0].answer == spending_answer().text and turns[0].done
+    assert turns[0].answer == spending_answer().text and turns[0].state == "done"
     assert any("Could not save the conversation" in r.getMessage() for r in caplog.records)
 
 
 def test_a_stored_refusal_keeps_its_nearest_sentence_and_the_terminal_shows_it():
     from assistant.cli import render_answer
-    from assistant.conversations import Turn
     from assistant.state import Answer
     from assistant.web.workspace import web_turn
 
     answer = Answer("Who opened it?", NOT_IN_ARTICLE, abstained=True, reason="unverified", closest=citation())
-    stored = Turn(0, answer.question, answer.text, answer.to_dict(), "done", 0.0, 0.0)
+    stored = Turn.stored(0, answer.question, answer.text, answer.to_dict(), "done")
     assert web_turn(stored).closest == citation().to_dict()  # as the page shows it after a restart
     shown = render_answer(answer).splitlines()
     assert shown[0] == NOT_IN_ARTICLE and shown[1] == f'Nearest passage, not an answer: nato-3-0 ¶5: "{SPENDING_QUOTE}"'

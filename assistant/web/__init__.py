@@ -1,8 +1,9 @@
 """Web stage: a Gradio page that streams cited answers about the articles, keeps each user's conversations and takes
 new articles, and the `/answer` API endpoint.
 
-Data flows one way: turns.py (a chat turn, ChatTurn) ← render.py (pure HTML) ← handlers.py, articles.py, warmup.py
-(events, state) ← app.py (layout, wiring, serving). workspace.py is the glue to the conversation store.
+Data flows one way: render.py (pure HTML) ← handlers.py, articles.py, warmup.py (events, state) ← app.py (layout,
+wiring, serving). workspace.py is the glue to the conversation store. A chat turn is assistant.turn.Turn, the same
+record the store keeps.
 """
 
 from __future__ import annotations

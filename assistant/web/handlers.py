@@ -19,6 +19,7 @@ from ..corpus import Passage
 from ..errors import AssistantError
 from ..guard import InvalidQuestion, validate_question
 from ..relay import relay
+from ..turn import Turn
 from .render import (
     GENERIC_ERROR,
     api_result,
@@ -30,7 +31,6 @@ from .render import (
     has_reply,
     sources_html,
 )
-from .turns import ChatTurn
 from .workspace import STORE_ERRORS, Conversations, Recorder, session_of, user_of
 
 log = logging.getLogger(__name__)
@@ -60,14 +60,14 @@ class Asked:
     """A question shown and stored, waiting for its answer: the turn on the page, the session's turns it was
     asked in (another conversation may be on screen by the time it is answered) and where its answer is saved."""
 
-    turn: ChatTurn
-    turns: list[ChatTurn]
+    turn: Turn
+    turns: list[Turn]
     recorder: Recorder
     scope: str | None
     session: str
 
 
-def earlier_turns(asked: Asked) -> list[ChatTurn]:
+def earlier_turns(asked: Asked) -> list[Turn]:
     """The turns asked before asked's, in its conversation."""
     return asked.turns[: next(i for i, t in enumerate(asked.turns) if t is asked.turn)]
 
@@ -90,14 +90,14 @@ class ChatHandlers:
         self.conversations = Conversations(store)
         self._lock = threading.Lock()
         self._asked: dict[str, deque[Asked]] = {}  # per session, oldest first
-        self._shown: dict[str, list[ChatTurn]] = {}  # per session, the turns on its screen
+        self._shown: dict[str, list[Turn]] = {}  # per session, the turns on its screen
         self._live: dict[tuple, Asked] = {}  # (user, conversation, position) of questions not yet answered
         self._busy: set[int] = set()  # id() of the turns being answered now
 
     def accept(
         self,
         question: str,
-        turns: list[ChatTurn] | None,
+        turns: list[Turn] | None,
         scope: str | None = None,
         conversation: str | None = None,
         request: gr.Request = None,
@@ -112,7 +112,7 @@ class ChatHandlers:
         turns = turns if turns is not None else []
         recorder = Recorder(self.store, user_of(request), conversation or None)
         conversation = recorder.start(text, scope or None)
-        turn = ChatTurn(text, position=recorder.position, waiting=True)
+        turn = Turn(text, position=recorder.position, state="waiting")
         turns.append(turn)
         asked = Asked(turn, turns, recorder, scope or None, session_of(request))
         with self._lock:
@@ -137,7 +137,7 @@ class ChatHandlers:
         turn = asked.turn
         try:
             self._after_earlier(asked)
-            turn.waiting = False
+            turn.state = "streaming"
             yield self._screen(session, turn)
             answer = yield from self._stream(session, asked)
         finally:
@@ -145,10 +145,8 @@ class ChatHandlers:
         if answer is None:
             yield self._screen(session, turn, ended=True)
             return
-        turn.answer, turn.abstained, turn.reason, turn.done = answer.text, answer.abstained, answer.reason, True
-        turn.citations = [c.to_dict() for c in answer.citations]
-        turn.closest = answer.closest.to_dict() if answer.closest else None
-        asked.recorder.write(answer.text, answer.to_dict(), "done")
+        turn.finish(answer)
+        asked.recorder.write(turn)
         yield self._screen(session, turn, ended=True)
 
     def _stream(self, session: str, asked: Asked) -> Iterator[tuple]:
@@ -161,7 +159,7 @@ class ChatHandlers:
                     answer = item
                 elif item:
                     turn.answer += item
-                    asked.recorder.write(turn.answer)
+                    asked.recorder.write(turn)
                     yield self._screen(session, turn)
             if answer is None:
                 raise RuntimeError("the engine finished without an Answer")
@@ -170,8 +168,8 @@ class ChatHandlers:
                 log.error("Could not answer %r: %s", turn.question, exc)
             else:
                 log.exception("Unexpected error answering %r", turn.question)
-            turn.error, turn.done = error_message(exc), True
-            asked.recorder.write(turn.answer, {"error": turn.error}, "error")
+            turn.fail(error_message(exc))
+            asked.recorder.write(turn)
             return None
         return answer
 
@@ -181,11 +179,11 @@ class ChatHandlers:
         while True:
             with self._lock:
                 live = self._busy | {id(a.turn) for q in self._asked.values() for a in q}
-            if not any(id(t) in live and not t.done for t in earlier_turns(asked)):
+            if not any(id(t) in live and not t.ended for t in earlier_turns(asked)):
                 return
             time.sleep(ORDER_POLL_S)
 
-    def _screen(self, session: str, turn: ChatTurn, ended: bool = False) -> tuple:
+    def _screen(self, session: str, turn: Turn, ended: bool = False) -> tuple:
         """The (chat, sources, article) update for session: its screen's turns when turn is among them, else none."""
         with self._lock:
             shown = self._shown.get(session)
@@ -203,13 +201,13 @@ class ChatHandlers:
             if self._live.get(key) is asked:
                 del self._live[key]
 
-    def showing(self, turns: list[ChatTurn], request: gr.Request = None) -> list[ChatTurn]:
+    def showing(self, turns: list[Turn], request: gr.Request = None) -> list[Turn]:
         """Record that turns are now on the session's screen (a conversation opened, a new chat); return them."""
         with self._lock:
             self._shown[session_of(request)] = turns
         return turns
 
-    def live_turn(self, user: str, conversation: str, turn: ChatTurn, request: gr.Request = None) -> ChatTurn:
+    def live_turn(self, user: str, conversation: str, turn: Turn, request: gr.Request = None) -> Turn:
         """turn (from the store) as this session shows it. A question this session is still answering is its live
         turn, so the answer goes on streaming into the reopened conversation; one asked before a reload, or in
         another tab, says it is still being answered."""
@@ -219,7 +217,7 @@ class ChatHandlers:
             return turn
         if asked.session == session_of(request):
             return asked.turn
-        return replace(turn, answer="", done=False, unanswered=False, elsewhere=True)
+        return replace(turn, answer="", state="elsewhere")
 
     def listing(self, user: str, current: str | None):
         """The conversation list for user, with current selected."""
@@ -231,7 +229,7 @@ class ChatHandlers:
         turns = self.showing([], request)
         return [], turns, sources_html([]), article_html(self.passages), "", None, gr.Radio(value=None)
 
-    def pick(self, turns: list[ChatTurn] | None, chosen: gr.SelectData) -> str | dict:
+    def pick(self, turns: list[Turn] | None, chosen: gr.SelectData) -> str | dict:
         """A question clicked in the chat goes back into the box, to be asked again (or changed first)."""
         number, role = message_of(turns or [], chosen.index)
         return turns[number].question if role == "user" else gr.skip()
@@ -304,7 +302,7 @@ class WorkspaceHandlers:
             return gr.File(visible=False)
         return gr.File(value=str(path), visible=True)
 
-    def rate(self, turns: list[ChatTurn], conversation: str | None, like: gr.LikeData, request: gr.Request = None):
+    def rate(self, turns: list[Turn], conversation: str | None, like: gr.LikeData, request: gr.Request = None):
         """Record a 👍 at once; a 👎 too, and open the note asking what the right answer is."""
         number = turn_of_message(turns or [], like.index)
         if number is None or not conversation:
@@ -374,15 +372,15 @@ NOT_IN_ARTICLE_CHOICE = "The article does not say"
 RIGHT_ANSWER_CHOICE = "The right answer is…"
 
 
-def turn_of_message(turns: list[ChatTurn], index) -> int | None:
+def turn_of_message(turns: list[Turn], index) -> int | None:
     """The turn whose finished answer is chat message index, None for any other message."""
     number, role = message_of(turns, index)
-    if role != "assistant" or not turns[number].done or turns[number].error:
+    if role != "assistant" or not turns[number].answered:
         return None
     return number
 
 
-def message_of(turns: list[ChatTurn], index) -> tuple[int | None, str | None]:
+def message_of(turns: list[Turn], index) -> tuple[int | None, str | None]:
     """(turn number, "user" or "assistant") of chat message index, as chat_messages lays them out."""
     index = index[0] if isinstance(index, (list, tuple)) else index
     position = -1

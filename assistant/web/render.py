@@ -14,7 +14,7 @@ from ..cite import MARKER, NEAREST, highlight, strip_markers
 from ..corpus import Passage
 from ..errors import AssistantError
 from ..guard import InvalidQuestion
-from .turns import ChatTurn
+from ..turn import Turn
 
 LOADING = "Loading the model… first answers may take a few seconds."
 READY = "Ready: ask a question about the article."
@@ -49,21 +49,21 @@ def source_id(turn: int, index: int) -> str:
     return f"src-{turn}-{index}"
 
 
-def answer_html(turn: ChatTurn, number: int) -> str:
+def answer_html(turn: Turn, number: int) -> str:
     """Return the Chatbot content of one answer turn: markers linked to the sources, refusals and errors styled."""
-    if turn.error:
+    if turn.state == "error":
         return f'<span class="chat-error">⚠ {chat_text(turn.error)}</span>'
-    if turn.waiting:
+    if turn.state == "waiting":
         return f'<span class="waiting">{chat_text(WAITING)}</span>'
-    if turn.unanswered:
-        return f'<span class="unanswered">{chat_text(UNANSWERED)}</span>'
-    if turn.elsewhere:
+    if turn.state == "elsewhere":
         return f'<span class="waiting elsewhere">{chat_text(ELSEWHERE)}</span>'
-    text = turn.answer
+    if turn.state == "stopped" and not turn.answer:
+        return f'<span class="unanswered">{chat_text(UNANSWERED)}</span>'
+    text = f"{turn.answer} …" if turn.state == "stopped" else turn.answer
     if turn.abstained:
         reason = re.sub(r"[^a-z_]", "", str(turn.reason))
         return f'<em class="refusal reason-{reason}">{chat_text(text)}</em>{closest_html(turn, number)}'
-    known = {c["index"] for c in turn.citations} if turn.done else set()
+    known = {c["index"] for c in turn.citations} if turn.state == "done" else set()
     parts, pos = [], 0
     for match in MARKER.finditer(text):
         parts.append(chat_text(text[pos : match.start()]))
@@ -74,20 +74,20 @@ def answer_html(turn: ChatTurn, number: int) -> str:
             parts.append(f"&#91;{n}&#93;")
         pos = match.end()
     parts.append(chat_text(text[pos:]))
-    css = "answer" if turn.done else "answer streaming"
+    css = "answer" if turn.ended else "answer streaming"
     return f'<span class="{css}">{"".join(parts)}</span>'
 
 
-def closest_html(turn: ChatTurn, number: int) -> str:
+def closest_html(turn: Turn, number: int) -> str:
     """After a refusal: the article's nearest sentence, quoted, linked to its passage in the sources ("" if none)."""
     closest = turn.closest
-    if not closest or not turn.done:
+    if not closest or turn.state != "done":
         return ""
     link = f'<a class="cite" href="#{source_id(number, closest["index"])}" title="Nearest passage">¶{closest["number"]}</a>'
     return f'<br><span class="closest">{chat_text(CLOSEST)} “{chat_text(closest["quote"])}” {link}</span>'
 
 
-def chat_messages(turns: list[ChatTurn]) -> list[dict]:
+def chat_messages(turns: list[Turn]) -> list[dict]:
     """Return the Chatbot messages ({"role", "content"} dicts, content escaped HTML) for the session's turns."""
     messages = []
     for number, turn in enumerate(turns):
@@ -97,16 +97,16 @@ def chat_messages(turns: list[ChatTurn]) -> list[dict]:
     return messages
 
 
-def has_reply(turn: ChatTurn) -> bool:
+def has_reply(turn: Turn) -> bool:
     """True when the chat shows a bot message after turn's question: an answer so far, an error or a note."""
-    return any((turn.answer, turn.error, turn.done, turn.waiting, turn.unanswered, turn.elsewhere))
+    return bool(turn.answer) or turn.state != "streaming"
 
 
-def engine_history(turns: list[ChatTurn]) -> list[dict]:
+def engine_history(turns: list[Turn]) -> list[dict]:
     """Return the plain-text history for the engine: recent finished turns, without HTML or citation markers."""
     history: list[dict] = []
     for turn in turns:
-        if turn.done and not turn.error:
+        if turn.answered:
             history.append({"role": "user", "content": turn.question})
             history.append({"role": "assistant", "content": strip_markers(turn.answer)})
     return history[-HISTORY_MESSAGES:]
@@ -130,12 +130,12 @@ def source_html(citation: dict, turn: int, heading: str | None = None) -> str:
     )
 
 
-def sources_html(turns: list[ChatTurn]) -> str:
+def sources_html(turns: list[Turn]) -> str:
     """Return the sources panel: the cited passages of every answered turn, the latest first."""
     blocks = []
     for number in range(len(turns) - 1, -1, -1):
         turn = turns[number]
-        if not turn.done or turn.error:
+        if not turn.answered:
             continue
         head = f'<div class="turn-question">Q{number + 1}: {escape(turn.question)}</div>'
         if turn.citations:

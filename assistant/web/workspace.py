@@ -10,12 +10,12 @@ import logging
 import sqlite3
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..conversations import ConversationError, ConversationStore, Turn
+from ..conversations import ConversationError, ConversationStore
 from ..transcript import conversation_markdown
-from .turns import ChatTurn
+from ..turn import Turn
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +33,10 @@ def session_of(request) -> str:
     return str(getattr(request, "session_hash", None) or "")
 
 
-def web_turn(turn: Turn) -> ChatTurn:
-    """A stored turn as the page's session keeps it (see render.chat_messages)."""
-    data = dict(turn.answer_json or {})
-    shown = ChatTurn(turn.question, turn.answer, turn.position, done=True)
-    if turn.state == "error":
-        shown.error = data.get("error") or "This answer failed."
-    elif turn.state == "streaming" and not turn.answer:  # shown and saved, but the process stopped before answering
-        shown.done, shown.unanswered = False, True
-    elif turn.state == "streaming":  # no live request owns it: the process stopped while it was streaming
-        shown.answer = (turn.answer + " …").strip()
-        shown.interrupted = True
-    else:
-        shown.abstained, shown.reason = data.get("abstained", False), data.get("reason", "answered")
-        shown.citations, shown.closest = turn.citations, turn.closest
-    return shown
+def web_turn(turn: Turn) -> Turn:
+    """A stored turn as the page shows it when no request of this process is answering it: one the store still
+    calls 'streaming' was cut off when the process stopped (handlers.live_turn swaps in the live ones)."""
+    return replace(turn, state="stopped") if turn.state == "streaming" else turn
 
 
 @dataclass
@@ -71,12 +60,14 @@ class Recorder:
             self._failed(exc)
         return self.conversation
 
-    def write(self, text: str, answer: dict | None = None, state: str = "streaming") -> None:
-        """Record what the reader has been shown so far."""
+    def write(self, turn: Turn) -> None:
+        """Record what the reader has been shown of turn so far, and its answer's data once it has ended."""
         if self.store is None or self.position is None:
             return
         try:
-            self.store.update_turn(self.conversation, self.user, self.position, text, answer, state)
+            self.store.update_turn(
+                self.conversation, self.user, self.position, turn.answer, turn.answer_json, turn.stored_state
+            )
         except STORE_ERRORS as exc:
             self._failed(exc)
 
@@ -103,7 +94,7 @@ class Conversations:
             log.error("Could not list the conversations (%s: %s).", type(exc).__name__, exc)
             return []
 
-    def turns(self, user: str, conversation: str) -> tuple[list[ChatTurn], str | None]:
+    def turns(self, user: str, conversation: str) -> tuple[list[Turn], str | None]:
         """The conversation's turns as the page keeps them, and its scope."""
         stored = self.store.get(user, conversation)
         return [web_turn(t) for t in stored.turns], stored.scope
