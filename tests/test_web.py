@@ -830,8 +830,14 @@ def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
     side.note(target, NOT_IN_ARTICLE_CHOICE, "", turns, conversation)
     (item,) = store.list_feedback("")
     assert (item.rating, item.kind, item.question) == (-1, "not_in_article", "Which countries will exceed it?")
+    saved = store.get("", conversation).turns[0].answer_json
+    assert item.answer == saved and item.citations == saved["citations"] and item.citations  # the whole Answer
     side.rate(turns, conversation, SimpleNamespace(index=1, liked=""))  # the thumb clicked again
     assert store.list_feedback("") == []
+    _, reopened, *_ = WorkspaceHandlers(ChatHandlers(StubAssistant(), PASSAGES, store)).open(conversation, tab("b"))
+    side.rate(reopened, conversation, like)  # after a restart, the turn read back from the store
+    (item,) = store.list_feedback("")
+    assert item.rating == 1 and item.answer == saved
 
 
 def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):

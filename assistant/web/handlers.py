@@ -349,7 +349,6 @@ class WorkspaceHandlers:
             return
         turn = turns[number]
         try:
-            stored = self.store.get(user, conversation).turns[turn.position]
             self.store.add_feedback(
                 user,
                 conversation,
@@ -359,7 +358,7 @@ class WorkspaceHandlers:
                 kind,
                 question=turn.question,
                 history=engine_history(turns[:number]),
-                answer=stored.answer_json or {"text": turn.answer},
+                answer=turn.answer_json or {"text": turn.answer},  # the turn holds its Answer: no re-read
                 corpus_hash=corpus_hash(self.chat.assistant.documents),
                 settings=self.chat.assistant.settings,
             )
