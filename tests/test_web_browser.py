@@ -67,6 +67,11 @@ def browser():
         browser.close()
 
 
+# How Playwright reports a reload that raced the page's own (Gradio's client reloads it after a server restart).
+RACED_NAVIGATION = ("ERR_ABORTED", "Not attached to an active page", "interrupted by another navigation")
+RELOAD_TRIES = 3
+
+
 class Chat:
     """One browser tab on the chat page, recording every JavaScript dialog that opens."""
 
@@ -84,15 +89,23 @@ class Chat:
 
     def reload(self) -> None:
         """Reload the page. After a server restart Gradio's own client may reload it at the same moment, which
-        aborts this navigation (net::ERR_ABORTED): then the page is already loading, so wait for that load."""
+        aborts this navigation (net::ERR_ABORTED) or detaches the frame it started in ("Not attached to an active
+        page"): then the page is already loading, so wait for that load, and reload again if it did not come."""
         from playwright.sync_api import Error as PlaywrightError
 
-        try:
-            self.page.reload()
-        except PlaywrightError as error:
-            if "ERR_ABORTED" not in str(error):
-                raise
-            self.page.wait_for_load_state("load", timeout=WAIT_MS)
+        for _ in range(RELOAD_TRIES - 1):
+            try:
+                self.page.reload()
+                return
+            except PlaywrightError as error:
+                if not any(sign in str(error) for sign in RACED_NAVIGATION):
+                    raise
+            try:
+                self.page.wait_for_load_state("load", timeout=WAIT_MS)
+                return
+            except PlaywrightError:
+                continue
+        self.page.reload()
 
     def wait_ready(self) -> str:
         """Wait until the status says the model is ready; return the status first shown."""
