@@ -43,6 +43,7 @@ class LlamaCppChat(BaseChatModel):
     kept_heads: int = 4
     saved_states_mb: int = 4000
     read_chunk_tokens: int = 512
+    probe_layers: tuple[int, ...] = ()  # layers whose hidden states calls can hand back (see taps.py)
 
     _llm: Any = PrivateAttr(default=None)
     _lock: Any = PrivateAttr(default_factory=threading.RLock)
@@ -57,6 +58,21 @@ class LlamaCppChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "llamacpp-in-process"
 
+    @property
+    def reads_hidden_states(self) -> bool:
+        """True when calls can hand back hidden states: pass a list as hidden_states= to stream or invoke."""
+        return bool(self.probe_layers)
+
+    @contextmanager
+    def _tapping(self, llm, sink: list | None):
+        """Arm the model's taps for one call when the caller asked for states (sink) and some layer is tapped."""
+        taps = getattr(llm, "taps", None)
+        if sink is None or taps is None:
+            yield None
+            return
+        with taps.armed():
+            yield taps
+
     def import_engine(self) -> None:
         """Import llama-cpp-python now, in this thread (see engine.import_engine), before load() runs elsewhere."""
         try:
@@ -69,7 +85,9 @@ class LlamaCppChat(BaseChatModel):
         with self._lock:
             if self._llm is None:
                 try:
-                    self._llm = open_model(self.model_path, self.n_ctx, self.n_threads, self.repack_weights)
+                    self._llm = open_model(
+                        self.model_path, self.n_ctx, self.n_threads, self.repack_weights, self.probe_layers
+                    )
                 except ModelLoadError as exc:
                     raise ModelUnavailable(str(exc)) from exc
             return self._llm
@@ -218,9 +236,15 @@ class LlamaCppChat(BaseChatModel):
         roles = {"system": "system", "human": "user", "ai": "assistant"}
         return [{"role": roles.get(m.type, "user"), "content": str(m.content)} for m in messages]
 
-    def _stream(self, messages, stop=None, run_manager=None, **kwargs) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self, messages, stop=None, run_manager=None, hidden_states: list | None = None, **kwargs
+    ) -> Iterator[ChatGenerationChunk]:
+        """Stream the reply token by token. hidden_states, when a list, receives the tapped layers' states: before
+        each streamed piece, the state its token was chosen from (the first: the prompt's end), and after the last
+        piece the state after it."""
         if kwargs.get("logprobs"):  # a judgement inside a streamed chain: one token, as in _generate
-            message = self._first_token_logprobs(messages, int(kwargs.get("top_logprobs") or 20)).generations[0].message
+            top = int(kwargs.get("top_logprobs") or 20)
+            message = self._first_token_logprobs(messages, top, hidden_states).generations[0].message
             yield ChatGenerationChunk(
                 message=AIMessageChunk(content=message.content, response_metadata=message.response_metadata)
             )
@@ -231,20 +255,25 @@ class LlamaCppChat(BaseChatModel):
         def produce() -> Iterator[str]:
             with self._turn():
                 llm = self._ready_for(messages)
-                parts = llm.create_chat_completion(
-                    self._as_dicts(messages),
-                    temperature=0.0,
-                    max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                    stop=stop,
-                    stream=True,
-                )
-                try:
-                    for part in parts:
-                        delta = part["choices"][0]["delta"].get("content")
-                        if delta:
-                            yield delta
-                except GeneratorExit:  # the reader stopped early (a refusal, a closed page): stop, keep the head
-                    pass
+                with self._tapping(llm, hidden_states) as taps:
+                    parts = llm.create_chat_completion(
+                        self._as_dicts(messages),
+                        temperature=0.0,
+                        max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                        stop=stop,
+                        stream=True,
+                    )
+                    try:
+                        for part in parts:
+                            delta = part["choices"][0]["delta"].get("content")
+                            if delta:
+                                if taps is not None:
+                                    hidden_states.append(taps.latest)
+                                yield delta
+                    except GeneratorExit:  # the reader stopped early (a refusal, a closed page): stop, keep the head
+                        pass
+                    if taps is not None:
+                        hidden_states.append(taps.latest)
                 self._keep_head(llm)
 
         with closing(relay(produce, name="llama-generate")) as tokens:  # closed at once when the reader stops
@@ -254,14 +283,16 @@ class LlamaCppChat(BaseChatModel):
                     run_manager.on_llm_new_token(item, chunk=chunk)
                 yield chunk
 
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+    def _generate(self, messages, stop=None, run_manager=None, hidden_states: list | None = None, **kwargs):
         if kwargs.get("logprobs"):
-            return self._first_token_logprobs(messages, int(kwargs.get("top_logprobs") or 20))
-        text = "".join(c.message.content for c in self._stream(messages, stop, run_manager, **kwargs))
+            return self._first_token_logprobs(messages, int(kwargs.get("top_logprobs") or 20), hidden_states)
+        pieces = self._stream(messages, stop, run_manager, hidden_states, **kwargs)
+        text = "".join(c.message.content for c in pieces)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
 
-    def _first_token_logprobs(self, messages, top: int) -> ChatResult:
-        """One token, with the log-probabilities of the top candidates in OpenAI's response format.
+    def _first_token_logprobs(self, messages, top: int, hidden_states: list | None = None) -> ChatResult:
+        """One token, with the log-probabilities of the top candidates in OpenAI's response format; hidden_states,
+        when a list, receives the tapped layers' states at the prompt's end.
 
         llama-cpp-python's own logprobs need logits_all=True (a logits row per prompt token: gigabytes); the last
         position's logits, which a logits processor sees before sampling, are all the first token needs. The prompt
@@ -278,9 +309,15 @@ class LlamaCppChat(BaseChatModel):
 
         with self._turn():
             llm = self._ready_for(messages)
-            reply = llm.create_chat_completion(
-                self._as_dicts(messages), temperature=0.0, max_tokens=1, logits_processor=LogitsProcessorList([capture])
-            )
+            with self._tapping(llm, hidden_states) as taps:
+                reply = llm.create_chat_completion(
+                    self._as_dicts(messages),
+                    temperature=0.0,
+                    max_tokens=1,
+                    logits_processor=LogitsProcessorList([capture]),
+                )
+                if taps is not None:
+                    hidden_states.append(taps.latest)
             self._keep_head(llm)
             logits = seen[0]
             logprobs = logits - (logits.max() + np.log(np.exp(logits - logits.max()).sum()))

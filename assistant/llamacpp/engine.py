@@ -67,26 +67,30 @@ def import_engine() -> None:
         raise ModelLoadError("llama-cpp-python is not installed; run the set-up (`bash scripts/setup.sh`).") from exc
 
 
-def _load(path: str, n_ctx: int, n_threads: int | None, repack: bool):
+def _load(path: str, n_ctx: int, n_threads: int | None, repack: bool, layers: tuple[int, ...] = ()):
     import_engine()
     from llama_cpp import Llama
 
+    from .taps import Taps, tapped
+
     started = time.perf_counter()
+    taps = Taps(layers) if layers else None
     try:
-        with _weights_repacked(repack):
+        with _weights_repacked(repack), tapped(taps):
             llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads or os.cpu_count() or 2, verbose=False)
     except Exception as exc:  # llama.cpp reports a bad file as a bare ValueError
         raise ModelLoadError(
             f"The model file {path} could not be loaded ({exc}). Check that it is a complete GGUF file, or delete "
             "it to have the default model assembled again."
         ) from exc
+    llm.taps = taps  # the hidden states of these layers can be read (see taps.py); None: no layer is tapped
     log.info("Loaded %s in %.1f s", Path(path).name, time.perf_counter() - started)
     return llm
 
 
-def preload(path: str, n_ctx: int, n_threads: int | None, repack: bool) -> None:
+def preload(path: str, n_ctx: int, n_threads: int | None, repack: bool, layers: tuple[int, ...] = ()) -> None:
     """Start loading this model in a background thread; the next open_model() with the same arguments takes it."""
-    key = (path, n_ctx, n_threads, repack)
+    key = (path, n_ctx, n_threads, repack, tuple(layers))
     try:
         import_engine()
     except ModelLoadError:
@@ -111,13 +115,17 @@ def preload_for(settings: Settings) -> None:
 
     path = ready_model_file(settings)
     if path is not None:
-        preload(str(path), settings.llm_context, settings.llm_threads, settings.llm_repack_weights)
+        from ..decision import tapped_layers
+
+        layers = tapped_layers(settings, path)
+        preload(str(path), settings.llm_context, settings.llm_threads, settings.llm_repack_weights, layers)
 
 
-def open_model(path: str, n_ctx: int, n_threads: int | None, repack: bool):
+def open_model(path: str, n_ctx: int, n_threads: int | None, repack: bool, layers: tuple[int, ...] = ()):
     """A llama_cpp.Llama for this file: the one preload() started, if any (each preload is handed out once)."""
-    future = _PRELOADED.pop((path, n_ctx, n_threads, repack), None)
-    return future.result() if future is not None else _load(path, n_ctx, n_threads, repack)
+    key = (path, n_ctx, n_threads, repack, tuple(layers))
+    future = _PRELOADED.pop(key, None)
+    return future.result() if future is not None else _load(*key)
 
 
 # ----- prompt prefixes: read once, kept in RAM and on disk, put back in the cache ------------------------------------
