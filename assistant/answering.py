@@ -17,11 +17,13 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from .answerability import load_verifier_model
 from .cite import Citation
 from .corpus import Document, Passage, load_passages
+from .decision import Decision, load_decision
 from .generation import Prompts, load_prompts, render_context
 from .grounding import Grounder
 from .guard import InvalidQuestion, greeting_reply, normalize_history, off_task_reply, validate_question
 from .parts import Parts
 from .pipeline import run
+from .question_words import QuestionWords
 from .reading import ArticleReader, Reading
 from .settings import Settings
 from .state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
@@ -44,7 +46,7 @@ class Assistant:
         self.passages: list[Passage] = []
         self.index_report = None
         # Set by load(): None before it, so a caller can tell a loaded assistant without guessing.
-        self.index = self.grounder = self.prompts = self.learned = None
+        self.index = self.grounder = self.prompts = self.learned = self.decision = None
         self._parts: Parts | None = None
         self.reader = ArticleReader(self.settings, lambda: self.chat_model, lambda: self.prompts.answer)
 
@@ -100,6 +102,11 @@ class Assistant:
             )
             self.prompts: Prompts = load_prompts(self.settings.prompts_dir)
             self.learned = load_verifier_model(self.settings.verifier_model) if self.settings.verify_learned else None
+            self.decision = (
+                Decision(load_decision(self.settings.decision_model), self.settings.probes)
+                if self.settings.decision
+                else None
+            )
             self._by_id = {p.passage_id: p for p in self.passages}
             self._texts = {d.doc_id: d.text for d in self.documents}
             self._views: dict[str | None, View] = {}
@@ -166,6 +173,7 @@ class Assistant:
             if not self._ready:
                 self.load()
             if self._parts is None:
+                s = self.settings
                 self._parts = Parts.build(
                     self.settings,
                     self.prompts,
@@ -176,6 +184,8 @@ class Assistant:
                     views=self.view,
                     reader=self.reader,
                     texts=self._texts,
+                    question_words=QuestionWords(self.index.embeddings.embed_documents, s.question_words_similarity),
+                    decision=self.decision,
                 )
             return self._parts
 

@@ -216,10 +216,12 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         path = chat_model_file(settings)
     except ModelError as exc:
         raise ModelUnavailable(str(exc)) from exc
+    from .decision import tapped_layers
     from .llamacpp.chat import LlamaCppChat
 
     return LlamaCppChat(
         model_path=str(path),
+        probe_layers=tapped_layers(settings, path),
         n_ctx=settings.llm_context,
         n_threads=settings.llm_threads,
         max_tokens=settings.max_answer_tokens,

@@ -129,6 +129,10 @@ class Grounder:
             return True
         return any(find_entity(person, text) for person in self._links.get(passage.doc_id, {}).get(fold(name), ()))
 
+    def named_in(self, name: str, passages: tuple[Passage, ...], text: str) -> bool:
+        """True when text (of passages) mentions name, or the person one of their articles gives that title."""
+        return any(self._named(name, p, text) for p in passages)
+
     def _stranger(self, name: str, question: str) -> bool:
         """True when name comes from the question and no passage of the corpus uses it."""
         return find_entity(name, question) and not all(w in self._corpus_words for w in words(name))

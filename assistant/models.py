@@ -116,6 +116,20 @@ def verify_model_file(path: Path, sha256: str | None, what_to_do: str) -> Path:
     return path
 
 
+def known_sha256(settings: Settings, path: Path) -> str | None:
+    """The sha256 of the chat model file at path as a full check of it found it (None: never checked)."""
+    expected = settings.llm_model_sha256 if settings.llm_model_path else DEFAULT_MODEL_SHA256
+    if expected and _stamp_ok(path, expected):
+        return expected
+    try:
+        data = json.loads(path.with_name(path.name + ".verified").read_text())
+        stat = path.stat()
+        fresh = data.get("size") == stat.st_size and data.get("mtime_ns") == stat.st_mtime_ns
+        return str(data["sha256"]) if fresh else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def ready_model_file(settings: Settings) -> Path | None:
     """The local chat model's file when it can be opened with no work first: present, and already checked."""
     if settings.llm_model_path:

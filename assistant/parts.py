@@ -12,9 +12,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .decision import Decision
 from .errors import ModelUnavailable
 from .generation import Prompts
 from .grounding import Grounder
+from .question_words import QuestionWords
 from .reading import ArticleReader
 from .settings import Settings
 from .state import View
@@ -46,6 +48,8 @@ class Parts:
     texts: Mapping[str, str]  # each document's whole text, by doc_id
     verifier: Verifier | None = None  # judges an answer sentence; None when verification is off
     fact_checker: Verifier | None = None  # judges a refusal's correction; None when verification is off
+    question_words: QuestionWords | None = None  # holds an answer to the question's own words; None: not checked
+    decision: Decision | None = None  # the fitted decision; None: the judgement's threshold decides
 
     @classmethod
     def build(cls, settings: Settings, prompts: Prompts, chat_model, learned=None, **parts) -> Parts:
@@ -68,8 +72,18 @@ class Parts:
         with_article = self.settings.verify_with_article
         return self.settings.llm_backend != "llamacpp" if with_article is None else with_article
 
-    def tokens(self, messages, config: RunnableConfig | None = None, **kwargs) -> Iterator[str]:
-        """Stream the model's text; any failure becomes ModelUnavailable with a message that says what to do."""
+    @property
+    def reads_states(self) -> bool:
+        """Whether the chat model hands back hidden states (the in-process model with tapped layers)."""
+        return bool(getattr(self.chat_model, "reads_hidden_states", False))
+
+    def tokens(
+        self, messages, config: RunnableConfig | None = None, hidden_states: list | None = None, **kwargs
+    ) -> Iterator[str]:
+        """Stream the model's text; any failure becomes ModelUnavailable with a message that says what to do.
+        hidden_states, a list, receives the model's states as it streams, when it can give them (see reads_states)."""
+        if hidden_states is not None and self.reads_states:
+            kwargs["hidden_states"] = hidden_states
         try:
             for chunk in self.chat_model.stream(messages, config=config, **kwargs):
                 yield chunk.content if isinstance(chunk.content, str) else str(chunk.content)

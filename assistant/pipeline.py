@@ -17,14 +17,17 @@ from functools import partial
 from .cite import Citation
 from .corpus import Passage
 from .correct import checked_correction
+from .decision import signals
 from .generation import bounded_context, render_context
 from .grounding import Support, closest_sentence, fits_question
 from .guard import asks_for_several, greeting_reply, is_greeting, is_off_task, needs_rewrite, off_task_reply
 from .parts import Parts, model_failure
+from .question_words import Unmatched
 from .reply import clean_sentence, complete_sentences, is_decline, split_answer
 from .rewrite import rewrite_question, with_last_question
 from .state import NOT_IN_ARTICLE, Answer, AnswerState
 from .text import entity_words, find_entity
+from .verify import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -257,19 +260,26 @@ def sentences(state: AnswerState, parts: Parts, question: str, turns: list[dict]
         title=state.title, context=state.context, history=prompts.history(turns), question=question
     )
     state.generating_since = since = time.perf_counter()
-    buffer = ""
+    buffer, hidden, read = "", [], 0
+    state.question_state = None
     try:
-        for token in parts.tokens(messages, config=state.config):
+        for token in parts.tokens(messages, config=state.config, hidden_states=hidden):
             if token:
                 state.timings.mark("first_token", since)
+            read += 1
+            if state.question_state is None and hidden:
+                state.question_state = hidden[0]  # the end of the question: what the model makes of it
             state.draft += token
             done, buffer = complete_sentences(buffer + token)
             for sentence in done:
+                # the state after the sentence's last token: the one this token was chosen from
+                state.sentence_state = hidden[read - 1] if len(hidden) >= read else None
                 yield from emit(state, parts, sentence)
             if state.declined:
                 return
     finally:
         state.timings.mark("first_token", since)
+    state.sentence_state = hidden[-1] if hidden else None  # after the reply's last token
     for sentence in split_answer(buffer):
         yield from emit(state, parts, sentence)
 
@@ -301,9 +311,29 @@ def check(state: AnswerState, parts: Parts, sentence: str) -> str | None:
     if support is None and (support := nearest(state, parts, sentence)) is None:
         log.info("Dropped unsupported sentence: %r", sentence)
         return None
-    if not verify(state, parts, sentence, support):
+    unmatched = hold_to_question(state, parts, sentence, support)
+    if unmatched is None or not verify(state, parts, sentence, support, unmatched):
         return None
     return state.reply.cite(support.sentence, quotes(support), parts.doc_text)
+
+
+def hold_to_question(state: AnswerState, parts: Parts, sentence: str, support: Support) -> Unmatched | None:
+    """What of the question's own words the cited evidence does not match (see question_words.py); None when that
+    settles it by words alone (a name, number, negation or opposite), the evidence then quoted as a near miss."""
+    checker = parts.question_words
+    if checker is None:
+        return Unmatched()
+    evidence = quotes(support)
+    passage = " ".join(p.text for p in support.passages)
+    quote = " ".join(parts.doc_text(p.doc_id)[start:end] for p, start, end in evidence)
+    named = partial(parts.grounder.named_in, passages=support.passages)
+    unmatched = checker.unmatched(state.judged_question, sentence, passage, quote, named)
+    if parts.settings.question_words and unmatched.decisive:
+        log.info("Dropped %r: the evidence does not match the question's %s", sentence, unmatched)
+        if state.turned_down is None:
+            state.turned_down = evidence[0]
+        return None
+    return unmatched
 
 
 def nearest(state: AnswerState, parts: Parts, sentence: str) -> Support | None:
@@ -314,8 +344,9 @@ def nearest(state: AnswerState, parts: Parts, sentence: str) -> Support | None:
     return parts.grounder.nearest(sentence, state.candidates, state.standalone, state.referents)
 
 
-def verify(state: AnswerState, parts: Parts, sentence: str, support: Support) -> bool:
-    """Ask the judge whether the cited sentences answer this very question; record its verdict."""
+def verify(state: AnswerState, parts: Parts, sentence: str, support: Support, unmatched: Unmatched) -> bool:
+    """Ask the judge whether the cited sentences answer this very question, and let the decision weigh that with
+    the other signals; record the verdict."""
     verifier = parts.verifier
     if verifier is None:
         return True
@@ -325,12 +356,33 @@ def verify(state: AnswerState, parts: Parts, sentence: str, support: Support) ->
     with state.timings.timed("verify"):
         try:
             verdict = verifier.judge(state.judged_question, claim, evidence, context)
+            verdict = decide(state, parts, verdict, support, unmatched, evidence, context)
         except Exception as exc:
             raise model_failure(exc, parts.settings) from exc
     state.verdicts.append(verdict)
     if not verdict.passed and state.turned_down is None:
         state.turned_down = quotes(support)[0]
     return verdict.passed
+
+
+def decide(state: AnswerState, parts: Parts, verdict: Verdict, support: Support, unmatched, evidence, context):
+    """The verdict with the decision's signals and states, passed when the fitted decision says so (when there is
+    one; else the judgement's threshold stands)."""
+    cited = tuple(p.passage_id for p in support.passages)
+    states = {"question": state.question_state, "answer": state.sentence_state, "judgement": verdict.states}
+    decision = parts.decision
+    p_claim = None
+    if decision is not None and decision.needs_claim and verdict.source == "logprobs":
+        p_claim = parts.fact_checker.judge(state.judged_question, verdict.sentence, evidence, context).p_yes
+    retrieved = [(p.passage_id, p.distance) for p in state.found.passages] if state.found else []
+    values = signals(state.judged_question, verdict.sentence, verdict.p_yes, unmatched, retrieved, cited, p_claim)
+    verdict = replace(verdict, passages=cited, states=states, signals=values)
+    if decision is None or verdict.source != "logprobs":
+        return verdict
+    score, threshold = decision.probability(values, states)
+    if score < threshold:
+        log.info("Decision: %.3f < %.2f for %r (%r)", score, threshold, verdict.sentence, state.judged_question)
+    return replace(verdict, score=score, passed=score >= threshold)
 
 
 def quotes(support: Support):

@@ -156,6 +156,38 @@ class Settings(BaseSettings):
         description="A nearest sentence must share at least this many content words with the question (all of them when it has fewer).",
     )
 
+    # The decision: whether a checked and judged answer sentence is shown (decision.py)
+    decision: bool = Field(
+        False,
+        description="Let the fitted decision (a logistic regression over the pipeline's own signals: the judgement's P(yes), the question's words the cited passage lacks, the answer's type, retrieval, hidden-state probes) decide each judged sentence; off: P(yes) against verify_threshold.",
+    )
+    decision_model: Path = Field(
+        PROJECT_ROOT / "assistant" / "decision.json",
+        description="The decision's fitted coefficients (python -m benchmarks.decision fit writes them).",
+    )
+    probes: bool = Field(
+        True,
+        description="Let the decision read the model's hidden states where its file says a probe measured better; a probe fitted for another model file is never used (the log says why), and a remote server gives none.",
+    )
+    question_words: bool = Field(
+        False,
+        description="Hold each answer sentence to the question's own words: a name, number, negation or content word it takes from the question must stand in the cited passage (or be matched there: a stem, a spelled-out number, a name's other form, a word the embedding model finds close).",
+    )
+    question_words_similarity: float = Field(
+        0.75,
+        ge=0.0,
+        le=1.0,
+        description="A word of the question the cited passage lacks counts as matched when the embedding model puts it at least this close (cosine) to one of the passage's words ('Holland' and 'Netherlands': 0.90; 'president' and 'minister': 0.50).",
+    )
+    early_refusal: bool = Field(
+        False,
+        description="Refuse before generating when the question probe (the model's state at the question's end) says the article does not answer it, with the threshold in the decision file; needs a probe fitted for this model file.",
+    )
+    probe_layers: tuple[int, ...] | None = Field(
+        None,
+        description="The model layers whose hidden states are read; unset: those the decision file's probes use (python -m benchmarks.decision collect sets its own).",
+    )
+
     # Follow-up questions (the rewrite stage)
     rewrite_messages: int = Field(
         4,

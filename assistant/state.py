@@ -140,6 +140,10 @@ class AnswerState:
     reason: Reason | None = None  # set once the outcome is decided
     text: str = ""  # the reply of an ending that is not an answer (greeting, off-task, refusal)
     generating_since: float = 0.0
+    # The model's hidden states (layer -> vector), when it gives them: at the end of the question (before the
+    # first answer token) and after the sentence being checked (see pipeline.sentences).
+    question_state: dict | None = None
+    sentence_state: dict | None = None
 
     @property
     def standalone(self) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .answerability import signals
 
@@ -31,7 +31,11 @@ class Verdict:
     p_yes: float | None  # None: not judged (verification off)
     passed: bool
     source: str = "logprobs"  # "logprobs", "text" (no log-probabilities from the model) or "off"
-    score: float | None = None  # the learned verifier's probability, when it decided
+    score: float | None = None  # the decision's probability, when a fitted decision made it
+    signals: dict[str, float] = field(default_factory=dict, compare=False)  # what the decision weighed
+    passages: tuple[str, ...] = ()  # the passage ids the evidence was quoted from
+    # The model's hidden states at the judgement's end (layer -> vector), when it gives them; never serialised.
+    states: dict | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         """Return the verdict as plain data (for JSON)."""
@@ -42,6 +46,8 @@ class Verdict:
             "passed": self.passed,
             "source": self.source,
             "score": None if self.score is None else round(self.score, 4),
+            "signals": {k: round(v, 4) for k, v in self.signals.items()},
+            "passages": list(self.passages),
         }
 
 
@@ -109,10 +115,12 @@ class Verifier:
         article = [SystemMessage(context)] if context else []
         return self.prompt.format_messages(article=article, evidence=quoted, question=question, answer=sentence)
 
-    def probability(self, messages) -> tuple[float, str]:
-        """P(yes) for a judgement prompt, and how it was read ("logprobs" or "text")."""
+    def probability(self, messages, hidden_states: list | None = None) -> tuple[float, str]:
+        """P(yes) for a judgement prompt, and how it was read ("logprobs" or "text"). hidden_states, a list,
+        receives the model's state at the prompt's end when the model can give it."""
+        extra = {"hidden_states": hidden_states} if getattr(self.model, "reads_hidden_states", False) else {}
         try:
-            reply = self.model.invoke(messages, logprobs=True, top_logprobs=self.top_logprobs, max_tokens=1)
+            reply = self.model.invoke(messages, logprobs=True, top_logprobs=self.top_logprobs, max_tokens=1, **extra)
         except Exception as exc:  # a backend or server that takes no such options: ask for words instead
             log.info("The model refused logprobs options (%s: %s); judging from its words.", type(exc).__name__, exc)
             reply = self.model.invoke(messages)
@@ -123,7 +131,8 @@ class Verifier:
 
     def judge(self, question: str, sentence: str, evidence: list[str], context: str | None = None) -> Verdict:
         """Judge one answer sentence against the sentences cited for it."""
-        p, source = self.probability(self.messages(question, sentence, evidence, context))
+        hidden: list = []
+        p, source = self.probability(self.messages(question, sentence, evidence, context), hidden)
         learned = None  # the learned verifier's probability, when it decides (it needs P(yes) from logprobs)
         if self.learned is not None and source == "logprobs":
             learned = self.learned.probability(signals(question, evidence, p))
@@ -131,4 +140,4 @@ class Verifier:
         passed = score >= threshold
         if not passed:
             log.info("Verification failed (%.3f < %.2f): %r for %r", score, threshold, sentence, question)
-        return Verdict(sentence, tuple(evidence), p, passed, source, learned)
+        return Verdict(sentence, tuple(evidence), p, passed, source, learned, states=hidden[-1] if hidden else None)
