@@ -342,12 +342,14 @@ def test_render_writes_the_section_between_markers(tmp_path):
     rows = [line for line in text.splitlines() if line.startswith("| ")]
     alpha = next(r for r in rows if r.startswith("| Alpha Town | this tree"))
     # 1 of 2 answerable right, 1 of 2 unanswerable refused, 1 false refusal, the one answer cites gold, p50 5.5 s
-    assert "| 4 (2+2) | 0.50 | 0.50 | 0.50 | 1.00 | 0.50 | 0.00 | 5.5 s |" in alpha and alpha.endswith("| 61.5 s |")
+    # each share with its 95 % interval, which on two cases spans most of the range
+    assert "| 4 (2+2) | 0.50 (0.09–0.91) | 0.50 (0.09–0.91) | 0.50 (0.09–0.91) | 1.00 | 0.50 | 0.00 | 5.5 s |" in alpha
+    assert alpha.endswith("| 61.5 s |")
     assert any(r.startswith("| **overall** | tutorial") and "| – |" in r for r in rows)  # no citations
     assert any(r.startswith("| **overall** | this tree") and r.endswith("| 0.1 s |") for r in rows)  # all together
     assert "single article whole answer p50 ≤ 5 s, p95 ≤ 10 s; all twelve together p50 ≤ 8 s" in text
     assert "whole answer p95 12.00 s, target ≤ 10.00 s (2.00 s over)" in text
-    assert "answerable right 0.50, target ≥ 0.85 (0.35 short)" in text
+    assert "answerable right 0.50, target ≥ 0.80 (0.30 short)" in text
     assert "citation of gold paragraph" not in text.split("Where a target is missed")[1], "1.00 meets its target"
     assert "tutorial:" not in text.split("Where a target is missed")[1], "targets are the assistant's"
     kinds = text.split("Which questions fail, by kind")[1]
