@@ -157,7 +157,7 @@ def retry(state: AnswerState, parts: Parts) -> Iterator[str]:
     article says "the eighteenth century"), ask once more with only the best passages, and check and verify that
     answer like any other. Not after the judge turned an answer down: asking again would only blur it."""
     s = parts.settings
-    if state.reply.kept or state.found.best_distance > s.retry_distance:
+    if state.reply.kept or state.refused_early or state.found.best_distance > s.retry_distance:
         return
     dropped = s.retry_unsupported and state.draft.strip() and not state.failed_verification
     if not (state.declined or dropped):
@@ -222,7 +222,8 @@ def correct(state: AnswerState, parts: Parts) -> None:
     cores) and on the SQuAD test articles half of all questions are refused; see BENCHMARKS.md.
     """
     s, checker = parts.settings, parts.fact_checker
-    wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and state.turned_down is not None)
+    near_miss = state.turned_down is not None or state.refused_early
+    wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and near_miss)
     if state.closest is None or checker is None or not wanted:
         return
     from langchain_core.messages import SystemMessage
@@ -269,6 +270,8 @@ def sentences(state: AnswerState, parts: Parts, question: str, turns: list[dict]
             read += 1
             if state.question_state is None and hidden:
                 state.question_state = hidden[0]  # the end of the question: what the model makes of it
+                if refuse_early(state, parts):
+                    return
             state.draft += token
             done, buffer = complete_sentences(buffer + token)
             for sentence in done:
@@ -282,6 +285,17 @@ def sentences(state: AnswerState, parts: Parts, question: str, turns: list[dict]
     state.sentence_state = hidden[-1] if hidden else None  # after the reply's last token
     for sentence in split_answer(buffer):
         yield from emit(state, parts, sentence)
+
+
+def refuse_early(state: AnswerState, parts: Parts) -> bool:
+    """Stop before the answer when the question probe says the article does not answer (ASSISTANT_EARLY_REFUSAL):
+    the refusal then comes without generating or judging, and still quotes the nearest sentence."""
+    decision = parts.decision
+    if not (parts.settings.early_refusal and decision and decision.refuse_early(state.question_state)):
+        return False
+    log.info("Refused early %r: P(answerable) %.2f", state.standalone, decision.answerable(state.question_state))
+    state.declined = state.refused_early = True
+    return True
 
 
 def emit(state: AnswerState, parts: Parts, sentence: str) -> Iterator[str]:

@@ -137,6 +137,7 @@ class AnswerState:
     closest: Citation | None = None  # what a refusal quotes (see pipeline.point)
     draft: str = ""  # everything the model wrote
     declined: bool = False  # the model said the text does not answer
+    refused_early: bool = False  # the question probe said so, before the model answered (pipeline.refuse_early)
     reason: Reason | None = None  # set once the outcome is decided
     text: str = ""  # the reply of an ending that is not an answer (greeting, off-task, refusal)
     generating_since: float = 0.0
