@@ -13,15 +13,15 @@ sharing most content words with the question when there are several; with no tra
 content words. Its window is that sentence and the one before it, since a question often names what the sentence
 calls "he" or "it". An unanswerable question gets the first of these that holds, in this order:
 
-1. negation: the question holds a negation word (not, no, never, none, nor, without, n't, ...; the words of the
-   verifier's negation_mismatch signal) and the trap sentence none, or a word both share follows a negation (within
-   three words) in one of them only: a long sentence often negates something else. "No." before a number is no
-   negation. First, because a negated question usually matches its sentence word for word otherwise, and later
-   rules would call it "other".
-2. antonym: a word of the question missing from the window whose opposite is in the window: a pair of a short
-   general English list (first/last, before/after, increase/decrease, ...) or the same word (four letters or more)
-   with a negating prefix (un-, in-, dis-, non-, ...). Only antonyms the list or a prefix can show are found; the
-   rest land in rule 5 or 6.
+1. negation: the question holds a negation word (not, no, never, none, nor, without, n't, ...) and the trap
+   sentence none, or a word both share follows a negation (within three words) in one of them only, while no word
+   follows a negation in both: a long sentence often negates something else. "No." before a number is no negation.
+   This is the product's own test (assistant/question_words.py, negation_differs), so the two agree. First, because
+   a negated question usually matches its sentence word for word otherwise, and later rules would call it "other".
+2. antonym: a word of the question missing from the window whose opposite is in the window: a pair of the
+   product's short general English list (question_words.OPPOSITES: first/last, before/after, increase/decrease,
+   ...) or the same word (four letters or more) with a negating prefix (un-, in-, dis-, non-, ...). Only antonyms
+   the list or a prefix can show are found; the rest land in rule 5 or 6.
 3. impossible condition: the question adds a restriction the window does not state: a number after a condition
    word (before, after, since, more than, at least, ...), a number where the window has none to be swapped for, or
    an ordinal or superlative (first, only, largest, ...) the window lacks. Before rule 4, which would otherwise take
@@ -33,8 +33,9 @@ calls "he" or "it". An unanswerable question gets the first of these that holds,
    from the window is found elsewhere in the paragraph: it asks about the thing next to the answer.
 6. other word changed: a content word of the question is in neither the window nor the paragraph: an antonym the
    list does not know, a synonym, a paraphrase, or an irregular form the stemmer does not join ("build" and
-   "built"). The word naming the kind of answer ("what year", "how many people") is no change: sentences seldom
-   name it. This bucket stands in for the antonyms, swaps and neighbours that words alone cannot show.
+   "built"). A general noun naming the kind of answer after what, which, whose or how many/much (year, country,
+   people, ...: "what year", "how many people"; question_words.asked_type) is no change: sentences seldom name it.
+   This bucket stands in for the antonyms, swaps and neighbours that words alone cannot show.
 7. other: every word of the question is near the trap; what changed is how they are related.
 
 An answerable question is tagged by what it asks for, from its first wh-word: who (who, whom, whose), when (when,
@@ -47,10 +48,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 
-from assistant.answerability import negated  # the verifier's own negation test, so the two agree
 from assistant.corpus import split_sentences
+from assistant.question_words import asked_type, negation_differs, opposites_in
 from assistant.text import content_stems, entity_words, find_entity, numbers, spelled_numbers, stem, words
 
 UNANSWERABLE = (
@@ -64,21 +64,6 @@ UNANSWERABLE = (
 )
 ANSWERABLE = ("who", "when", "how many/much", "where", "what/which", "why/how", "other")
 
-# General English opposites, not any article's words; matched by stem, both ways.
-_OPPOSITES = (
-    "first last, before after, earlier later, early late, increase decrease, rise fall, more less, most least, "
-    "many few, high low, higher lower, highest lowest, large small, larger smaller, largest smallest, big small, "
-    "major minor, long short, longest shortest, old new, oldest newest, old young, strong weak, fast slow, best "
-    "worst, good bad, better worse, win lose, victory defeat, success failure, positive negative, maximum minimum, "
-    "begin end, start end, open close, north south, east west, northern southern, eastern western, upper lower, "
-    "inner outer, inside outside, internal external, import export, include exclude, accept reject, allow forbid, "
-    "allow prohibit, support oppose, agree disagree, public private, rich poor, wealthy poor, same different, "
-    "full empty, hot cold, heavy light, top bottom, above below, over under, front back, left right, gain loss, "
-    "lose gain, true false, legal illegal, war peace, birth death, born died, entrance exit, buy sell, lend borrow, "
-    "attack defend, enter leave, arrive depart, add remove, create destroy, build destroy, always never, all none, "
-    "ancient modern, primary secondary, common rare, simple complex, easy difficult, direct indirect, male female"
-)
-_NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "anti", "mis")
 _CONDITION = re.compile(
     r"\b(?:before|after|since|until|till|prior to|following|earlier than|later than|more than|less than|"
     r"fewer than|over|under|above|below|at least|at most|between|within|by)\s+(?:[a-z]+\s+){0,2}?(\d[\d,.]*)"
@@ -88,7 +73,6 @@ _RESTRICTING = frozenset(
     "greatest tallest strongest weakest richest poorest fastest slowest deepest widest heaviest most least best worst "
     "main primary".split()
 )
-_NUMERO = re.compile(r"\bNo\.?\s*(?=\d)")
 _EXCLUDING = frozenset("other another else besides except instead apart aside".split())
 _WH = re.compile(r"\b(who|whom|whose|when|where|why|how|what|which)\b")
 _TIME_NOUNS = frozenset(
@@ -99,17 +83,6 @@ _PLACE_NOUNS = frozenset(
     "nation nations island islands river rivers street building".split()
 )
 _MEASURES = frozenset("many much long old far large big often tall high wide deep fast heavy".split())
-
-
-@lru_cache(maxsize=1)
-def _opposite_stems() -> dict[str, set[str]]:
-    """Each listed word's stem, with the stems of its opposites (read on first use, not at import)."""
-    out: dict[str, set[str]] = {}
-    for pair in _OPPOSITES.split(","):
-        a, b = (stem(w) for w in pair.split())
-        out.setdefault(a, set()).add(b)
-        out.setdefault(b, set()).add(a)
-    return out
 
 
 def wh_kind(question: str) -> str:
@@ -150,17 +123,6 @@ def _all_numbers(text: str) -> set[str]:
     return numbers(text) | (spelled_numbers(text) - {"1"})  # "one of" is seldom a count
 
 
-def _antonym(question: str, window: str) -> bool:
-    held = {stem(w) for w in words(window)}
-    for q in {stem(w) for w in words(question)} - held:
-        if _opposite_stems().get(q, set()) & held:
-            return True
-        for p in _NEGATING_PREFIXES:
-            if (q.startswith(p) and len(q) - len(p) >= 4 and q[len(p) :] in held) or (len(q) >= 4 and p + q in held):
-                return True
-    return False
-
-
 def _impossible_condition(question: str, window: str) -> bool:
     held = _all_numbers(window)
     conditioned = {n.replace(",", ".").rstrip(".") for n in _CONDITION.findall(" ".join(words(question)))}
@@ -177,43 +139,18 @@ def _swapped_entity(question: str, window: str) -> bool:
     return any(not find_entity(name, window) for name in entity_words(question, skip_first=True))
 
 
-def _negated_stems(text: str) -> set[str]:
-    """Content stems of the few words after each negation word: what the negation is about."""
-    said = words(text)
-    return {t for i, w in enumerate(said) if negated(w) for t in content_stems(" ".join(said[i + 1 : i + 4]))}
-
-
-def _negation(question: str, sentence: str) -> bool:
-    """Whether the question is negated and the sentence is not, or a word both share is negated in one only (a
-    long sentence often negates something else)."""
-    question, sentence = _NUMERO.sub(" ", question), _NUMERO.sub(" ", sentence)  # "No. 15" is no negation
-    if negated(question) and not negated(sentence):
-        return True
-    shared = content_stems(question) & content_stems(sentence)
-    return bool((_negated_stems(question) ^ _negated_stems(sentence)) & shared)
-
-
-def _asked_type(question: str) -> set[str]:
-    """The stem of the word naming the kind of answer ("what year", "which language", "how many people"), which
-    the sentence seldom names, so its absence is no change."""
-    said = [*words(question), ""]
-    after = [i + 1 for i, w in enumerate(said) if w in ("what", "which", "whose")]
-    after += [i + 2 for i, w in enumerate(said[:-1]) if w == "how" and said[i + 1] in ("many", "much")]
-    return {stem(said[i]) for i in after if i < len(said) and said[i]}
-
-
 def unanswerable_kind(question: str, paragraph: str, traps: Iterable[str] = ()) -> str:
     """How an unanswerable question was made, as the first rule of the module docstring that holds."""
     sentence, window = trap_window(question, paragraph, traps)
-    if _negation(question, sentence):
+    if negation_differs(question, sentence):
         return "negation"
-    if _antonym(question, window):
+    if opposites_in({stem(w) for w in words(question)}, {stem(w) for w in words(window)}):
         return "antonym"
     if _impossible_condition(question, window):
         return "impossible condition"
     if _swapped_entity(question, window):
         return "swapped entity"
-    missing = content_stems(question) - content_stems(window) - _asked_type(question)
+    missing = content_stems(question) - content_stems(window) - asked_type(question)
     if (set(words(question)) & _EXCLUDING) - set(words(window)) or missing & content_stems(paragraph):
         return "neighbouring thing"
     return "other word changed" if missing else "other"
