@@ -14,7 +14,6 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from .answerability import load_verifier_model
 from .cite import Citation
 from .corpus import Document, Passage, load_passages
 from .decision import Decision, load_decision
@@ -46,7 +45,7 @@ class Assistant:
         self.passages: list[Passage] = []
         self.index_report = None
         # Set by load(): None before it, so a caller can tell a loaded assistant without guessing.
-        self.index = self.grounder = self.prompts = self.learned = self.decision = None
+        self.index = self.grounder = self.prompts = self.decision = None
         self._parts: Parts | None = None
         self.reader = ArticleReader(self.settings, lambda: self.chat_model, lambda: self.prompts.answer)
 
@@ -101,7 +100,6 @@ class Assistant:
                 self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
             )
             self.prompts: Prompts = load_prompts(self.settings.prompts_dir)
-            self.learned = load_verifier_model(self.settings.verifier_model) if self.settings.verify_learned else None
             self.decision = (
                 Decision(load_decision(self.settings.decision_model), self.settings.probes)
                 if self.settings.decision
@@ -178,7 +176,6 @@ class Assistant:
                     self.settings,
                     self.prompts,
                     self.chat_model,
-                    self.learned,
                     grounder=self.grounder,
                     search=self.search,
                     views=self.view,

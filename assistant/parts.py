@@ -52,12 +52,12 @@ class Parts:
     decision: Decision | None = None  # the fitted decision; None: the judgement's threshold decides
 
     @classmethod
-    def build(cls, settings: Settings, prompts: Prompts, chat_model, learned=None, **parts) -> Parts:
-        """The parts, with judges made from settings unless given (learned: the learned verifier, if any)."""
+    def build(cls, settings: Settings, prompts: Prompts, chat_model, **parts) -> Parts:
+        """The parts, with judges made from settings unless given."""
         if settings.verify and settings.grounding_check:
             threshold, top = settings.verify_threshold, settings.verify_top_logprobs
             if "verifier" not in parts:
-                parts["verifier"] = Verifier(chat_model, prompts.verify, threshold, top, learned)
+                parts["verifier"] = Verifier(chat_model, prompts.verify, threshold, top)
             if "fact_checker" not in parts:
                 parts["fact_checker"] = Verifier(chat_model, prompts.entails, threshold, top)
         return cls(settings=settings, prompts=prompts, chat_model=chat_model, **parts)

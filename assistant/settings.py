@@ -105,14 +105,6 @@ class Settings(BaseSettings):
         False,
         description="Let the judge decide an answer sentence the word check turned down when one passage holds its every name and number and most of its words (a paraphrase, a one-letter answer); off: the word check drops it.",
     )
-    verify_learned: bool = Field(
-        False,
-        description="Let the learned verifier decide: a logistic regression over P(yes) and word signals (assistant/answerability.py), fitted on labelled SQuAD 2.0 questions, with its own threshold.",
-    )
-    verifier_model: Path = Field(
-        PROJECT_ROOT / "assistant" / "verifier.json",
-        description="The learned verifier's coefficients (python -m benchmarks.answerability fit writes them).",
-    )
     verify_with_article: bool | None = Field(
         None,
         description="Show the judgement the article (the answer's system prompt) before the evidence; unset: only for remote backends, whose cached article prefix the in-process put-back cannot restore.",

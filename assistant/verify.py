@@ -14,8 +14,6 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .answerability import signals
-
 log = logging.getLogger(__name__)
 
 _YES = frozenset({"yes", "y", "true"})
@@ -92,7 +90,7 @@ class Verifier:
     cannot, pass the answer's system prompt as context and its cached prefix is reused instead.
     """
 
-    def __init__(self, model, template, threshold: float, top_logprobs: int = 20, learned=None):
+    def __init__(self, model, template, threshold: float, top_logprobs: int = 20):
         from langchain_core.prompts import ChatPromptTemplate, HumanMessagePromptTemplate, MessagesPlaceholder
 
         self.model = model
@@ -105,7 +103,6 @@ class Verifier:
         self.prompt = ChatPromptTemplate([MessagesPlaceholder("article", optional=True), human])
         self.threshold = threshold
         self.top_logprobs = top_logprobs
-        self.learned = learned  # a VerifierModel: it, not the threshold, decides when P(yes) was read
 
     def messages(self, question: str, sentence: str, evidence: list[str], context: str | None = None):
         """The judgement prompt: the claim against its evidence, after context (a system prompt) when given."""
@@ -133,11 +130,7 @@ class Verifier:
         """Judge one answer sentence against the sentences cited for it."""
         hidden: list = []
         p, source = self.probability(self.messages(question, sentence, evidence, context), hidden)
-        learned = None  # the learned verifier's probability, when it decides (it needs P(yes) from logprobs)
-        if self.learned is not None and source == "logprobs":
-            learned = self.learned.probability(signals(question, evidence, p))
-        score, threshold = (p, self.threshold) if learned is None else (learned, self.learned.threshold)
-        passed = score >= threshold
+        passed = p >= self.threshold
         if not passed:
-            log.info("Verification failed (%.3f < %.2f): %r for %r", score, threshold, sentence, question)
-        return Verdict(sentence, tuple(evidence), p, passed, source, learned, states=hidden[-1] if hidden else None)
+            log.info("Verification failed (%.3f < %.2f): %r for %r", p, self.threshold, sentence, question)
+        return Verdict(sentence, tuple(evidence), p, passed, source, states=hidden[-1] if hidden else None)

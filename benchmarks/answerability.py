@@ -1,7 +1,6 @@
-"""Fit and measure the learned verifier on labelled SQuAD 2.0 questions, split by article.
+"""Collect labelled SQuAD 2.0 (question, evidence) pairs with the judgement's P(yes); score judgement forms on them.
 
     python -m benchmarks.answerability collect [--per-article 40] [--split all]   # P(yes) from the real model
-    python -m benchmarks.answerability fit [--out assistant/verifier.json]       # fit on dev, report on test
     python -m benchmarks.answerability forms --split dev [--forms benchmarks/judgement_forms.yaml]
 
 Examples. SQuAD 2.0 gives every answerable question its gold span and every unanswerable one the span a careless
@@ -14,15 +13,13 @@ collect puts each triple to the chat model with the judgement prompt the assista
 benchmarks/results/answerability.json (resumable: records already there are kept). Per article it takes a seeded
 sample of --per-article answerable and as many unanswerable questions (those with a trap span).
 
-fit computes the signals of assistant/answerability.py for every record, fits a logistic regression (scikit-learn,
-standardised inputs) on the dev articles only, picks the threshold that maximises balanced accuracy on dev, and
-reports ROC AUC and the operating point on the test articles beside today's single judgement (P(yes) at the
-settings' threshold). It writes the coefficients (a few hundred bytes of JSON) and a section of BENCHMARKS.md.
-
 forms puts the stored examples of one split to the model again under each judgement form of a YAML file (name:
 template), beside prompts/verify.txt, in turn, and reports each form's ROC AUC, its operating point at the settings'
 threshold and at its own best threshold, and what one judgement reads: the tokens after those it shares with the
 judgement before it (the model keeps that state, so the rest is all it reads), and its time.
+
+The learned verifier once fitted here is gone: on held-out pairs it separated them no better than P(yes) alone. The
+decision that replaced it is fitted by `python -m benchmarks.decision`.
 
 Data: SQuAD 2.0 (Rajpurkar, Jia and Liang, ACL 2018), text from Wikipedia, CC BY-SA 4.0.
 """
@@ -30,7 +27,6 @@ Data: SQuAD 2.0 (Rajpurkar, Jia and Liang, ACL 2018), text from Wikipedia, CC BY
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import random
 import sys
@@ -38,7 +34,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.report import write_section
 from benchmarks.squad import (
     ATTRIBUTION,
     DEFAULT_DATA,
@@ -54,8 +49,6 @@ from benchmarks.verification import auc
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RECORDS = ROOT / "benchmarks" / "results" / "answerability.json"
-DEFAULT_MODEL = ROOT / "assistant" / "verifier.json"
-SECTION_START, SECTION_END = "## Answerability: the learned verifier on SQuAD 2.0", "<!-- answerability:end -->"
 
 
 # ----- examples -----------------------------------------------------------------------------------------------------
@@ -139,17 +132,7 @@ def collect(args) -> int:
     return 0
 
 
-# ----- fit ----------------------------------------------------------------------------------------------------------
-def matrix(records: list[dict], features: tuple[str, ...]) -> list[list[float]]:
-    from assistant.answerability import signals
-
-    rows = []
-    for r in records:
-        values = signals(r["question"], [r["evidence"]], r["p_yes"])
-        rows.append([values[f] for f in features])
-    return rows
-
-
+# ----- scores -------------------------------------------------------------------------------------------------------
 def operating_point(scores: list[float], labels: list[int], threshold: float) -> dict:
     """Share of answerable examples passed and of near misses refused at threshold."""
     pos = [s for s, y in zip(scores, labels, strict=True) if y == 1]
@@ -172,128 +155,6 @@ def separation(scores: list[float], labels: list[int]) -> float:
     return auc(
         [s for s, y in zip(scores, labels, strict=True) if y], [s for s, y in zip(scores, labels, strict=True) if not y]
     )
-
-
-def fit_model(records: list[dict], judgement: str, regularisation: float = 1.0, features: tuple[str, ...] = ()):
-    """Fit the logistic regression on records (over features, default all); return the VerifierModel, its threshold
-    chosen on the same records."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from assistant.answerability import FEATURES, VerifierModel
-
-    features = features or FEATURES
-    x, y = matrix(records, features), [r["label"] for r in records]
-    scaler = StandardScaler().fit(x)
-    scales = [float(s) if s > 0 else 1.0 for s in scaler.scale_]
-    model = LogisticRegression(C=regularisation, max_iter=1000).fit(scaler.transform(x), y)
-    fitted = VerifierModel(
-        features=list(features),
-        means=[float(m) for m in scaler.mean_],
-        scales=scales,
-        weights=[float(w) for w in model.coef_[0]],
-        intercept=float(model.intercept_[0]),
-        threshold=0.5,
-        judgement=judgement,
-        fitted_on=sorted({r["article"] for r in records}),
-        data=ATTRIBUTION,
-    )
-    scores = [fitted.probability(dict(zip(features, row, strict=True))) for row in x]
-    return fitted.model_copy(update={"threshold": round(best_threshold(scores, y), 4)})
-
-
-def scored(model, records: list[dict]) -> list[float]:
-    features = tuple(model.features)
-    return [model.probability(dict(zip(features, row, strict=True))) for row in matrix(records, features)]
-
-
-def evaluate(model, records: list[dict], judge_threshold: float, words_only=None) -> dict:
-    """Held-out figures of the fitted model beside the single judgement's (and a model without P(yes), if given)."""
-    labels = [r["label"] for r in records]
-    p_yes = [r["p_yes"] for r in records]
-    fitted = scored(model, records)
-    return {
-        "examples": len(records),
-        "answerable": sum(labels),
-        "auc_judgement": separation(p_yes, labels),
-        "auc_learned": separation(fitted, labels),
-        "auc_words_only": separation(scored(words_only, records), labels) if words_only else float("nan"),
-        "judgement": operating_point(p_yes, labels, judge_threshold),
-        "learned": operating_point(fitted, labels, model.threshold),
-    }
-
-
-def fit(args) -> int:
-    from assistant.settings import Settings
-
-    records = load_records(args.records)
-    dev = [r for r in records if r["split"] == "dev"]
-    test = [r for r in records if r["split"] == "test"]
-    if not dev or not test:
-        print("Collect examples of both splits first: python -m benchmarks.answerability collect", file=sys.stderr)
-        return 1
-    from assistant.answerability import FEATURES
-
-    model = fit_model(dev, "verify.txt", args.regularisation)
-    words = fit_model(dev, "verify.txt", args.regularisation, tuple(f for f in FEATURES if f != "logit_yes"))
-    threshold = Settings().verify_threshold
-
-    def figures(subset: list[dict]) -> dict:
-        return evaluate(model, subset, threshold, words)
-
-    articles = sorted({r["article"] for r in test})
-    per_article = {a: figures([r for r in test if r["article"] == a]) for a in articles}
-    result = {"dev": figures(dev), "test": figures(test), "per_article": per_article}
-    model = model.model_copy(
-        update={
-            "metrics": {
-                "test_auc": round(result["test"]["auc_learned"], 4),
-                "test_auc_judgement": round(result["test"]["auc_judgement"], 4),
-            }
-        }
-    )
-    args.out.write_text(model.model_dump_json(indent=1) + "\n", encoding="utf-8")
-    command = "python -m benchmarks.answerability fit" + (
-        f" --regularisation {args.regularisation}" if args.regularisation != 1.0 else ""
-    )
-    report = render(model, result, threshold, command)
-    print(report)
-    if not args.no_markdown:
-        write_section(report, ROOT / "BENCHMARKS.md", SECTION_START, SECTION_END)
-    return 0
-
-
-def render(model, result: dict, threshold: float, command: str) -> str:
-    """BENCHMARKS.md's section: held-out separation and operating points, overall and per test article."""
-    head = [
-        SECTION_START,
-        "",
-        "Labelled (question, evidence sentence) pairs from SQuAD 2.0: an answerable question with the sentence that "
-        "holds its gold span (should pass), an adversarial unanswerable one with the sentence that holds its trap "
-        "span (should be refused). The logistic regression over P(yes) and the word signals of "
-        "`assistant/answerability.py` is fitted on the dev articles only; its threshold maximises balanced "
-        f"accuracy on dev. The single judgement is P(yes) at the settings' threshold ({threshold}). Words only: the "
-        "same regression without P(yes), i.e. what the word signals separate without the model's judgement.",
-        "",
-        f"Commit: `{short_commit()}`. Date: {datetime.date.today().isoformat()}. Command: `{command}` (after "
-        "`python -m benchmarks.answerability collect`). Fitted on: " + ", ".join(model.fitted_on) + ".",
-        "",
-        "| articles | examples (answerable) | ROC AUC, judgement | ROC AUC, learned | ROC AUC, words only | "
-        "judgement: passed / refused | learned: passed / refused |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    rows = [("dev (fitted on)", result["dev"]), ("**test**", result["test"])] + list(result["per_article"].items())
-    for name, r in rows:
-        j, lr = r["judgement"], r["learned"]
-        head.append(
-            f"| {name} | {r['examples']} ({r['answerable']}) | {r['auc_judgement']:.3f} | {r['auc_learned']:.3f} | "
-            f"{r['auc_words_only']:.3f} | "
-            f"{j['passed']:.2f} / {j['refused']:.2f} | {lr['passed']:.2f} / {lr['refused']:.2f} |"
-        )
-    weights = ", ".join(f"{f} {w:+.2f}" for f, w in zip(model.features, model.weights, strict=True))
-    head += ["", f"Weights (per standard deviation): {weights}; threshold {model.threshold}.", ""]
-    head += [f"Data: {ATTRIBUTION}", "", SECTION_END]
-    return "\n".join(head)
 
 
 # ----- forms --------------------------------------------------------------------------------------------------------
@@ -395,22 +256,19 @@ def form_figures(template: str, scores: list, read: list, seconds: list, labels:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.answerability", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["collect", "fit", "forms"])
+    parser.add_argument("action", choices=["collect", "forms"])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS)
     parser.add_argument("--split", choices=["dev", "test", "all"], default="all")
     parser.add_argument("--per-article", type=int, default=40, help="examples of each label per article")
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL, help="where fit writes the coefficients")
-    parser.add_argument("--regularisation", type=float, default=1.0, help="scikit-learn's C (smaller: stronger)")
-    parser.add_argument("--no-markdown", action="store_true", help="fit: do not rewrite BENCHMARKS.md's section")
     parser.add_argument("--forms", type=Path, help="forms: YAML mapping of name to judgement template")
     parser.add_argument(
         "--forms-out", type=Path, default=ROOT / "benchmarks" / "results" / "judgement-forms.json", help="forms: JSON"
     )
     args = parser.parse_args(argv)
     args.workdir = args.workdir.expanduser()
-    return {"collect": collect, "fit": fit, "forms": forms}[args.action](args)
+    return {"collect": collect, "forms": forms}[args.action](args)
 
 
 if __name__ == "__main__":

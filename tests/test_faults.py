@@ -171,16 +171,3 @@ def test_missing_corpus_names_the_fix(tmp_path, embeddings):
     settings = Settings(corpus_dir=tmp_path / "none", index_dir=tmp_path / "index")
     with pytest.raises(CorpusError, match="does not exist"):
         Assistant(settings, chat_model=fake(), embeddings=embeddings).answer(QUESTION)
-
-
-@pytest.mark.parametrize("content", [None, "{not json", '{"version": 1, "features": ["logit_yes"]}'])
-def test_missing_or_corrupt_verifier_coefficients_name_the_fix(settings, embeddings, content):
-    from assistant.answerability import VerifierModelError
-
-    settings.verify_learned = True
-    settings.verifier_model = settings.cache_dir / "verifier.json"
-    if content is not None:
-        settings.cache_dir.mkdir(parents=True, exist_ok=True)
-        settings.verifier_model.write_text(content, encoding="utf-8")
-    with pytest.raises(VerifierModelError, match="ASSISTANT_VERIFY_LEARNED=false"):
-        Assistant(settings, chat_model=fake(COLBY), embeddings=embeddings).answer(QUESTION)
