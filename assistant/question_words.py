@@ -62,15 +62,26 @@ def _negated_stems(text: str) -> set[str]:
     return {t for i, w in enumerate(said) if negated(w) for t in content_stems(" ".join(said[i + 1 : i + 4]))}
 
 
+def _negated_heads(text: str) -> set[str]:
+    """The first content stem after each negation word: the thing negated ("did not sign" -> sign)."""
+    said = words(_NUMERO.sub(" ", text))
+    heads = set()
+    for i, w in enumerate(said):
+        if negated(w):
+            head = next((content_stems(t) for t in said[i + 1 : i + 4] if content_stems(t)), set())
+            heads |= head
+    return heads
+
+
 def negation_differs(question: str, sentence: str) -> bool:
     """Whether the question is negated and the sentence is not, or a word both share is negated in one only (a
     long sentence often negates something else)."""
     if negated(question) and not negated(sentence):
         return True
-    in_question, in_sentence = _negated_stems(question), _negated_stems(sentence)
-    if in_question & in_sentence:
-        return False  # both negate the same thing
-    return bool((in_question ^ in_sentence) & content_stems(question) & content_stems(sentence))
+    if _negated_heads(question) & _negated_heads(sentence):
+        return False  # both negate the same thing ("did not sign")
+    shared = content_stems(question) & content_stems(sentence)
+    return bool((_negated_stems(question) ^ _negated_stems(sentence)) & shared)
 
 
 @lru_cache(maxsize=1)

@@ -164,6 +164,31 @@ def test_first_token_logprobs_come_from_the_real_model(assistant):
     assert first["token"].strip().lower() == "yes" and reply.content.strip().lower() == "yes"
 
 
+# ----- hidden states, read as the model computes ---------------------------------------------------------------------
+@pytest.mark.real
+def test_tapped_layers_hand_back_states_at_each_piece_and_change_no_logit(assistant):
+    from assistant.verify import Verifier
+
+    plain = assistant.chat_model
+    tapped = LlamaCppChat(model_path=plain.model_path, n_ctx=2048, probe_layers=(12, 27), kept_heads=0)
+    untapped = LlamaCppChat(model_path=plain.model_path, n_ctx=2048, kept_heads=0)
+    messages = [HumanMessage("In one short sentence: what is the capital of France?")]
+    states: list = []
+    pieces = [c.content for c in tapped.stream(messages, hidden_states=states)]
+    assert len(states) == len(pieces) + 1  # before each piece, and after the last
+    assert all(sorted(s) == [12, 27] and s[27].shape == (1536,) for s in states)
+    assert [c.content for c in untapped.stream(messages)] == pieces  # the same greedy answer
+    judge = (
+        "Evidence from the article:\n- Paris is the capital of France.\n\nQuestion: What is the capital of "
+        "France?\n\nDoes the evidence answer exactly this question? Reply with yes or no."
+    )
+    with_states: list = []
+    p_tapped, _ = Verifier(tapped, "{question}", 0.5).probability([HumanMessage(judge)], with_states)
+    p_plain, _ = Verifier(untapped, "{question}", 0.5).probability([HumanMessage(judge)])
+    assert p_tapped == p_plain and len(with_states) == 1 and sorted(with_states[0]) == [12, 27]
+    assert not untapped.reads_hidden_states and tapped.reads_hidden_states
+
+
 # ----- opening the model: preloaded in the background, repacking optional -----------------------------------------
 def test_a_preloaded_model_is_handed_out_once(monkeypatch):
     from assistant.llamacpp import engine as llamacpp
@@ -173,7 +198,7 @@ def test_a_preloaded_model_is_handed_out_once(monkeypatch):
     llamacpp.preload("m.gguf", 4096, 2, True)
     first = LlamaCppChat(model_path="m.gguf", n_ctx=4096, n_threads=2, repack_weights=True).load()
     second = LlamaCppChat(model_path="m.gguf", n_ctx=4096, n_threads=2, repack_weights=True).load()
-    assert first == second == ("m.gguf", 4096, 2, True)
+    assert first == second == ("m.gguf", 4096, 2, True, ())
     # The preload ran in its own thread; the second model, with nothing preloaded, loaded in the caller's.
     assert [name for _, name in loads] == ["model-preload", threading.current_thread().name]
 
