@@ -78,29 +78,35 @@ def signals(
 
 
 class Linear(BaseModel):
-    """A standardised logistic regression: weights over (x - mean) / scale, and an intercept."""
+    """A logistic regression: weights over (x - mean) / scale, and an intercept. A probe's 1,536 inputs carry no
+    means or scales (the standardisation is folded into its weights), which keeps the file small."""
 
-    names: list[str] = Field(description="What each input is, in the order of means, scales and weights.")
-    means: list[float]
-    scales: list[float]
+    names: list[str] = Field(description="What each input is, in the order of the weights; empty: a vector (a probe).")
+    means: list[float] = Field(default_factory=list, description="Empty: the inputs are used as they are.")
+    scales: list[float] = Field(default_factory=list)
     weights: list[float]
     intercept: float
 
     @model_validator(mode="after")
     def _consistent(self) -> Linear:
-        if not (len(self.names) == len(self.means) == len(self.scales) == len(self.weights)):
-            raise ValueError("names, means, scales and weights must be of one length")
+        if len(self.means) != len(self.scales) or (self.means and len(self.means) != len(self.weights)):
+            raise ValueError("means, scales and weights must be of one length")
+        if self.names and len(self.names) != len(self.weights):
+            raise ValueError("names and weights must be of one length")
         if any(s <= 0 for s in self.scales):
             raise ValueError("scales must be positive")
         return self
 
     def logit(self, values) -> float:
-        """The log-odds for values (a mapping by name, or a sequence in the order of names)."""
+        """The log-odds for values (a mapping by name, or a sequence in the order of the weights)."""
+        import numpy as np
+
         if isinstance(values, dict):
             values = [values[n] for n in self.names]
-        z = self.intercept
-        for x, m, s, w in zip(values, self.means, self.scales, self.weights, strict=True):
-            z += w * (float(x) - m) / s
+        x = np.asarray(values, dtype=np.float64)
+        if self.means:
+            x = (x - np.asarray(self.means)) / np.asarray(self.scales)
+        z = self.intercept + float(x @ np.asarray(self.weights))
         return max(-50.0, min(50.0, z))
 
     def probability(self, values) -> float:
@@ -122,6 +128,7 @@ class DecisionModel(BaseModel):
     version: Literal[1] = 1
     model_sha256: str = Field(description="sha256 of the GGUF file the judgements and states were read from.")
     fitted_on: list[str] = Field(description="The articles fitted on (never those reported on).")
+    reported_on: list[str] = Field(default_factory=list, description="The held-out articles metrics come from.")
     data: str = Field(description="Where the labelled runs come from, with their licence.")
     command: str = Field(description="The command that wrote this file.")
     metrics: dict[str, float] = Field(default_factory=dict, description="Figures on the test articles.")
@@ -137,6 +144,12 @@ class DecisionModel(BaseModel):
     @property
     def layers(self) -> tuple[int, ...]:
         return tuple(sorted({p.layer for p in self.probes}))
+
+    @model_validator(mode="after")
+    def _held_out(self) -> DecisionModel:
+        if set(self.fitted_on) & set(self.reported_on):
+            raise ValueError("an article both fitted on and reported on: its figures would not be held out")
+        return self
 
 
 class DecisionModelError(AssistantError, ValueError):
