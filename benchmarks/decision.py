@@ -60,6 +60,7 @@ class Run:
     states: dict = field(default_factory=dict)  # {key: vector}: question_L, answer{i}_L, judgement{i}_L
     refused_anyway: bool = False  # refused with every judged sentence passed (declined; not the kind asked)
     after_question: float = 0.0  # seconds the run spent after the question's end: what an early refusal saves
+    question_logit: float | None = None  # the question probe's logit, once a question probe is fitted
 
     @property
     def answerable(self) -> bool:
@@ -217,8 +218,9 @@ def out_of_fold(X, y, groups, C: float = PROBE_C):
 
     X, y, groups = np.asarray(X), np.asarray(y), np.asarray(groups)
     logits = np.zeros(len(y))
-    folds = min(len(set(groups)), 6)
-    for train, held in GroupKFold(n_splits=folds).split(X, y, groups):
+    if len(set(groups)) < 2:  # one article only (a first look): folds of questions instead
+        groups = np.arange(len(y)) % 5
+    for train, held in GroupKFold(n_splits=min(len(set(groups)), 6)).split(X, y, groups):
         logits[held] = [
             fit_linear(X[train], y[train], [str(i) for i in range(X.shape[1])], C).logit(x) for x in X[held]
         ]
@@ -228,6 +230,8 @@ def out_of_fold(X, y, groups, C: float = PROBE_C):
 def with_probe(runs: list[Run], place: str, layer: int, logit_of) -> None:
     """Set probe_<place> in each judged sentence's values from logit_of(vector) (missing state: 0)."""
     for run in runs:
+        if place == "question" and (vector := run.states.get(f"question_{layer}")) is not None:
+            run.question_logit = logit_of(vector)
         for j in run.judged:
             key = f"question_{layer}" if place == "question" else f"{place}{j.index}_{layer}"
             vector = run.states.get(key)
@@ -275,13 +279,13 @@ def add_probe(dev: list[Run], test: list[Run], place: str, layer: int, extra=())
     return probe
 
 
-def early_threshold(runs: list[Run], passes, place_layer: int) -> float | None:
+def early_threshold(runs: list[Run], passes) -> float | None:
     """The highest question-probe probability below which refusing early loses at most EARLY_LOSS of the
     answerable questions runs answer right (None: no threshold loses so little)."""
     import math
 
     right = [r for r in runs if r.answerable and outcome(r, passes) == "right"]
-    p = sorted(1 / (1 + math.exp(-r.judged[0].values["probe_question"])) for r in right if r.judged)
+    p = sorted(1 / (1 + math.exp(-r.question_logit)) for r in right if r.question_logit is not None)
     if not p:
         return None
     k = int(EARLY_LOSS * len(p))
@@ -345,8 +349,7 @@ def early_figures(model, runs: list[Run]) -> dict | None:
     passes = policies(model)["decision"]
 
     def early(run: Run) -> bool:
-        probe = run.judged[0].values.get("probe_question") if run.judged else None
-        return probe is not None and 1 / (1 + math.exp(-probe)) < model.early
+        return run.question_logit is not None and 1 / (1 + math.exp(-run.question_logit)) < model.early
 
     refused = [r for r in runs if early(r)]
     right = [r for r in runs if r.answerable and outcome(r, passes) == "right"]
@@ -362,6 +365,15 @@ def articles(runs: list[Run]) -> list[str]:
     return sorted({r.article for r in runs})
 
 
+def split_runs(args, ctx) -> tuple[list[Run], list[Run]]:
+    """(dev runs, test runs): from their stores, or with --hold-out, the named articles of the dev store held out
+    as the test (a look at the fit while the test articles' runs are still being collected)."""
+    dev = load_runs(args.dev, ctx)
+    if not args.hold_out:
+        return dev, load_runs(args.test, ctx)
+    return [r for r in dev if r.article not in args.hold_out], [r for r in dev if r.article in args.hold_out]
+
+
 def fit(args) -> tuple:
     """Fit probes, combiner and fallback on dev; keep the probes that help on test; return (model, report)."""
     from assistant.decision import SIGNALS, DecisionModel, Probe
@@ -369,7 +381,7 @@ def fit(args) -> tuple:
     from assistant.settings import Settings
 
     ctx = context(args.workdir)
-    dev, test = load_runs(args.dev, ctx), load_runs(args.test, ctx)
+    dev, test = split_runs(args, ctx)
     extra = question_states(args.dev)
     names = [n for n in SIGNALS if n != "logit_claim" or args.claim]
     fallback, fb_threshold = fit_combiner(dev, names)
@@ -396,7 +408,7 @@ def fit(args) -> tuple:
         probes=probes,
     )
     if any(p.place == "question" for p in probes):
-        model.early = early_threshold(dev, policies(model)["decision"], 0)
+        model.early = early_threshold(dev, policies(model)["decision"])
     figures_ = report(model, dev, test)
     figures_["early refusal"] = {"threshold": model.early, "test": early_figures(model, test)}
     decision = figures_["decision"]["test"]
@@ -411,6 +423,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--dev", type=Path, default=DEFAULT_STORE / "dev")
     parser.add_argument("--test", type=Path, default=DEFAULT_STORE / "test")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument("--hold-out", nargs="*", default=[], help="report on these dev articles instead of --test")
     parser.add_argument("--claim", action="store_true", help="weigh the second judgement framing too")
     parser.add_argument(
         "--probe",

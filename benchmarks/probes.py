@@ -26,7 +26,16 @@ import json
 import sys
 from pathlib import Path
 
-from benchmarks.decision import PROBE_C, Run, articles, context, fit_linear, load_runs, probe_examples, question_states
+from benchmarks.decision import (
+    PROBE_C,
+    Run,
+    articles,
+    context,
+    fit_linear,
+    probe_examples,
+    question_states,
+    split_runs,
+)
 from benchmarks.runs import DEFAULT_STORE, LAYERS
 from benchmarks.squad import DEFAULT_WORKDIR, say, tree_commit
 
@@ -134,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=Path, default=DEFAULT_STORE / "test")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "probes.json")
+    parser.add_argument("--hold-out", nargs="*", default=[], help="report on these dev articles instead of --test")
     parser.add_argument("--no-timing", action="store_true", help="skip timing a state's reading")
     args = parser.parse_args(argv)
     ctx = context(args.workdir)
-    dev, test = load_runs(args.dev, ctx), load_runs(args.test, ctx)
+    dev, test = split_runs(args, ctx)
     rows = table(dev, test, question_states(args.dev))
     cost = None if args.no_timing else read_cost()
     result = {
