@@ -265,8 +265,9 @@ def sentences(state: AnswerState, parts: Parts, question: str, turns: list[dict]
     state.question_state = None
     try:
         for token in parts.tokens(messages, config=state.config, hidden_states=hidden):
-            if token:
-                state.timings.mark("first_token", since)
+            if not token:  # LangChain closes a stream with an empty chunk: no token, no state
+                continue
+            state.timings.mark("first_token", since)
             read += 1
             if state.question_state is None and hidden:
                 state.question_state = hidden[0]  # the end of the question: what the model makes of it
