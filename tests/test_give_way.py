@@ -8,6 +8,7 @@ same logits is tested with the real model in test_give_way_real.py.
 
 from __future__ import annotations
 
+import html
 import subprocess
 import sys
 import threading
@@ -372,3 +373,61 @@ def test_a_question_shown_on_the_page_counts_until_answered_or_past_its_wait():
     assert not expired.live and not questions.busy()  # a page gone before its turn holds nothing
     with Questions.aside(), questions.asking():  # background work asking through the pipeline
         assert not questions.busy()
+
+
+# ----- the page: a question counts from the moment it is shown; the status says what is read --------------------
+def test_a_question_on_the_page_pauses_readings_from_the_moment_it_is_shown_until_answered():
+    from test_web import PASSAGES, StubAssistant, spending_answer
+
+    from assistant.web.handlers import ChatHandlers
+
+    stub = StubAssistant([spending_answer()])
+    handlers = ChatHandlers(stub, PASSAGES)
+    handlers.accept("Which countries will exceed the new spending target?", [], "", None, None)
+    assert stub.questions.busy()  # waiting in the queue: the readings already give way
+    steps = list(handlers.respond(None))
+    assert steps and not stub.questions.busy()
+
+
+def test_the_status_says_ready_only_when_nothing_is_read_and_what_a_finished_reading_made_faster():
+    from test_web import StubAssistant
+
+    from assistant.reading import Reading
+    from assistant.web import render
+    from assistant.web.warmup import WarmUp
+
+    stub = StubAssistant()
+    warmup = WarmUp(stub).start()
+    assert warmup.done.wait(10) and render.READY in warmup.html()
+    waiting = stub.reader.readings["a"] = Reading(["Harbour news"], wanted_at=1.0)
+    html = warmup.html()
+    assert render.READY not in html and render.BUSY in html and warmup.busy
+    assert "<progress" not in html and "0 %" not in html and "“Harbour news” will be read once, next" in html
+    waiting.done, waiting.total = 512, 2048  # it has started: now a bar
+    assert '<progress max="100" value="25">' in warmup.html() and "Paused" not in warmup.html()
+    with stub.questions.asking():
+        assert "Paused while a question is answered." in warmup.html()
+    waiting.finished, waiting.how, waiting.seconds, waiting.finished_at = True, "computed", 200.0, time.monotonic()
+    html = warmup.html()
+    assert render.READY in html and not warmup.busy
+    assert "“Harbour news” is read (2,048 tokens in 3 min 20 s)" in html and "answered from the whole article" in html
+    waiting.how = "restored"  # put back from disk: nothing was read now, nothing to announce
+    assert "is read" not in warmup.html()
+
+
+def test_all_articles_too_long_for_the_context_are_not_read_and_the_status_says_so(two_articles, embeddings):  # noqa: F811
+    from assistant.web.warmup import WarmUp
+
+    tiny = two_articles.model_copy(update={"llm_context": 1200, "prompt_margin_tokens": 0, "max_answer_tokens": 0})
+    model = chunked()
+    bot = Assistant(tiny, chat_model=model, embeddings=embeddings)
+    bot.load()
+    assert bot.view().system is None and bot.reader.later(bot.view()) is None  # nothing to read
+    warmup = WarmUp(bot)
+    warmup.state = "ready"
+    note = html.unescape(warmup.html())
+    assert "All 2 articles together are too long for the model's context (1,200 tokens)" in note
+    bot.read_when_idle()  # each article that fits is read, when nothing else waits
+    assert wait_for(lambda: all(r.finished for r in bot.reader.readings.values()))
+    fitting = [bot.view(d.doc_id).system for d in bot.documents if bot.view(d.doc_id).system is not None]
+    assert fitting and sorted(s for s, how in model.order if how == "done") == sorted(fitting)
