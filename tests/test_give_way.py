@@ -431,3 +431,33 @@ def test_all_articles_too_long_for_the_context_are_not_read_and_the_status_says_
     assert wait_for(lambda: all(r.finished for r in bot.reader.readings.values()))
     fitting = [bot.view(d.doc_id).system for d in bot.documents if bot.view(d.doc_id).system is not None]
     assert fitting and sorted(s for s, how in model.order if how == "done") == sorted(fitting)
+
+
+def test_example_questions_are_written_from_the_articles_reading_once_it_is_read(two_articles, embeddings):  # noqa: F811
+    from assistant.examples import suggest
+
+    step = threading.Semaphore(0)
+    replies = ["Who opened the new bridge?", "Mayor Jane Hill opened the new bridge in 1998."]
+    model = ReadingAnswerer(
+        messages=iter([AIMessage(r) for r in replies]),
+        prompts=[],
+        judgements=[],
+        done_steps={},
+        order=[],
+        saw_pause=[],
+        step=step,
+    )
+    bot = Assistant(two_articles, chat_model=model, embeddings=embeddings)
+    bot.load()
+    view = bot.view("harbour")
+    written = []
+    writer = threading.Thread(target=lambda: written.extend(suggest(bot, "harbour")))
+    writer.start()
+    assert wait_for(lambda: (view.system, "start") in model.order)
+    assert model.prompts == []  # nothing is asked of the model before the article is read
+    step.release(3)
+    writer.join(20)
+    assert written == ["Who opened the new bridge?"]
+    assert model.order[-1] == (view.system, "done")
+    assert model.prompts[0][0] == view.system  # the request sits on the article's kept reading: only it is new
+    assert not model.saw_pause  # checking the example paused no reading
