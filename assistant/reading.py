@@ -219,8 +219,10 @@ class ArticleReader:
     def _enqueue(self, view: View, wanted: bool) -> Reading | None:
         if view.system is None or not self.settings.whole_article or not self.settings.read_in_background:
             return None
-        if not hasattr(self._model(), "read"):
-            return None
+        model = self._model()
+        has_read = getattr(model, "has_read", None)
+        if not hasattr(model, "read") or (has_read is not None and has_read(view.system)):
+            return None  # nothing to read, or read already (kept, or saved by an earlier process)
         with self._lock:
             reading = self.readings.get(view.system)
             if reading is not None and reading.finished:
