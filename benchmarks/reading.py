@@ -71,6 +71,7 @@ def ask(job):
     reading = bot.reading_of(job["scope"])
     return {"seconds": time.monotonic() - began, "text": data.get("text", turn.answer), "error": turn.error,
             "abstained": data.get("abstained", False), "citations": data.get("citations", []),
+            "timings": data.get("timings", {}),
             "reading": None if reading is None else [reading.done, reading.total, reading.finished]}
 
 def add(job):
@@ -254,7 +255,7 @@ def run(args) -> dict:
 def meta(args, article: dict, cases: list) -> dict:
     return {
         "date": datetime.date.today().isoformat(),
-        "command": "python -m benchmarks.reading " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python -m benchmarks.reading", *sys.argv[1:]]),
         "commit": short_commit("HEAD"),
         "before": None if args.skip_before else short_commit(args.before),
         "cores": os.cpu_count(),
@@ -339,9 +340,9 @@ def section(results: dict) -> str:
         f"- **Targets** (issue 32): a question asked right after the upload, whole answer p50 ≤ "
         f"{TARGETS['asked_at_once_p50']:.0f} s: {ours['p50']:.1f} s; the reading with three questions ≤ "
         f"{TARGETS['reading_ratio']}× its time alone: {ours['ratio']:.2f}×.",
-        f"- **As right as retrieval.** The same questions answered from retrieval when nothing is read "
-        f"(`ASSISTANT_WHOLE_ARTICLE=false`): {retrieval['right']:.2f} right, p50 {retrieval['p50']:.1f} s; "
-        f"during the reading: {ours['right']:.2f} right.",
+        f"- **As right as retrieval.** During the reading: {ours['right']:.2f} right. The same questions answered "
+        f"from retrieval when nothing is read (`ASSISTANT_WHOLE_ARTICLE=false`): {retrieval['right']:.2f} right "
+        f"(p50 {retrieval['p50']:.1f} s).",
     ]
     if ours["after_p50"] is not None:
         lines.append(
