@@ -278,6 +278,23 @@ def test_a_caller_that_waits_for_a_text_read_in_the_background_waits_for_that_re
     assert seen == ["computed"] and model.order.count(("system of a", "start")) == 1  # never read twice
 
 
+def test_a_reading_someone_waits_for_gives_way_to_questions_too():  # `assistant add` and `assistant warm` read so
+    step = threading.Semaphore(0)
+    model = chunked(step=step)
+    questions = Questions(None, 0.01)
+    reader = reader_of(model, questions)
+    done = []
+    reading = threading.Thread(target=lambda: done.append(reader.read(view("added"))))
+    reading.start()
+    step.release()
+    with questions.asking():  # another process's question, as the lock file shows it
+        step.release()
+        assert wait_for(lambda: "system of added" in model.saw_pause)
+    step.release(5)
+    reading.join(10)
+    assert done == ["computed"]
+
+
 # ----- questions: in this process, from the page, from other processes --------------------------------------------
 @pytest.fixture
 def two_articles(tmp_path):
