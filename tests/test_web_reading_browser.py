@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.real]
 DATA = Path(__file__).parent / "data" / "squad" / "packet-switching.json"
 AT_ONCE = "What is included with each packet label?"
 AFTER = "How many types of X.25 networks were there originally?"
+UPLOADED = "packet-switching"  # the upload's file name, so its doc_id
 POLL_S = 1.0  # how often the test looks at the status line, as a person watching it would
 
 
@@ -51,16 +52,17 @@ def server(free_port, assistant, tmp_path_factory):
     bot.reader.drop()  # all articles together would be read next: not this test's business
     demo.examples.wait(WAIT_MS / 1000)
     demo.close()
-    for document in bot.documents:  # the states this test made are of no use to any other run
-        bot.chat_model.forget(bot.view(document.doc_id).system or "")
-    bot.chat_model.forget(bot.view().system or "")
+    for document in bot.documents:  # the states this test made (its article's own title) serve no other run
+        if document.doc_id.startswith(UPLOADED):
+            bot.chat_model.forget(bot.view(document.doc_id).system or "")
+            bot.chat_model.forget(bot.view().system or "")  # all articles together: this one among them
 
 
 def article_file(folder: Path) -> Path:
     """The article as a Markdown upload, its title naming this run."""
     data = json.loads(DATA.read_text(encoding="utf-8"))["data"][0]
     heading = f"# Packet switching (browser test {uuid.uuid4().hex[:8]})"
-    path = folder / "packet-switching.md"
+    path = folder / f"{UPLOADED}.md"
     path.write_text("\n\n".join([heading, *(p["context"] for p in data["paragraphs"])]) + "\n", encoding="utf-8")
     return path
 
@@ -78,7 +80,7 @@ def test_a_question_asked_at_once_after_adding_a_long_article_does_not_wait_for_
         chat.page.wait_for_selector("#status .status.ready", timeout=WAIT_MS)
         message = add_article(chat, article_file(tmp_path))
         assert "Added" in message and "reads it once in the background" in message, message
-        doc_id = next(d.doc_id for d in demo.assistant.documents if d.doc_id.startswith("packet-switching"))
+        doc_id = next(d.doc_id for d in demo.assistant.documents if d.doc_id.startswith(UPLOADED))
         reading = demo.assistant.reading_of(doc_id)
         chat.page.get_by_role("tab", name="Chat", exact=True).click()
         assert web.READY not in chat.page.locator("#status").inner_text()
