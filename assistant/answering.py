@@ -22,6 +22,7 @@ from .grounding import Grounder
 from .guard import InvalidQuestion, greeting_reply, normalize_history, off_task_reply, validate_question
 from .parts import Parts
 from .pipeline import run
+from .priority import Questions, questions_for
 from .question_words import QuestionWords
 from .reading import ArticleReader, Reading
 from .settings import Settings
@@ -47,7 +48,11 @@ class Assistant:
         # Set by load(): None before it, so a caller can tell a loaded assistant without guessing.
         self.index = self.grounder = self.prompts = self.decision = None
         self._parts: Parts | None = None
-        self.reader = ArticleReader(self.settings, lambda: self.chat_model, lambda: self.prompts.answer)
+        # The questions in flight (this process's and, through a lock file, other processes'): readings give way.
+        self.questions: Questions = questions_for(self.settings)
+        self.reader = ArticleReader(
+            self.settings, lambda: self.chat_model, lambda: self.prompts.answer, questions=self.questions
+        )
 
     # ----- loading -------------------------------------------------------------------------------------------
     def _fingerprint(self) -> tuple:
@@ -194,9 +199,9 @@ class Assistant:
         """Load everything and have the model read the article prefix now, so the first question is fast.
 
         The model file loads in a second thread meanwhile the index opens: llama.cpp works outside the GIL, so on
-        two cores a fresh process pays for the longer of the two instead of their sum. scope, when given, is
-        checked and read too (an unknown one raises InvalidQuestion). With wait False, a long article never read
-        before is read in the background (see ArticleReader.read).
+        two cores a fresh process pays for the longer of the two instead of their sum. The text read is scope's
+        (a doc_id; an unknown one raises InvalidQuestion), or all articles together for None. With wait False, a
+        long article never read before is read in the background (see ArticleReader.read).
         """
         model = self.chat_model
         failed: list[BaseException] = []
@@ -221,9 +226,7 @@ class Assistant:
                 loading.join()
         if failed:
             raise failed[0]
-        result = self.reader.read(view, wait=wait)
-        if scope is not None:
-            result = self.reader.read(self.view(scope), wait=wait)
+        result = self.reader.read(view if scope is None else self.view(scope), wait=wait)
         self._warm = True
         return result
 
@@ -237,8 +240,16 @@ class Assistant:
         return self.reader.read(view, wait, progress)
 
     def start_reading(self, view: View) -> Reading | None:
-        """Read view's whole text in the background (see ArticleReader.start)."""
-        return self.reader.start(view)
+        """Read view's whole text in the background, before those only queued for later (see ArticleReader.want)."""
+        return self.reader.want(view)
+
+    def read_when_idle(self) -> None:
+        """Queue every text that fits (each article, and all of them together) to be read in the background when
+        nothing else waits: no question in flight, no text a conversation is in."""
+        for document in self.documents:
+            self.reader.later(self.view(document.doc_id))
+        if len(self.documents) > 1:
+            self.reader.later(self.view())
 
     def reading_of(self, scope: str | None = None) -> Reading | None:
         """The progress of reading scope's whole text, if it was ever started in this process."""
@@ -271,10 +282,11 @@ class Assistant:
         timings = Timings()
         text = validate_question(question, self.settings.max_question_chars)
         turns = normalize_history(history, self.settings.max_history_messages)
-        if not self._warm:
-            self.warm_up(scope, wait=False)  # restores a saved article state: the first answer is fast too
-        view = self.view(scope)
-        yield from run(AnswerState(text, turns, view, config, timings), self.parts)
+        with self.questions.asking():  # from here to the Answer, readings give way to this question
+            if not self._warm:
+                self.warm_up(scope, wait=False)  # restores a saved article state: the first answer is fast too
+            view = self.view(scope)
+            yield from run(AnswerState(text, turns, view, config, timings), self.parts)
 
     def runnable(self) -> AnswerChain:
         """This assistant as a LangChain Runnable (see AnswerChain)."""

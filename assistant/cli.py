@@ -72,11 +72,19 @@ def read_articles(assistant, doc_ids) -> None:
 
 def cmd_ask(args) -> int:
     from .guard import validate_question
-    from .llamacpp import preload_for
+    from .priority import questions_for
 
     settings = _settings(args)
     settings.read_in_background = False  # a one-shot process would end before a long read: answer from retrieval
     validate_question(args.question, settings.max_question_chars)  # fail fast, before loading models
+    with questions_for(settings).asking():  # a reading in another process (`assistant add`, the web) gives way
+        return ask(args, settings)
+
+
+def ask(args, settings) -> int:
+    """Answer args.question, printing the answer as it streams when stdout is a terminal."""
+    from .llamacpp import preload_for
+
     preload_for(settings)  # the model loads on the other core while the rest of the assistant is imported
     from .answering import Assistant
 

@@ -1,5 +1,10 @@
 """Example questions for an article: from its NAME.meta.json, or written once by the model and kept only when the
-assistant answers them with a checked citation."""
+assistant answers them with a checked citation.
+
+Writing them is background work that gives way to questions: it waits until the article is read (the request then
+reads only its own few tokens on top of the article's kept state, instead of the whole article again) and until no
+question is in flight before each model call; the answers that check them pause nothing.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +36,14 @@ def suggest(assistant: Assistant, doc_id: str) -> list[str]:
     view = assistant.view(doc_id)
     if view.context is None:
         return []  # too long to show the model whole: no examples rather than examples about a part
-    messages = assistant.prompts.examples.format_messages(
-        title=view.title, context=view.context, count=settings.example_candidates
-    )
-    reply = "".join(assistant.parts.tokens(messages, max_tokens=settings.example_max_tokens))
+    if not assistant.reader.ready(view):
+        assistant.reader.wait_read(view)  # read once first (in the background, giving way to questions)
+    reply = write_candidates(assistant, view)
     kept = []
     for question in candidates(reply, settings.example_candidates):
-        answer = assistant.answer(question, scope=doc_id)
+        assistant.questions.wait_quiet()
+        with assistant.questions.aside():  # background work: it must not hold up readings as a question does
+            answer = assistant.answer(question, scope=doc_id)
         if not answer.abstained and answer.citations:
             kept.append(question)
         else:
@@ -45,6 +51,24 @@ def suggest(assistant: Assistant, doc_id: str) -> list[str]:
         if len(kept) == settings.examples_kept:
             break
     return kept
+
+
+def write_candidates(assistant: Assistant, view) -> str:
+    """The model's example questions for view, written when no question is in flight; a question that comes while
+    they are written stops them, and they are written again after it (from the kept article: a few seconds)."""
+    settings, questions = assistant.settings, assistant.questions
+    messages = assistant.prompts.examples.format_messages(
+        title=view.title, context=view.context, count=settings.example_candidates
+    )
+    while True:
+        questions.wait_quiet()
+        reply = []
+        for token in assistant.parts.tokens(messages, max_tokens=settings.example_max_tokens):
+            if questions.busy():
+                break
+            reply.append(token)
+        else:
+            return "".join(reply)
 
 
 def fill_examples(assistant: Assistant, doc_id: str) -> list[str]:

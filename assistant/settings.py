@@ -276,6 +276,21 @@ class Settings(BaseSettings):
         True,
         description="Read a long article in the background when a question first needs it (the web chat, a long-running process); off for one-shot commands, which answer from retrieval.",
     )
+    asking_poll_s: float = Field(
+        0.05,
+        gt=0,
+        description="How often a reading looks whether another process on this machine is asking (a lock file in ASSISTANT_CACHE_DIR that askers hold): a chunk being read gives way within about this time.",
+    )
+    question_wait_s: float = Field(
+        600.0,
+        gt=0,
+        description="A question shown on the page pauses the readings until it is answered, or for at most this long while it waits its turn (a page closed before its turn then stops holding them).",
+    )
+    reading_note_s: float = Field(
+        600.0,
+        ge=0,
+        description="For this long after an article is read, the page's status says so and what is now faster.",
+    )
     context_token_budget: int = Field(
         300,
         ge=1,

@@ -31,7 +31,7 @@ class StoppableReader(RecordingModel):
 
     stop: object = None
 
-    def read(self, prompts, progress=None, background=False) -> str:
+    def read(self, prompts, progress=None, background=False, **_gives_way) -> str:
         return "stopped" if self.stop.wait(10) else "computed"
 
     def stop_reading(self) -> None:
@@ -47,7 +47,7 @@ class ReadingModel(RecordingModel):
     def has_read(self, system: str) -> bool:
         return system in self.read_systems
 
-    def read(self, prompts, progress=None, background=False) -> str:
+    def read(self, prompts, progress=None, background=False, **_gives_way) -> str:
         if self.gate is not None:
             self.gate.wait(10)
         for done in (1, 2):

@@ -25,6 +25,7 @@ from assistant.errors import ModelUnavailable
 from assistant.guard import InvalidQuestion
 from assistant.indexing import IndexStoreError
 from assistant.models import ModelError
+from assistant.priority import Questions
 from assistant.settings import PROJECT_ROOT, Settings
 from assistant.transcript import conversation_markdown
 from assistant.turn import Turn
@@ -239,15 +240,15 @@ class StubAssistant:
         self.warmed = threading.Event()
         self.release = threading.Event()
         self.release.set()
-        self.reader = SimpleNamespace(readings={})  # whole-text reading per system prompt, as ArticleReader's
+        self.questions = Questions(None, 0.05)  # the questions in flight, which readings give way to
+        self.reader = SimpleNamespace(readings={}, questions=self.questions)  # per system prompt, as ArticleReader's
         self.read_scopes: list = []
 
     def view(self, scope=None):
         return scope
 
-    def read_article(self, view, wait=True, progress=None):
-        self.read_scopes.append(view)
-        return "skipped"
+    def read_when_idle(self):
+        self.read_scopes.extend(d.doc_id for d in self.documents)
 
     def stream(self, question, history=None, scope=None, config=None):
         self.calls.append((question, history))
@@ -265,7 +266,7 @@ class StubAssistant:
                 result = item
         return result
 
-    def warm_up(self):
+    def warm_up(self, scope=None, wait=True):
         self.release.wait(10)
         if self.error:
             raise self.error

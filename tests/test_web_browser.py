@@ -108,9 +108,10 @@ class Chat:
         self.page.reload()
 
     def wait_ready(self) -> str:
-        """Wait until the status says the model is ready; return the status first shown."""
-        first = self.page.locator("#status .status").inner_text(timeout=WAIT_MS)
-        self.page.wait_for_selector("#status .status.ready", timeout=300_000)
+        """Wait until the status says the model is loaded (ready, or answering while it reads an article added by an
+        earlier test); return the status first shown."""
+        first = self.page.locator("#status .status").first.inner_text(timeout=WAIT_MS)
+        self.page.wait_for_selector("#status .status.ready, #status .status.busy", timeout=300_000)
         return first
 
     def finished_count(self) -> int:

@@ -8,7 +8,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from typing import Any
 
@@ -19,10 +19,13 @@ from pydantic import PrivateAttr
 
 from ..errors import ModelUnavailable
 from ..relay import relay
+from .abort import decode_unless
 from .engine import ModelLoadError, import_engine, open_model, prompt_tokens, shared_prefix
 from .states import PrefixStore, put_back, snapshot
 
 log = logging.getLogger(__name__)
+
+GIVE_WAY_POLL_S = 0.02  # how often a reading that gives way looks again: a small part of a chunk's 7-14 s
 
 
 class LlamaCppChat(BaseChatModel):
@@ -53,6 +56,7 @@ class LlamaCppChat(BaseChatModel):
     _waiting: int = PrivateAttr(default=0)  # answers waiting for the lock: a reading article lets them go first
     _counting: Any = PrivateAttr(default_factory=threading.Lock)
     _stopping: Any = PrivateAttr(default_factory=threading.Event)  # set at exit: background readings end
+    _partials: dict = PrivateAttr(default_factory=dict)  # system -> Prefix of readings paused for another
 
     @property
     def _llm_type(self) -> str:
@@ -172,6 +176,7 @@ class LlamaCppChat(BaseChatModel):
         """Drop what was read of this system prompt, in RAM and on disk (its next use reads it again)."""
         with self._turn():
             self._store.forget(system)
+            self._partials.pop(system, None)
             if self._current == system:
                 self._current = None
 
@@ -179,9 +184,17 @@ class LlamaCppChat(BaseChatModel):
         """True when the prefix of this system prompt is kept in RAM or saved on disk: answers need not read it."""
         return self._store.has(system)
 
-    def read(self, prompts: list[list[BaseMessage]], progress=None, background: bool = False) -> str:
+    def read(
+        self,
+        prompts: list[list[BaseMessage]],
+        progress=None,
+        background: bool = False,
+        pause: Callable[[], bool] | None = None,
+        switch: Callable[[], bool] | None = None,
+    ) -> str:
         """Read what prompts (one article's, with different questions) share, once, and keep its state under their
-        system prompt; return "kept", "restored", "computed" or (a background read at exit) "stopped".
+        system prompt; return "kept", "restored", "computed", "paused" (see switch) or (a background read at exit)
+        "stopped".
 
         The shared part runs up to the first token of the question itself, so the question's template is read too.
         The first prompt is read whole, in chunks of read_chunk_tokens (llama.cpp's batch), and its question is then
@@ -189,10 +202,12 @@ class LlamaCppChat(BaseChatModel):
         llama.cpp's server does, so greedy answers do not change with how the article got into the cache (a 1.5B
         model's answer flips on the rounding of another batch split).
 
-        The prompt is read in chunks, and answers asked meanwhile take the model between two
-        chunks: the partial state is copied to RAM after each chunk and put back before the next. A background read
-        also waits while any call waits for the model. progress, when given, is called with (tokens read, tokens
-        in all).
+        The partial state is copied to RAM after each chunk and put back before the next, so other calls may use
+        the model between two chunks. A background read waits while any call waits for the model. pause, when
+        given, is true while a question is in flight: the reading waits for it between chunks, and a chunk in
+        progress is dropped at once (see abort.py) and read again after it. switch, when given, is asked between
+        chunks: when true, the reading returns "paused" and keeps its partial state, and the next read of these
+        prompts goes on from it. progress, when given, is called with (tokens read, tokens in all).
         """
         system = str(prompts[0][0].content)
         with self._turn():
@@ -203,33 +218,67 @@ class LlamaCppChat(BaseChatModel):
             llm = self.load()
             each = [prompt_tokens(llm, self._as_dicts(p)) for p in prompts]
             tokens, kept = each[0], len(functools.reduce(shared_prefix, each))
-        partial, done = None, 0
+        partial = self._partials.pop(system, None)  # a reading paused for another goes on where it was
+        done = len(partial.tokens) if partial is not None else 0
+        if partial is not None and progress:
+            progress(min(done, kept), kept)
         while done < len(tokens):
-            while background and self._waiting and not self._stopping.is_set():
-                time.sleep(0.02)
+            self._give_way(background, pause)
             if background and self._stopping.is_set():
                 return "stopped"
+            if switch is not None and switch():
+                if partial is not None:
+                    self._keep_partial(system, partial)
+                return "paused"
             with self._lock if background else self._turn():
-                if partial is None:
-                    llm.reset()
-                elif llm.input_ids[: llm.n_tokens].tolist() != partial.tokens and not self._put(llm, partial):
-                    partial, done = None, 0  # refused: read from the start again
-                    continue
-                self._current = None
-                llm.eval(tokens[done : done + self.read_chunk_tokens])
-                done = llm.n_tokens
-                if done == len(tokens):  # the question read with the rest goes: the prefix is what is kept
-                    llm._ctx.kv_cache_seq_rm(-1, kept, -1)
-                    llm.n_tokens = kept
-                partial = snapshot(llm)
-                if partial is None:
-                    raise ModelUnavailable("llama.cpp could not copy the model state; restart the assistant.")
-            if progress:
+                done, partial, read = self._read_chunk(llm, tokens, done, kept, partial, pause)
+            if read and progress:
                 progress(min(done, kept), kept)
         with self._lock:
             self._store.put(system, partial)
             self._current = system if llm.input_ids[: llm.n_tokens].tolist() == partial.tokens else None
         return "computed"
+
+    def _read_chunk(self, llm, tokens: list[int], done: int, kept: int, partial, pause) -> tuple[int, Any, bool]:
+        """Read the chunk after done, with the model held: (tokens done, partial state, whether a chunk was read).
+
+        The cache is first made to hold partial again (another call may have used the model since); a chunk that
+        gives way to a question leaves it so, to be read again after the question.
+        """
+        if partial is None:
+            llm.reset()
+        elif llm.input_ids[: llm.n_tokens].tolist() != partial.tokens and not self._put(llm, partial):
+            return 0, None, False  # refused: read from the start again
+        self._current = None
+        if not decode_unless(llm, tokens[done : done + self.read_chunk_tokens], self._stop_chunk(pause)):
+            return done, partial, False  # a question came: this chunk is read again after it
+        done = llm.n_tokens
+        if done == len(tokens):  # the question read with the rest goes: the prefix is what is kept
+            llm._ctx.kv_cache_seq_rm(-1, kept, -1)
+            llm.n_tokens = kept
+        partial = snapshot(llm)
+        if partial is None:
+            raise ModelUnavailable("llama.cpp could not copy the model state; restart the assistant.")
+        return done, partial, True
+
+    def _give_way(self, background: bool, pause: Callable[[], bool] | None) -> None:
+        """Wait while a question is in flight (pause) or, for a background read, while any call waits for the model."""
+        while not (background and self._stopping.is_set()):
+            if not ((background and self._waiting) or (pause is not None and pause())):
+                return
+            time.sleep(GIVE_WAY_POLL_S)
+
+    def _stop_chunk(self, pause: Callable[[], bool] | None) -> Callable[[], bool] | None:
+        """When a chunk being read must stop: a question in flight, or the process exiting."""
+        if pause is None:
+            return None
+        return lambda: pause() or self._stopping.is_set()
+
+    def _keep_partial(self, system: str, partial) -> None:
+        """Keep a paused reading's state in RAM (the oldest go past kept_prefixes: those are read from the start)."""
+        self._partials[system] = partial
+        while len(self._partials) > self.kept_prefixes:
+            self._partials.pop(next(iter(self._partials)))
 
     @staticmethod
     def _as_dicts(messages: list[BaseMessage]) -> list[dict]:

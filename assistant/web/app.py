@@ -20,6 +20,8 @@ from .workspace import Examples
 
 log = logging.getLogger(__name__)
 
+STATUS_POLL_S = 1.0  # how often an open page asks for the status while something loads or is read
+
 API_DOC = """Answer a question about the article, from the article only, with citations.
 
 Call it with gradio_client: `Client("http://127.0.0.1:7860").predict("Who opened the new library?",
@@ -45,6 +47,9 @@ CSS = """
 #status .status.failed { background: #fdecea; color: #8a1c12; }
 #status .status.reading { background: #eef3fb; color: #1f3d6b; margin-top: 4px; }
 #status .status.reading progress { width: 8em; vertical-align: middle; }
+#status .status.busy { background: #eef3fb; color: #1f3d6b; }
+#status .status.reading.queued, #status .status.note { background: #f3f4f6; color: #374151; margin-top: 4px; }
+#status .status.reading.done { background: #e9f7ec; color: #1d6b32; }
 #chat .refusal, #chat .waiting { font-style: italic; color: #6b7280; }
 #chat .closest, #sources .closest .source-head { color: #374151; font-size: 0.95em; }
 #chat .chat-error { color: #b42318; }
@@ -117,10 +122,10 @@ def build_app(
                 exported = gr.File(label="Markdown", visible=False, elem_id="exported", interactive=False)
             with gr.Column(scale=5):
                 page = layout(documents, passages, examples)
-        wire_chat(demo, handlers, side, page, turns, conversation, target, listing)
+        answered = wire_chat(demo, handlers, side, page, turns, conversation, target, listing)
         wire_side(side, page, turns, conversation, listing, delete, export, exported)
         wire_articles(demo, articles, page)
-        wire_status(demo, warmup, status_box, side, listing, page["added"])
+        wire_status(demo, warmup, status_box, side, listing, [page["added"], page["scoped"], *answered])
         gr.api(handlers.answer, api_name="answer", api_description=API_DOC, concurrency_id="answer")
     demo.assistant, demo.store, demo.warmup, demo.examples = assistant, store, warmup, examples
     return demo
@@ -212,30 +217,33 @@ def chat_panel(examples: list[str]) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, 
 
 
 def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, turns, conversation, target, listing):
-    """Asking, streaming, New chat and the 👍/👎 on answers."""
+    """Asking, streaming, New chat and the 👍/👎 on answers; returns the events of answers ending."""
     outputs = [c["chatbot"], turns, c["sources"], c["article"], c["textbox"], conversation, listing]
+    answered = []
     # Shown and saved at once, however many are sent while an answer streams ("multiple"): the question and a
     # waiting note. Queued only so that a refusal's gr.Warning reaches the page, in a group that never waits. Its answer then waits its turn in the queue, whose place and expected wait
     # Gradio shows over the chat until the model takes it.
     for trigger in (c["textbox"].submit, c["send"].click):
-        trigger(
-            handlers.accept,
-            inputs=[c["textbox"], turns, c["scope"], conversation],
-            outputs=[c["chatbot"], turns, c["textbox"], conversation, listing],
-            trigger_mode="multiple",
-            api_visibility="private",
-            concurrency_id="accept",  # a group of its own with no limit: it never waits behind an answer
-            concurrency_limit=None,
-            show_progress="hidden",
-        ).then(
-            handlers.respond,
-            outputs=[c["chatbot"], c["sources"], c["article"]],
-            api_visibility="private",
-            concurrency_id="answer",
-            concurrency_limit=answer_concurrency(handlers.assistant.settings),
-            trigger_mode="multiple",
-            show_progress="full",
-            show_progress_on=[c["chatbot"]],
+        answered.append(
+            trigger(
+                handlers.accept,
+                inputs=[c["textbox"], turns, c["scope"], conversation],
+                outputs=[c["chatbot"], turns, c["textbox"], conversation, listing],
+                trigger_mode="multiple",
+                api_visibility="private",
+                concurrency_id="accept",  # a group of its own with no limit: it never waits behind an answer
+                concurrency_limit=None,
+                show_progress="hidden",
+            ).then(
+                handlers.respond,
+                outputs=[c["chatbot"], c["sources"], c["article"]],
+                api_visibility="private",
+                concurrency_id="answer",
+                concurrency_limit=answer_concurrency(handlers.assistant.settings),
+                trigger_mode="multiple",
+                show_progress="full",
+                show_progress_on=[c["chatbot"]],
+            )
         )
     for trigger in (c["clear"].click, c["chatbot"].clear):  # the Chatbot's trash button empties only the display
         trigger(handlers.new_chat, outputs=outputs, queue=False, api_visibility="private")
@@ -249,6 +257,7 @@ def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, tu
         outputs=[c["feedback"], target, c["note"]],
         api_visibility="private",
     )
+    return answered
 
 
 def answer_concurrency(settings: Settings) -> int:
@@ -283,21 +292,24 @@ def wire_articles(demo, articles: ArticleHandlers, c: dict):
     c["remove"].click(
         articles.remove, inputs=[c["remove_choice"], c["scope"]], outputs=changed, api_visibility="private"
     )
-    c["scope"].change(articles.scope_changed, inputs=[c["scope"]], outputs=[c["examples"]], api_visibility="private")
+    c["scoped"] = c["scope"].change(
+        articles.scope_changed, inputs=[c["scope"]], outputs=[c["examples"]], api_visibility="private"
+    )
     demo.load(articles.refresh, outputs=[c["scope"], c["remove_choice"]], api_visibility="private")
 
 
-def wire_status(demo, warmup: WarmUp, status_box, side: WorkspaceHandlers, listing, added):
-    """The model's loading status and the articles being read, polled until done (again after an upload: the
-    added event), and the user's conversations when the page loads."""
+def wire_status(demo, warmup: WarmUp, status_box, side: WorkspaceHandlers, listing, events):
+    """The model's loading status and the articles being read, polled until done (again after each of events: an
+    upload, a scope chosen or an answer may start a reading), and the user's conversations when the page loads."""
 
     def status():
         return warmup.html(), gr.Timer(active=warmup.busy)
 
-    # Polled while the model loads or an article is read; an upload turns it on again (Articles.add).
-    timer = gr.Timer(1.0, active=warmup.busy)
+    # Polled while the model loads or an article is read or waits to be: the bar moves while the page is watched.
+    timer = gr.Timer(STATUS_POLL_S, active=warmup.busy)
     timer.tick(status, outputs=[status_box, timer], queue=False, api_visibility="private")
-    added.then(status, outputs=[status_box, timer], queue=False, api_visibility="private")
+    for event in events:
+        event.then(status, outputs=[status_box, timer], queue=False, api_visibility="private")
     demo.load(status, outputs=[status_box, timer], queue=False, api_visibility="private")
     demo.load(side.listing, outputs=[listing], queue=False, api_visibility="private")
 

@@ -4,13 +4,17 @@ read by the model once) and removing one, and the example questions of the chose
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import gradio as gr
 
 from ..answering import Assistant
+from ..errors import AssistantError
 from .render import article_html, escape
 from .workspace import Examples
+
+log = logging.getLogger(__name__)
 
 MAX_EXAMPLES = 6  # example questions shown under the chat, from the documents' NAME.meta.json
 
@@ -53,18 +57,21 @@ class ArticleHandlers:
             # The refused file is let go (so another can be chosen); pasted text stays, to be fixed.
             return (upload_html(str(exc), ok=False), *(gr.skip(),) * 4, None, gr.skip())
         self.index(progress)
-        reading = self.assistant.start_reading(self.assistant.view(added.doc_id))
-        self.examples.fill_later(added.doc_id)
+        reading = self.assistant.start_reading(self.assistant.view(added.doc_id))  # chosen: a conversation is in it
+        self.assistant.read_when_idle()  # the rest (all articles together) only when nothing else waits
+        self.examples.fill_later(added.doc_id)  # from the article's reading, once read, when no question waits
         scopes, removable = self.choices()
         message = (
-            f"Added “{added.title}” ({added.chars:,} characters) as {added.doc_id}. It is chosen for this "
-            "conversation; example questions for it are being written and checked."
+            f"Added “{added.title}” ({added.chars:,} characters) as {added.doc_id}. It is chosen for this conversation."
         )
-        if reading is not None:
+        if reading is not None and not reading.finished:
             message += (
-                " The model now reads it once (the bar at the top; about a minute per 3,000 words on two cores): "
-                "questions asked meanwhile are answered from the passages retrieval finds."
+                " The model now reads it once in the background (the bar at the top; about a minute per 3,000 words "
+                "on two cores), and gives way to every question: questions asked meanwhile are answered from the "
+                "passages retrieval finds. Example questions for it are written once it is read."
             )
+        else:
+            message += " Example questions for it are being written and checked."
         return (
             upload_html(message, ok=True),
             gr.Dropdown(choices=scopes, value=added.doc_id, visible=True),
@@ -99,6 +106,8 @@ class ArticleHandlers:
         except (UploadError, OSError) as exc:
             return upload_html(str(exc), ok=False), *(gr.skip(),) * 4
         self.assistant.load()
+        self.assistant.reader.drop()  # what was queued may name the removed article: queue what is there now
+        self.assistant.read_when_idle()
         scopes, removable = self.choices()
         scope = "" if scope == doc_id else scope
         return (
@@ -119,7 +128,11 @@ class ArticleHandlers:
         return gr.Dropdown(choices=scopes, visible=len(removable) > 1), gr.Dropdown(choices=removable, value=None)
 
     def scope_changed(self, scope: str | None) -> gr.Dataset:
-        """Show the chosen article's example questions."""
+        """Show the chosen article's example questions; a conversation is now in that scope, so it is read first."""
+        try:
+            self.assistant.start_reading(self.assistant.view(scope or None))
+        except AssistantError as exc:  # a scope removed meanwhile: the next question says so
+            log.info("Not reading scope %r: %s", scope, exc)
         return examples_update(self.examples.of(scope or None, MAX_EXAMPLES))
 
 

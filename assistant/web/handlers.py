@@ -18,6 +18,7 @@ from ..answering import Answer, Assistant
 from ..corpus import Passage
 from ..errors import AssistantError
 from ..guard import InvalidQuestion, validate_question
+from ..priority import Ticket
 from ..relay import relay
 from ..turn import Turn
 from .render import (
@@ -65,6 +66,7 @@ class Asked:
     recorder: Recorder
     scope: str | None
     session: str
+    ticket: Ticket | None = None  # in flight from the moment it is shown: readings give way to it
 
 
 def earlier_turns(asked: Asked) -> list[Turn]:
@@ -114,7 +116,8 @@ class ChatHandlers:
         conversation = recorder.start(text, scope or None)
         turn = Turn(text, position=recorder.position, state="waiting")
         turns.append(turn)
-        asked = Asked(turn, turns, recorder, scope or None, session_of(request))
+        ticket = self.assistant.questions.ask(self.assistant.settings.question_wait_s)
+        asked = Asked(turn, turns, recorder, scope or None, session_of(request), ticket)
         with self._lock:
             self._asked.setdefault(asked.session, deque()).append(asked)
             self._shown[asked.session] = turns
@@ -195,6 +198,8 @@ class ChatHandlers:
         return chat_messages(shown), sources_html(shown), article if turn.citations else gr.skip()
 
     def _forget(self, asked: Asked) -> None:
+        if asked.ticket is not None:
+            asked.ticket.close()
         with self._lock:
             self._busy.discard(id(asked.turn))
             key = (asked.recorder.user, asked.recorder.conversation, asked.recorder.position)

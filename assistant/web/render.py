@@ -18,6 +18,10 @@ from ..turn import Turn
 
 LOADING = "Loading the model… first answers may take a few seconds."
 READY = "Ready: ask a question about the article."
+BUSY = (
+    "Ask away: the model reads the articles below in the background, and gives way to every question. Until an "
+    "article is read, questions about it are answered from the passages retrieval finds."
+)
 WAITING = (
     "Waiting for the model, which answers one question at a time: your place in the queue and the expected wait "
     "show at the foot of the chat."
@@ -176,25 +180,55 @@ def article_html(passages: list[Passage], citations: list[dict] | None = None) -
     return "".join(out)
 
 
-def status_html(state: str, detail: str = "", readings: list | None = None) -> str:
-    """Return the status line for a warm-up state (loading, ready or failed), with a bar per article being read."""
+def status_html(
+    state: str, detail: str = "", readings: list | None = None, paused: bool = False, notes: list[str] | None = None
+) -> str:
+    """Return the status line for a warm-up state (loading, ready or failed) and the readings: "Ready" only when
+    nothing is being read or waits to be; a bar for each reading that has started, a line for each still waiting
+    its turn, and what is faster now for each just finished. paused: a question in flight holds the readings."""
+    readings = readings or []
     text = {"loading": LOADING, "ready": READY}.get(state, f"The model could not be loaded: {detail}")
-    bars = "".join(reading_html(r) for r in readings or [])
-    return f'<div class="status {escape(state)}">{escape(text)}</div>{bars}'
+    if state == "ready" and any(r.active for r in readings):
+        state, text = "busy", BUSY
+    lines = "".join(reading_html(r, paused) for r in readings)
+    lines += "".join(f'<div class="status note">{escape(note)}</div>' for note in notes or [])
+    return f'<div class="status {escape(state)}">{escape(text)}</div>{lines}'
 
 
-def reading_html(reading) -> str:
-    """A progress bar for the model reading one article once, and what that means for answers meanwhile."""
+def reading_html(reading, paused: bool = False) -> str:
+    """One reading's line: its bar while it is read, where it stands while it waits, what it changed once done."""
     title = ", ".join(reading.titles)
     if reading.error:
         text = f"Reading “{title}” failed ({reading.error}); it is answered from retrieved passages."
         return f'<div class="status reading failed">{escape(text)}</div>'
+    if reading.finished:
+        took = f"{reading.total:,} tokens in {duration(reading.seconds)}"
+        text = (
+            f"“{title}” is read ({took}). Questions about it are now answered from the whole article, and sooner: "
+            "the model starts from its reading and reads only the question."
+        )
+        return f'<div class="status reading done">{escape(text)}</div>'
+    if not reading.started:
+        when = "next" if reading.wanted_at is not None else "when no question or other article waits"
+        text = (
+            f"“{title}” will be read once, {when}. Until then, questions about it are answered from the passages "
+            "retrieval finds."
+        )
+        return f'<div class="status reading queued">{escape(text)}</div>'
     percent = round(100 * reading.share)
     text = (
         f"Reading “{title}” once: {percent} % ({reading.done:,} of {reading.total:,} tokens). Until it is read, "
         "questions about it are answered from the passages retrieval finds; after, from the whole article, faster."
     )
+    if paused:
+        text += " Paused while a question is answered."
     return f'<div class="status reading"><progress max="100" value="{percent}"></progress> {escape(text)}</div>'
+
+
+def duration(seconds: float) -> str:
+    """A reading's length as a person says it: 45 s, 3 min 20 s."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
 def error_message(exc: BaseException) -> str:

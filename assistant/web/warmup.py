@@ -1,11 +1,12 @@
 """Web stage, warm-up: the index and the model load in a background thread while the page comes up; the page polls
-the status line, and a bar for each article the model reads once.
+the status line, with a bar for each article the model reads once and a line for each waiting its turn.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from ..answering import Assistant
 from ..errors import AssistantError
@@ -35,11 +36,10 @@ class WarmUp:
 
     def _run(self) -> None:
         try:
-            how = self.assistant.warm_up()
+            how = self.assistant.warm_up(wait=False)  # a long text is read in the background: questions go first
             log.info("Model ready (article prefix %s)", how)
             self.state = "ready"
-            for document in self.assistant.documents:  # each article that fits is read once, in the background
-                self.assistant.read_article(self.assistant.view(document.doc_id), wait=False)
+            self.assistant.read_when_idle()  # each article that fits is read once, when nothing else waits
         except AssistantError as exc:
             log.error("Warm-up failed: %s", exc)
             self.error, self.state = str(exc), "failed"
@@ -50,11 +50,36 @@ class WarmUp:
             self.done.set()
 
     def html(self) -> str:
-        """The status line for the page, with the articles being read."""
-        readings = [r for r in list(self.assistant.reader.readings.values()) if not r.finished]
-        return status_html(self.state, self.error, readings)
+        """The status line for the page: the articles being read or waiting to be, those just read, and whether
+        all articles together can be read at all."""
+        reader = self.assistant.reader
+        since = time.monotonic() - self.assistant.settings.reading_note_s
+        readings = [
+            r
+            for r in list(reader.readings.values())
+            if r.active or r.error or (r.read_now and r.finished_at is not None and r.finished_at >= since)
+        ]
+        return status_html(self.state, self.error, readings, reader.questions.busy(), self.notes())
+
+    def notes(self) -> list[str]:
+        """What the page should know about reading: all articles together too long for the model's context."""
+        documents = self.assistant.documents or []
+        if self.state != "ready" or len(documents) < 2 or not self.assistant.settings.whole_article:
+            return []
+        try:
+            fits = self.assistant.view().system is not None
+        except Exception:  # a corpus broken on disk: the chat itself says so
+            return []
+        if fits:
+            return []
+        return [
+            f"All {len(documents)} articles together are too long for the model's context "
+            f"({self.assistant.settings.llm_context:,} tokens), so they are not read whole: a question across all "
+            "of them is answered from the passages retrieval finds (from its article's reading once that article "
+            "is read). Choose one article to have it answered from its whole text."
+        ]
 
     @property
     def busy(self) -> bool:
-        """True while the page should keep polling: loading, or an article being read."""
+        """True while the page should keep polling: loading, or an article being read or waiting to be."""
         return self.state == "loading" or any(r.active for r in list(self.assistant.reader.readings.values()))
