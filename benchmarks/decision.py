@@ -120,18 +120,19 @@ def load_runs(store: Path, ctx, with_states: bool = True) -> list[Run]:
     return runs
 
 
-def question_states(store: Path) -> list[tuple[str, int, dict]]:
-    """(article, answerable, {layer: vector}) of every question `benchmarks.runs questions` read."""
+def question_states(store: Path, besides: list[Run] = ()) -> list[tuple[str, int, dict]]:
+    """(article, answerable, {layer: vector}) of every question `benchmarks.runs questions` read, but those of the
+    runs besides (their question states are examples already)."""
     import numpy as np
 
     path = store / "questions.jsonl"
     if not path.is_file():
         return []
-    out = []
+    out, seen = [], {r.qid for r in besides}
     for line in path.read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         npz = store / "questions" / f"{row['id']}.npz"
-        if row.get("read") and npz.is_file():
+        if row.get("read") and npz.is_file() and row["id"] not in seen:
             with np.load(npz) as data:
                 vectors = {int(k.split("_")[1]): data[k].astype(np.float32) for k in data.files}
             out.append((row["article"], int(row["kind"] == "answerable"), vectors))
@@ -382,7 +383,7 @@ def fit(args) -> tuple:
 
     ctx = context(args.workdir)
     dev, test = split_runs(args, ctx)
-    extra = question_states(args.dev)
+    extra = question_states(args.dev, dev)
     names = [n for n in SIGNALS if n != "logit_claim" or args.claim]
     fallback, fb_threshold = fit_combiner(dev, names)
     probes = []

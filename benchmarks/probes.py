@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     ctx = context(args.workdir)
     dev, test = split_runs(args, ctx)
-    rows = table(dev, test, question_states(args.dev))
+    rows = table(dev, test, question_states(args.dev, dev))
     cost = None if args.no_timing else read_cost()
     result = {
         "command": "python -m benchmarks.probes " + " ".join(argv),
