@@ -297,8 +297,10 @@ def early_threshold(runs: list[Run], passes) -> float | None:
 _DECISIVE = ("unmatched_names", "unmatched_numbers", "negation_mismatch", "antonym")
 
 
-def policies(model) -> dict:
-    """How each compared policy decides a judged sentence (j: Judged), by name."""
+def policies(model, judgement_alone=None) -> dict:
+    """How each compared policy decides a judged sentence (j: Judged), by name. judgement_alone, when given, is
+    (Linear over logit_yes only, its threshold): the judgement recalibrated and thresholded the decision's way, to
+    show what the other signals add."""
     from assistant.decision import log_odds
 
     judgement = log_odds(0.64)
@@ -317,18 +319,23 @@ def policies(model) -> dict:
     def with_words(j) -> bool:
         return combined(j) and not any(j.values[k] for k in _DECISIVE)
 
+    alone = {}
+    if judgement_alone is not None:
+        linear, threshold = judgement_alone
+        alone["judgement alone, threshold fitted"] = lambda j: linear.probability(j.values) >= threshold
     return {
         "judgement at 0.64 (f8402ed)": today,
+        **alone,
         "decision without probes": fallback,
         "decision": combined,
         "decision, question words dropping": with_words,
     }
 
 
-def report(model, dev: list[Run], test: list[Run]) -> dict:
+def report(model, dev: list[Run], test: list[Run], judgement_alone=None) -> dict:
     """Figures of each policy on dev and on test (with 95 % intervals), and test per article."""
     out = {}
-    for name, passes in policies(model).items():
+    for name, passes in policies(model, judgement_alone).items():
         entry = {"dev": figures(dev, passes), "test": figures(test, passes)}
         t = entry["test"]
         for key, n in (("answerable_right", t["answerable"]), ("unanswerable_refused", t["unanswerable"])):
@@ -359,6 +366,19 @@ def early_figures(model, runs: list[Run]) -> dict | None:
         / max(1, sum(not r.answerable for r in runs)),
         "answerable_right_lost": sum(early(r) for r in right) / max(1, len(right)),
         "seconds_saved_p50": statistics.median([r.after_question for r in refused]) if refused else 0.0,
+    }
+
+
+def aucs(runs: list[Run], linear) -> dict[str, float]:
+    """ROC AUC over runs' judged sentences of the judgement's P(yes) and of linear (the decision); on dev the
+    decision's is in-sample."""
+    from sklearn.metrics import roc_auc_score
+
+    judged = [j for r in runs for j in r.judged]
+    labels = [j.label for j in judged]
+    return {
+        "judgement": round(roc_auc_score(labels, [j.values["logit_yes"] for j in judged]), 3),
+        "decision": round(roc_auc_score(labels, [linear.probability(j.values) for j in judged]), 3),
     }
 
 
@@ -410,7 +430,8 @@ def fit(args) -> tuple:
     )
     if any(p.place == "question" for p in probes):
         model.early = early_threshold(dev, policies(model)["decision"])
-    figures_ = report(model, dev, test)
+    figures_ = report(model, dev, test, fit_combiner(dev, ["logit_yes"]))
+    figures_["roc_auc"] = {name: aucs(runs, model.combiner) for name, runs in (("dev", dev), ("test", test))}
     figures_["early refusal"] = {"threshold": model.early, "test": early_figures(model, test)}
     decision = figures_["decision"]["test"]
     model.metrics = {k: round(v, 4) for k, v in decision.items() if isinstance(v, float)}
