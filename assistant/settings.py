@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     )
     probe_layers: tuple[int, ...] | None = Field(
         None,
-        description="The model layers whose hidden states are read; unset: those the decision file's probes use (python -m benchmarks.decision collect sets its own).",
+        description="The model layers whose hidden states are read; unset: those the decision file's probes use (python -m benchmarks.runs collect sets its own).",
     )
 
     # Follow-up questions (the rewrite stage)

@@ -325,6 +325,7 @@ def policies(model, judgement_alone=None) -> dict:
         alone["judgement alone, threshold fitted"] = lambda j: linear.probability(j.values) >= threshold
     return {
         "judgement at 0.64 (f8402ed)": today,
+        "judgement at 0.64, question words dropping": lambda j: today(j) and not any(j.values[k] for k in _DECISIVE),
         **alone,
         "decision without probes": fallback,
         "decision": combined,
