@@ -324,6 +324,7 @@ def policies(model, judgement_alone=None) -> dict:
         linear, threshold = judgement_alone
         alone["judgement alone, threshold fitted"] = lambda j: linear.probability(j.values) >= threshold
     return {
+        "every judged sentence shown (the generation's ceiling)": lambda j: True,
         "judgement at 0.64 (f8402ed)": today,
         "judgement at 0.64, question words dropping": lambda j: today(j) and not any(j.values[k] for k in _DECISIVE),
         **alone,
