@@ -226,3 +226,36 @@ def test_question_words_drop_a_sentence_that_takes_a_word_the_passage_lacks(sett
     assert answer.abstained
     assert chat.judgements == []  # settled by words: no judgement
     assert answer.closest is not None and "3.0" in answer.closest.quote
+
+
+# ----- the shipped decision on the real models ---------------------------------------------------------------------
+@pytest.mark.real
+@pytest.mark.parametrize(
+    ("asked", "trap"),
+    [
+        # an opposite swapped in ("exceed" -> "fall short of"), a negation flipped ("will not replace" -> "will")
+        (
+            "Which countries are set to exceed the 3.5% target?",
+            "Which countries are set to fall short of the 3.5% target?",
+        ),
+        (
+            "Why will the US not replace the rotating infantry brigade?",
+            "Why will the US replace the rotating infantry brigade?",
+        ),
+    ],
+)
+def test_the_shipped_decision_scores_a_real_answer_above_its_trap(assistant, asked, trap):
+    """The real pipeline's own signals for the answer to a question and to its trap twin, weighed by the shipped
+    file: the answer passes the decision's threshold, the trap's answer does not, and the trap is refused."""
+    decision = Decision(load_decision(assistant.settings.decision_model))
+
+    def scored(question):  # (answer, [(probability, threshold)] of its judged sentences)
+        answer = assistant.answer(question)
+        return answer, [decision.probability(v.signals, v.states) for v in answer.verdicts if v.signals]
+
+    answered, right = scored(asked)
+    refused, wrong = scored(trap)
+    assert not answered.abstained and answered.citations
+    assert right and any(p >= t for p, t in right)
+    assert refused.abstained and not refused.citations
+    assert all(p < t for p, t in wrong) and (not wrong or max(wrong) < max(right))
