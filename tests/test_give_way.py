@@ -316,18 +316,23 @@ class ReadingAnswerer(Chunked):
             self.during_answer()
         return super()._generate(messages, stop, run_manager, **kwargs)
 
+    @classmethod
+    def scripted(cls, replies: list[str], step) -> ReadingAnswerer:
+        """One that reads when step is released and answers with replies, in order."""
+        return cls(
+            messages=iter([AIMessage(r) for r in replies]),
+            prompts=[],
+            judgements=[],
+            done_steps={},
+            order=[],
+            saw_pause=[],
+            step=step,
+        )
+
 
 def test_answer_while_a_reading_runs_in_another_thread_does_not_wait_for_it(two_articles, embeddings):  # noqa: F811
     step = threading.Semaphore(0)
-    model = ReadingAnswerer(
-        messages=iter([AIMessage("Mayor Jane Hill opened the new bridge in 1998.")]),
-        prompts=[],
-        judgements=[],
-        done_steps={},
-        order=[],
-        saw_pause=[],
-        step=step,
-    )
+    model = ReadingAnswerer.scripted(["Mayor Jane Hill opened the new bridge in 1998."], step)
     bot = Assistant(two_articles, chat_model=model, embeddings=embeddings)
     bot.load()
     system = bot.view("harbour").system
@@ -455,15 +460,7 @@ def test_example_questions_are_written_from_the_articles_reading_once_it_is_read
 
     step = threading.Semaphore(0)
     replies = ["Who opened the new bridge?", "Mayor Jane Hill opened the new bridge in 1998."]
-    model = ReadingAnswerer(
-        messages=iter([AIMessage(r) for r in replies]),
-        prompts=[],
-        judgements=[],
-        done_steps={},
-        order=[],
-        saw_pause=[],
-        step=step,
-    )
+    model = ReadingAnswerer.scripted(replies, step)
     bot = Assistant(two_articles, chat_model=model, embeddings=embeddings)
     bot.load()
     view = bot.view("harbour")
