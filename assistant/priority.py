@@ -101,12 +101,12 @@ class Questions:
             self._others = self._others_asking()
         return self._others
 
-    def wait_quiet(self, stop: threading.Event | None = None, step_s: float | None = None) -> bool:
+    def wait_quiet(self, stop: threading.Event | None = None) -> bool:
         """Wait until no question is in flight; False when stop was set first."""
         while self.busy():
             if stop is not None and stop.is_set():
                 return False
-            time.sleep(step_s or self.poll_s)
+            time.sleep(self.poll_s)
         return stop is None or not stop.is_set()
 
     def _live_here(self) -> bool:

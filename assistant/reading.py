@@ -161,10 +161,6 @@ class ArticleReader:
                     reading.ended.set()
             self._queue.clear()
 
-    def start(self, view: View) -> Reading | None:
-        """Read view's whole text in the background, as wanted (see want)."""
-        return self.want(view)
-
     def _tokens(self, text: str) -> float:
         """The tokens of text: counted by the local model (English runs near 4.5 characters a token, a safe
         chars_per_token 3.0 would make a 1,100-token article look like 1,500), else estimated."""
