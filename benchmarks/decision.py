@@ -316,8 +316,8 @@ def policies(model, judgement_alone=None) -> dict:
             return fallback(j)
         return model.combiner.probability(j.values) >= model.threshold
 
-    def with_words(j) -> bool:
-        return combined(j) and not any(j.values[k] for k in _DECISIVE)
+    def words_hold(j) -> bool:  # ASSISTANT_QUESTION_WORDS: a decisive word of the question unmatched drops it
+        return not any(j.values[k] for k in _DECISIVE)
 
     alone = {}
     if judgement_alone is not None:
@@ -326,11 +326,11 @@ def policies(model, judgement_alone=None) -> dict:
     return {
         "every judged sentence shown (the generation's ceiling)": lambda j: True,
         "judgement at 0.64 (f8402ed)": today,
-        "judgement at 0.64, question words dropping": lambda j: today(j) and not any(j.values[k] for k in _DECISIVE),
+        "judgement at 0.64, question words dropping": lambda j: today(j) and words_hold(j),
         **alone,
         "decision without probes": fallback,
         "decision": combined,
-        "decision, question words dropping": with_words,
+        "decision, question words dropping": lambda j: combined(j) and words_hold(j),
     }
 
 
