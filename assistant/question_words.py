@@ -7,7 +7,7 @@ answer echoes the changed word, and the word check (grounding.py) looks only at 
 question, so that word was never looked for. Here every name, number, negation and content word an answer
 sentence takes from the question must also stand in the passage it cites, or be matched there: by its stem, a
 number spelled out, a name's other form (a demonym, an acronym, a title the article gives the person), or a word
-the embedding model finds close ("Holland" for "the Netherlands"). A bare answer ("In 1979.") takes the whole
+the embedding model finds close ("Burma" for "Myanmar"). A bare answer ("In 1979.") takes the whole
 question as its premise. A negation or an opposite ("before" for "after") in the question but not in the cited
 sentence, or the other way round, is a mismatch too.
 

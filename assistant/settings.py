@@ -169,7 +169,7 @@ class Settings(BaseSettings):
         0.75,
         ge=0.0,
         le=1.0,
-        description="A word of the question the cited passage lacks counts as matched when the embedding model puts it at least this close (cosine) to one of the passage's words ('Holland' and 'Netherlands': 0.90; 'president' and 'minister': 0.50).",
+        description="A word of the question the cited passage lacks counts as matched when the embedding model puts it at least this close (cosine) to one of the passage's words ('Burma' and 'Myanmar': 0.94; 'physician' and 'doctor': 0.86; 'president' and 'minister': 0.50).",
     )
     early_refusal: bool = Field(
         False,
