@@ -6,9 +6,9 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .answer.guard import InvalidQuestion
     from .answering import Answer, AnswerChain, Assistant, Citation
-    from .corpus import Passage
-    from .guard import InvalidQuestion
+    from .index.corpus import Passage
     from .settings import Settings
 
 __all__ = [

@@ -14,19 +14,19 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from .cite import Citation
-from .corpus import Document, Passage, load_passages
-from .decision import Decision, load_decision
-from .generation import Prompts, load_prompts, render_context
-from .grounding import Grounder
-from .guard import InvalidQuestion, greeting_reply, normalize_history, off_task_reply, validate_question
-from .parts import Parts
-from .pipeline import run
-from .priority import Questions, questions_for
-from .question_words import QuestionWords
-from .reading import ArticleReader, Reading
+from .answer.cite import Citation
+from .answer.decision import Decision, load_decision
+from .answer.generation import Prompts, load_prompts, render_context
+from .answer.grounding import Grounder
+from .answer.guard import InvalidQuestion, greeting_reply, normalize_history, off_task_reply, validate_question
+from .answer.parts import Parts
+from .answer.pipeline import run
+from .answer.question_words import QuestionWords
+from .answer.state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
+from .index.corpus import Document, Passage, load_passages
+from .reading.priority import Questions, questions_for
+from .reading.reader import ArticleReader, Reading
 from .settings import Settings
-from .state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class Assistant:
         with self._lock:
             if self._ready and self._fingerprint() == self._loaded:
                 return self
-            from .indexing import PassageIndex, forget_open_stores
+            from .index.indexing import PassageIndex, forget_open_stores
 
             if self._ready:
                 # Someone edited the corpus or touched the index under a running assistant: never answer from the
@@ -127,7 +127,7 @@ class Assistant:
             return self._views[scope]
 
     def _make_view(self, scope: str | None) -> View:
-        from .retrieval import build_retriever
+        from .answer.retrieve import build_retriever
 
         if scope is not None and scope not in self._texts:
             names = ", ".join(d.doc_id for d in self.documents)
@@ -163,7 +163,7 @@ class Assistant:
         """The chat model, built from settings on first use."""
         with self._lock:
             if self._chat_model is None:
-                from .generation import build_chat_model
+                from .answer.generation import build_chat_model
 
                 self._chat_model = build_chat_model(self.settings)
             return self._chat_model
@@ -295,12 +295,12 @@ class Assistant:
     # ----- what the stages call -----------------------------------------------------------------------------
     def search(self, question: str, view: View, k: int | None = None, config: RunnableConfig | None = None):
         """Retrieve for question within view; a store that broke under us is reopened once."""
-        from .retrieval import retrieve
+        from .answer.retrieve import retrieve
 
         try:
             return retrieve(question, view.retriever, self.index.store, self._by_id, k, config)
         except Exception as exc:  # the store broke under us (files deleted or damaged while running)
-            from .indexing import IndexStoreError, forget_open_stores
+            from .index.indexing import IndexStoreError, forget_open_stores
 
             log.warning("Retrieval failed (%s); reopening the index.", exc)
             with self._lock:

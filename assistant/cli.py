@@ -23,7 +23,7 @@ def _settings(args):
 
 def render_answer(answer, show_timings: bool = False) -> str:
     """Format an Answer for the terminal: the text, then one line per citation."""
-    from .cite import NEAREST
+    from .answer.cite import NEAREST
 
     lines = [answer.text]
     for c in answer.citations:
@@ -71,8 +71,8 @@ def read_articles(assistant, doc_ids) -> None:
 
 
 def cmd_ask(args) -> int:
-    from .guard import validate_question
-    from .priority import questions_for
+    from .answer.guard import validate_question
+    from .reading.priority import questions_for
 
     settings = _settings(args)
     settings.read_in_background = False  # a one-shot process would end before a long read: answer from retrieval
@@ -116,8 +116,8 @@ def ask(args, settings) -> int:
 
 
 def cmd_index(args) -> int:
-    from .corpus import load_passages
-    from .indexing import PassageIndex
+    from .index.corpus import load_passages
+    from .index.indexing import PassageIndex
 
     settings = _settings(args)
     documents, passages = load_passages(settings.corpus_dir)
@@ -135,7 +135,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from .ingest import UploadError, add_document, reindex
+    from .index.ingest import UploadError, add_document, reindex
 
     settings = _settings(args)
     try:
@@ -165,7 +165,7 @@ def cmd_add(args) -> int:
 
 
 def cmd_remove(args) -> int:
-    from .ingest import UploadError, reindex, remove_document
+    from .index.ingest import UploadError, reindex, remove_document
 
     settings = _settings(args)
     try:
@@ -187,9 +187,9 @@ def cmd_chat(args) -> int:
 
 def cmd_warm(args) -> int:
     from .answering import Assistant
-    from .corpus import load_passages
-    from .embedding import export_onnx
-    from .indexing import embedded_text
+    from .index.corpus import load_passages
+    from .index.embedding import export_onnx
+    from .index.indexing import embedded_text
 
     started = time.perf_counter()
     settings = _settings(args)
@@ -289,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "chromadb", "sentence_transformers", "transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from .answer.guard import InvalidQuestion
     from .errors import AssistantError
-    from .guard import InvalidQuestion
 
     started = time.perf_counter()
     try:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import re
 
+from .answer.reply import is_decline
 from .answering import Assistant
-from .reply import is_decline
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def write_candidates(assistant: Assistant, view) -> str:
 
 def fill_examples(assistant: Assistant, doc_id: str) -> list[str]:
     """Give document doc_id checked example questions when its metadata has none; return its examples."""
-    from .ingest import update_metadata
+    from .index.ingest import update_metadata
 
     assistant.load()
     document = next(d for d in assistant.documents if d.doc_id == doc_id)

@@ -154,7 +154,7 @@ class Settings(BaseSettings):
         description="Let the fitted decision (a logistic regression over the pipeline's own signals: the judgement's P(yes), the question's words the cited passage lacks, the answer's type, retrieval, hidden-state probes) decide each judged sentence; off: P(yes) against verify_threshold.",
     )
     decision_model: Path = Field(
-        PROJECT_ROOT / "assistant" / "decision.json",
+        PROJECT_ROOT / "assistant" / "answer" / "decision.json",
         description="The decision's fitted coefficients (python -m benchmarks.decision fit writes them).",
     )
     probes: bool = Field(

@@ -107,11 +107,11 @@ def main() -> int:
     import logging
 
     logging.disable(logging.WARNING)
+    from assistant.answer.generation import build_chat_model
     from assistant.answering import Assistant
-    from assistant.corpus import load_documents, load_passages
     from assistant.eval import compute_metrics, load_suite, run_cases
-    from assistant.generation import build_chat_model
-    from assistant.indexing import PassageIndex, forget_open_stores, load_embeddings
+    from assistant.index.corpus import load_documents, load_passages
+    from assistant.index.indexing import PassageIndex, forget_open_stores, load_embeddings
     from assistant.settings import Settings
     from benchmarks.haystack import build_haystack
     from benchmarks.tutorial import TutorialRAG

@@ -37,9 +37,9 @@ def main() -> None:
 
         answer = Assistant(settings).answer(question)
     else:
-        from assistant.corpus import load_documents
-        from assistant.generation import build_chat_model
-        from assistant.indexing import load_embeddings
+        from assistant.answer.generation import build_chat_model
+        from assistant.index.corpus import load_documents
+        from assistant.index.indexing import load_embeddings
         from benchmarks.tutorial import TutorialRAG
 
         rag = TutorialRAG(load_embeddings(settings), build_chat_model(settings))

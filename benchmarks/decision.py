@@ -1,6 +1,6 @@
-"""Fit the decision (assistant/decision.py) on the pipeline's own runs, and report it on held-out articles.
+"""Fit the decision (assistant/answer/decision.py) on the pipeline's own runs, and report it on held-out articles.
 
-    python -m benchmarks.decision fit [--dev DIR] [--test DIR] [--out assistant/decision.json]
+    python -m benchmarks.decision fit [--dev DIR] [--test DIR] [--out assistant/answer/decision.json]
     python -m benchmarks.decision report [--dev DIR] [--test DIR]     # the same figures, nothing written
 
 The runs come from `python -m benchmarks.runs collect` (dev articles to fit on, test articles to report on):
@@ -69,10 +69,10 @@ class Run:
 
 def context(workdir: Path):
     """What the offline signals need: the corpus passages by id, a grounder (for names) and the word checker."""
-    from assistant.corpus import load_passages
-    from assistant.embedding import load_embeddings
-    from assistant.grounding import Grounder
-    from assistant.question_words import QuestionWords
+    from assistant.answer.grounding import Grounder
+    from assistant.answer.question_words import QuestionWords
+    from assistant.index.corpus import load_passages
+    from assistant.index.embedding import load_embeddings
     from assistant.settings import Settings
 
     documents, passages = load_passages(workdir / "corpus")
@@ -84,7 +84,7 @@ def context(workdir: Path):
 
 def judged_of(row: dict, verdict: dict, index: int, ctx) -> Judged:
     """A verdict of a saved run, labelled, with its signals computed as the pipeline computes them."""
-    from assistant.decision import signals
+    from assistant.answer.decision import signals
 
     by_id, grounder, checker = ctx
     cited = tuple(pid for pid in verdict.get("passages", []) if pid in by_id)
@@ -173,7 +173,7 @@ def fit_linear(X, y, names: list[str], C: float = 1.0):
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from assistant.decision import Linear
+    from assistant.answer.decision import Linear
 
     X = np.asarray(X, dtype=np.float64)
     means, scales = X.mean(axis=0), X.std(axis=0)
@@ -301,7 +301,7 @@ def policies(model, judgement_alone=None) -> dict:
     """How each compared policy decides a judged sentence (j: Judged), by name. judgement_alone, when given, is
     (Linear over logit_yes only, its threshold): the judgement recalibrated and thresholded the decision's way, to
     show what the other signals add."""
-    from assistant.decision import log_odds
+    from assistant.answer.decision import log_odds
 
     judgement = log_odds(0.64)
 
@@ -399,8 +399,8 @@ def split_runs(args, ctx) -> tuple[list[Run], list[Run]]:
 
 def fit(args) -> tuple:
     """Fit probes, combiner and fallback on dev; keep the probes that help on test; return (model, report)."""
-    from assistant.decision import SIGNALS, DecisionModel, Probe
-    from assistant.models import known_sha256
+    from assistant.answer.decision import SIGNALS, DecisionModel, Probe
+    from assistant.index.models import known_sha256
     from assistant.settings import Settings
 
     ctx = context(args.workdir)
@@ -416,7 +416,7 @@ def fit(args) -> tuple:
     probe_names = [f"probe_{p.place}" for p in probes]
     combiner, threshold = fit_combiner(dev, names + probe_names) if probes else (fallback, fb_threshold)
     settings = Settings()
-    from assistant.models import chat_model_file
+    from assistant.index.models import chat_model_file
 
     model = DecisionModel(
         model_sha256=known_sha256(settings, chat_model_file(settings)) or "unknown",
@@ -458,7 +458,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar=("PLACE", "LAYER"),
         help="a probe to weigh: question|answer|judgement and a layer (repeat for several)",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "assistant" / "decision.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "assistant" / "answer" / "decision.json")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "decision.json")
     args = parser.parse_args(argv)
     args.probes = [(place, int(layer)) for place, layer in args.probes]

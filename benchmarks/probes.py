@@ -109,8 +109,8 @@ def read_cost(runs: int = 20) -> dict:
     """Seconds to read a state at a decode with every layer of LAYERS tapped, against the same decode untapped."""
     import time
 
+    from assistant.index.models import chat_model_file
     from assistant.llamacpp.engine import open_model
-    from assistant.models import chat_model_file
     from assistant.settings import Settings
 
     settings = Settings()

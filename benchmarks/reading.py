@@ -80,7 +80,7 @@ def add(job):
     if job["page"]:
         ArticleHandlers(bot, examples).add(job["path"], job["title"], "", "", progress=lambda *a, **k: None)
     else:
-        from assistant.ingest import add_document, reindex
+        from assistant.index.ingest import add_document, reindex
         add_document(bot.settings, Path(job["path"]).read_bytes(), Path(job["path"]).name, job["title"])
         reindex(bot.settings, None, bot.index.embeddings)
         bot.load()

@@ -1,4 +1,4 @@
-"""The pipeline's own runs on SQuAD 2.0 articles, kept for fitting the decision (assistant/decision.py).
+"""The pipeline's own runs on SQuAD 2.0 articles, kept for fitting the decision (assistant/answer/decision.py).
 
     python -m benchmarks.runs collect --split dev --per-article 90 [--store DIR] [--workdir DIR]
     python -m benchmarks.runs questions --split all [--per-article N] [--store DIR]
@@ -128,8 +128,8 @@ def collect_one(bot, case, states_dir: Path, claim: bool = False) -> dict:
 
 def question_state(bot, case) -> dict | None:
     """The state at the question's end, as the pipeline would read it (None: refused before the model)."""
-    from assistant import pipeline
-    from assistant.state import AnswerState
+    from assistant.answer import pipeline
+    from assistant.answer.state import AnswerState
 
     parts = bot.parts
     state = AnswerState(case.question, [], bot.view(case.article))

@@ -128,9 +128,9 @@ def main() -> int:
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 
     from assistant.answering import Assistant
-    from assistant.corpus import load_passages
-    from assistant.indexing import PassageIndex, load_embeddings
-    from assistant.models import chat_model_file
+    from assistant.index.corpus import load_passages
+    from assistant.index.indexing import PassageIndex, load_embeddings
+    from assistant.index.models import chat_model_file
     from assistant.settings import Settings
     from benchmarks.__main__ import machine
 

@@ -202,7 +202,7 @@ def write_corpus(articles: list[Article], corpus_dir: Path) -> int:
 def map_paragraphs(articles: list[Article], corpus_dir: Path) -> dict[str, list]:
     """slug -> the passage each paragraph became, read back with the assistant's loader; raises SquadError when a
     paragraph is not exactly one passage (taken for a heading, split, or repeated)."""
-    from assistant.corpus import load_passages
+    from assistant.index.corpus import load_passages
 
     _, passages = load_passages(corpus_dir)
     by_doc: dict[str, dict[str, list]] = {}
@@ -740,7 +740,7 @@ def figures(records: list[dict]) -> dict:
 
 def corrected(reply: str) -> bool:
     """True for a refusal that says what the article says instead ("The article does not say that …; it says …")."""
-    from assistant.state import NOT_IN_ARTICLE
+    from assistant.answer.state import NOT_IN_ARTICLE
 
     return reply.startswith(NOT_IN_ARTICLE.rstrip(".")) and reply.strip() != NOT_IN_ARTICLE
 

@@ -16,7 +16,7 @@ calls "he" or "it". An unanswerable question gets the first of these that holds,
 1. negation: the question holds a negation word (not, no, never, none, nor, without, n't, ...) and the trap
    sentence none, or a word both share follows a negation (within three words) in one of them only, while no word
    follows a negation in both: a long sentence often negates something else. "No." before a number is no negation.
-   This is the product's own test (assistant/question_words.py, negation_differs), so the two agree. First, because
+   This is the product's own test (assistant/answer/question_words.py, negation_differs), so the two agree. First, because
    a negated question usually matches its sentence word for word otherwise, and later rules would call it "other".
 2. antonym: a word of the question missing from the window whose opposite is in the window: a pair of the
    product's short general English list (question_words.OPPOSITES: first/last, before/after, increase/decrease,
@@ -49,8 +49,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from assistant.corpus import split_sentences
-from assistant.question_words import asked_type, negation_differs, opposites_in
+from assistant.answer.question_words import asked_type, negation_differs, opposites_in
+from assistant.index.corpus import split_sentences
 from assistant.text import content_stems, entity_words, find_entity, numbers, spelled_numbers, stem, words
 
 UNANSWERABLE = (

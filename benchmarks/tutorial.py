@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
-from assistant.reply import is_decline
+from assistant.answer.reply import is_decline
 
 # The tutorial's prompt (rlm/rag-prompt), word for word.
 TUTORIAL_PROMPT = (

@@ -81,8 +81,8 @@ def score_form(model, template: str, records: list[dict], with_article: bool = T
     """
     from langchain_core.messages import HumanMessage, SystemMessage
 
+    from assistant.answer.verify import Verifier
     from assistant.eval import compute_percentile
-    from assistant.verify import Verifier
 
     verifier = Verifier(model, template, threshold=0.5)
     scored, seconds = [], []
@@ -135,7 +135,7 @@ def main() -> int:
     import yaml
 
     logging.disable(logging.WARNING)
-    from assistant.generation import build_chat_model, load_prompt
+    from assistant.answer.generation import build_chat_model, load_prompt
     from assistant.settings import Settings
 
     forms = {} if args.only_forms else {"prompts/verify.txt": load_prompt(Settings().prompts_dir, "verify")}

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from assistant import text
-from assistant.corpus import load_passages
 from assistant.eval import load_suite
+from assistant.index.corpus import load_passages
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = [ROOT / "tests" / "questions.yaml", *sorted((ROOT / "tests" / "data" / "generalization").glob("*/dev.yaml"))]

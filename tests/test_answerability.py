@@ -14,7 +14,7 @@ def test_the_threshold_of_best_balanced_accuracy():
 
 
 def test_sentence_around_finds_the_loaders_sentence():
-    from assistant.corpus import Passage
+    from assistant.index.corpus import Passage
 
     doc = "Intro line.\nFirst sentence here. The span is in this one. Last one."
     start = doc.index("First")

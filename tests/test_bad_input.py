@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from assistant.answer.guard import InvalidQuestion
 from assistant.answering import Answer
-from assistant.guard import InvalidQuestion
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "bad_inputs.yaml").read_text(encoding="utf-8"))["cases"]
 TIME_LIMIT = 60  # seconds per case on a busy 2-core machine; a hang would take forever

@@ -15,9 +15,12 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from assistant import conversations
 from assistant.cli import main as cli_main
-from assistant.conversations import (
+from assistant.eval import export_cases, load_suite, plan_cases
+from assistant.index.corpus import corpus_hash, load_passages
+from assistant.settings import PROJECT_ROOT, Settings
+from assistant.store import conversations
+from assistant.store.conversations import (
     ConversationError,
     ConversationNotFound,
     ConversationStore,
@@ -25,10 +28,7 @@ from assistant.conversations import (
     make_title,
     open_store,
 )
-from assistant.corpus import corpus_hash, load_passages
-from assistant.eval import export_cases, load_suite, plan_cases
-from assistant.settings import PROJECT_ROOT, Settings
-from assistant.transcript import conversation_markdown
+from assistant.store.transcript import conversation_markdown
 
 CORPUS = PROJECT_ROOT / "corpus"
 DOCUMENTS, PASSAGES = load_passages(CORPUS)
@@ -506,7 +506,7 @@ def test_cli_keeps_the_drafts_of_skipped_feedback_commented_out(data_dir, tmp_pa
 CHILD = """
 import json, sys
 sys.path.insert(0, {root!r})
-from assistant.conversations import ConversationStore
+from assistant.store.conversations import ConversationStore
 
 store = ConversationStore(sys.argv[1])
 cid = store.create("", "Who spoke of NATO 3.0?")
@@ -567,9 +567,9 @@ def test_kill_during_streaming_loses_nothing_shown(tmp_path):
 def test_the_page_s_turn_and_the_store_s_row_are_one_record(tmp_path):
     """A turn streamed and finished on the page, written as it went, reads back from the store with the same fields;
     a failed one keeps its message; one cut off while streaming reads back 'streaming' with the text shown."""
-    from assistant.cite import Citation
-    from assistant.state import Answer
-    from assistant.turn import Turn
+    from assistant.answer.cite import Citation
+    from assistant.answer.state import Answer
+    from assistant.store.turn import Turn
     from assistant.web.workspace import Recorder, web_turn
 
     passage = next(p for p in PASSAGES if COLBY in p.text)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from test_engine import embeddings, make, settings  # noqa: F401 - fixtures shared with the engine tests
 
+from assistant.answer.correct import checked_correction, parse_correction
 from assistant.answering import NOT_IN_ARTICLE
-from assistant.correct import checked_correction, parse_correction
 
 BRIDGE = "The mayor opened the bridge in 1998."
 GOVERNOR = "When did the governor open the bridge?"

@@ -14,8 +14,7 @@ from fakes import RecordingModel
 from langchain_core.messages import AIMessage
 from test_engine import embeddings, settings  # noqa: F401 - the session's embedding model, a corpus copy
 
-from assistant.answering import Assistant
-from assistant.decision import (
+from assistant.answer.decision import (
     SIGNALS,
     Decision,
     DecisionModel,
@@ -26,7 +25,8 @@ from assistant.decision import (
     signals,
     tapped_layers,
 )
-from assistant.question_words import Unmatched
+from assistant.answer.question_words import Unmatched
+from assistant.answering import Assistant
 from benchmarks.decision import Judged, Run, best_threshold, figures, fit_linear, outcome
 from benchmarks.squad import interval
 

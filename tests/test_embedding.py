@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from assistant.corpus import load_passages
-from assistant.embedding import (
+from assistant.index.corpus import load_passages
+from assistant.index.embedding import (
     EXPORT_FILE,
     STAMP_FILE,
     OnnxEmbeddings,
@@ -19,8 +19,8 @@ from assistant.embedding import (
     load_embeddings,
     load_onnx,
 )
-from assistant.indexing import embedded_text
-from assistant.models import ModelError
+from assistant.index.indexing import embedded_text
+from assistant.index.models import ModelError
 from assistant.settings import Settings
 
 
@@ -60,7 +60,7 @@ def test_answering_needs_no_torch(exported):
     import subprocess
 
     code = (
-        "import sys; from assistant.embedding import load_embeddings; from assistant.settings import Settings; "
+        "import sys; from assistant.index.embedding import load_embeddings; from assistant.settings import Settings; "
         f"e = load_embeddings(Settings(cache_dir={str(exported.cache_dir)!r})); e.embed_query('hello'); "
         "print(type(e).__name__, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     )

@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 from fakes import RecordingModel, fake
 
-from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
-from assistant.cite import mark_sentence
-from assistant.corpus import load_passages, split_sentences
-from assistant.generation import (
+from assistant.answer.cite import mark_sentence
+from assistant.answer.generation import (
     OPTIONAL_VARIABLES,
     PROMPT_VARIABLES,
     ModelUnavailable,
@@ -23,8 +21,8 @@ from assistant.generation import (
     load_prompt,
     load_prompts,
 )
-from assistant.grounding import Grounder, fits_question, split_clauses
-from assistant.guard import (
+from assistant.answer.grounding import Grounder, fits_question, split_clauses
+from assistant.answer.guard import (
     InvalidQuestion,
     asks_for_several,
     is_off_task,
@@ -32,9 +30,11 @@ from assistant.guard import (
     normalize_history,
     validate_question,
 )
-from assistant.indexing import PassageIndex
-from assistant.pipeline import retrieved_first
-from assistant.reply import clean_sentence, is_decline
+from assistant.answer.pipeline import retrieved_first
+from assistant.answer.reply import clean_sentence, is_decline
+from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
+from assistant.index.corpus import load_passages, split_sentences
+from assistant.index.indexing import PassageIndex
 from assistant.settings import PROJECT_ROOT, Settings
 
 CORPUS = PROJECT_ROOT / "corpus"
@@ -42,7 +42,7 @@ CORPUS = PROJECT_ROOT / "corpus"
 
 @pytest.fixture(scope="session")
 def embeddings():
-    from assistant.indexing import load_embeddings
+    from assistant.index.indexing import load_embeddings
 
     return load_embeddings(Settings())
 
@@ -565,7 +565,7 @@ def test_a_declined_question_quotes_the_best_passages_sentence_sharing_most_word
 
 
 def test_closest_sentence_needs_words_of_the_question(grounder):
-    from assistant.grounding import closest_sentence
+    from assistant.answer.grounding import closest_sentence
 
     passages = grounder[0].passages
     found = closest_sentence(passages, "Which brigade will the US not replace in Romania?", 2)

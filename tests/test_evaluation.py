@@ -15,7 +15,6 @@ import yaml
 
 from assistant.answering import Answer, Citation
 from assistant.cli import build_parser
-from assistant.corpus import load_passages
 from assistant.eval import (
     ANSWER_F1_MIN,
     METRICS,
@@ -39,6 +38,7 @@ from assistant.eval import (
     score_case,
 )
 from assistant.eval import main as run_suite
+from assistant.index.corpus import load_passages
 from assistant.settings import PROJECT_ROOT
 
 CORPUS = PROJECT_ROOT / "corpus"

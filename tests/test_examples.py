@@ -17,7 +17,7 @@ CORPUS = PROJECT_ROOT / "corpus"
 
 @pytest.fixture(scope="module")
 def embeddings():
-    from assistant.indexing import load_embeddings
+    from assistant.index.indexing import load_embeddings
 
     return load_embeddings(Settings())
 

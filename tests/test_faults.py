@@ -11,16 +11,16 @@ import time
 import pytest
 from fakes import fake
 
+from assistant.answer.generation import build_chat_model
 from assistant.answering import NOT_IN_ARTICLE, Assistant
 from assistant.errors import ModelUnavailable
-from assistant.generation import build_chat_model
-from assistant.models import DEFAULT_MODEL_FILE, ModelError, chat_model_file
+from assistant.index.models import DEFAULT_MODEL_FILE, ModelError, chat_model_file
 from assistant.settings import PROJECT_ROOT, Settings
 
 
 @pytest.fixture(scope="module")
 def embeddings():
-    from assistant.indexing import load_embeddings
+    from assistant.index.indexing import load_embeddings
 
     return load_embeddings(Settings())
 
@@ -111,7 +111,7 @@ def test_damaged_default_model_is_reassembled(tmp_path):
 
 
 def test_missing_model_package_names_the_fix(monkeypatch, tmp_path):
-    import assistant.models as models
+    import assistant.index.models as models
 
     monkeypatch.setattr(models, "DEFAULT_MODEL_PACKAGES", ("no-such-model-part==1.0",))
     with pytest.raises(ModelError, match="setup"):
@@ -166,7 +166,7 @@ def test_remote_endpoint_down_gives_a_clear_error(settings, embeddings):
 
 
 def test_missing_corpus_names_the_fix(tmp_path, embeddings):
-    from assistant.corpus import CorpusError
+    from assistant.index.corpus import CorpusError
 
     settings = Settings(corpus_dir=tmp_path / "none", index_dir=tmp_path / "index")
     with pytest.raises(CorpusError, match="does not exist"):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.corpus import load_documents
 from assistant.eval import SPLITS, Suite, load_suite
+from assistant.index.corpus import load_documents
 from assistant.settings import PROJECT_ROOT
 
 ROOT = PROJECT_ROOT / "tests" / "data" / "generalization"

@@ -71,7 +71,7 @@ def test_abandoned_stream_releases_the_model():
 def test_saved_article_state_answers_exactly_like_reading_the_article(tmp_path):
     from langchain_core.messages import SystemMessage
 
-    from assistant.models import chat_model_file
+    from assistant.index.models import chat_model_file
     from assistant.settings import Settings
 
     settings = Settings()
@@ -167,7 +167,7 @@ def test_first_token_logprobs_come_from_the_real_model(assistant):
 # ----- hidden states, read as the model computes ---------------------------------------------------------------------
 @pytest.mark.real
 def test_tapped_layers_hand_back_states_at_each_piece_and_change_no_logit(assistant):
-    from assistant.verify import Verifier
+    from assistant.answer.verify import Verifier
 
     plain = assistant.chat_model
     tapped = LlamaCppChat(model_path=plain.model_path, n_ctx=2048, probe_layers=(12, 27), kept_heads=0)
@@ -225,8 +225,8 @@ def test_a_failed_preload_reaches_the_caller_as_model_unavailable(monkeypatch, t
 
 
 def test_preload_for_starts_only_when_the_file_needs_no_work(monkeypatch, tmp_path):
+    from assistant.index.models import _write_stamp
     from assistant.llamacpp import engine as llamacpp
-    from assistant.models import _write_stamp
     from assistant.settings import Settings
 
     started = []

@@ -21,14 +21,14 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from test_engine import CORPUS, embeddings  # noqa: F401 - the session's embedding model
 from test_reading import LONG_PARAGRAPHS
 
+from assistant.answer.state import View
 from assistant.answering import Assistant
 from assistant.llamacpp import chat as chat_module
 from assistant.llamacpp.chat import LlamaCppChat
 from assistant.llamacpp.states import Prefix
-from assistant.priority import Questions, questions_for
-from assistant.reading import ArticleReader
+from assistant.reading.priority import Questions, questions_for
+from assistant.reading.reader import ArticleReader
 from assistant.settings import Settings
-from assistant.state import View
 
 CHUNK = 4
 
@@ -360,7 +360,7 @@ def test_a_question_in_another_process_pauses_readings_here_until_it_ends(tmp_pa
         [
             sys.executable,
             "-c",
-            "import sys; from assistant.priority import questions_for; from assistant.settings import Settings\n"
+            "import sys; from assistant.reading.priority import questions_for; from assistant.settings import Settings\n"
             f"with questions_for(Settings(cache_dir={str(tmp_path / 'cache')!r})).asking():\n"
             "    print('asking', flush=True); sys.stdin.readline()",
         ],
@@ -414,7 +414,7 @@ def test_a_question_on_the_page_pauses_readings_from_the_moment_it_is_shown_unti
 def test_the_status_says_ready_only_when_nothing_is_read_and_what_a_finished_reading_made_faster():
     from test_web import StubAssistant
 
-    from assistant.reading import Reading
+    from assistant.reading.reader import Reading
     from assistant.web import render
     from assistant.web.warmup import WarmUp
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant import ingest
 from assistant.cli import main
-from assistant.corpus import load_documents, load_passages
-from assistant.ingest import UploadError, add_document, add_text, reflow, remove_document, slugify
+from assistant.index import ingest
+from assistant.index.corpus import load_documents, load_passages
+from assistant.index.ingest import UploadError, add_document, add_text, reflow, remove_document, slugify
 from assistant.settings import PROJECT_ROOT, Settings
 
 CORPUS = PROJECT_ROOT / "corpus"
@@ -431,13 +431,13 @@ def test_cli_errors_exit_2_without_a_traceback(settings, reindexed, tmp_path, ca
 # ----- the index follows -------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def embeddings():
-    from assistant.indexing import load_embeddings
+    from assistant.index.indexing import load_embeddings
 
     return load_embeddings(Settings())
 
 
 def test_added_document_is_indexed_and_found_then_removed(settings, embeddings):
-    from assistant.indexing import PassageIndex
+    from assistant.index.indexing import PassageIndex
 
     assert ingest.reindex(settings, embeddings=embeddings).action == "built"
     add_document(settings, ARTICLE_HTML, "ferry.html")

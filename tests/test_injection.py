@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from assistant.answer.correct import Correction
 from assistant.answering import NOT_IN_ARTICLE, off_task_reply
-from assistant.correct import Correction
 from assistant.settings import PROJECT_ROOT
 from assistant.text import words
 

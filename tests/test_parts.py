@@ -7,16 +7,16 @@ from dataclasses import replace
 import pytest
 from fakes import fake
 
-from assistant.corpus import load_passages
-from assistant.generation import load_prompts, render_context
-from assistant.grounding import Grounder
-from assistant.parts import Parts
-from assistant.pipeline import run
-from assistant.reading import ArticleReader
-from assistant.retrieval import Gate, Retrieval
+from assistant.answer.generation import load_prompts, render_context
+from assistant.answer.grounding import Grounder
+from assistant.answer.parts import Parts
+from assistant.answer.pipeline import run
+from assistant.answer.retrieve import Gate, Retrieval
+from assistant.answer.state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
+from assistant.answer.verify import Verdict
+from assistant.index.corpus import load_passages
+from assistant.reading.reader import ArticleReader
 from assistant.settings import PROJECT_ROOT, Settings
-from assistant.state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
-from assistant.verify import Verdict
 
 ARTICLE = """# Harbour news
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from test_engine import embeddings  # noqa: F401 - the session's embedding model
 
-from assistant.question_words import QuestionWords, Unmatched, negation_differs, opposites_in
+from assistant.answer.question_words import QuestionWords, Unmatched, negation_differs, opposites_in
 from assistant.text import stem
 
 

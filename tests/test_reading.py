@@ -14,9 +14,9 @@ from fakes import RecordingModel
 from langchain_core.messages import AIMessage
 from test_engine import CORPUS, embeddings  # noqa: F401 - the session's embedding model
 
+from assistant.answer.generation import bounded_context
 from assistant.answering import Assistant
-from assistant.corpus import load_passages
-from assistant.generation import bounded_context
+from assistant.index.corpus import load_passages
 from assistant.settings import Settings
 
 LONG_PARAGRAPHS = [

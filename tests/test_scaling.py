@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from fakes import fake
 
+from assistant.answer.guard import InvalidQuestion
 from assistant.answering import NOT_IN_ARTICLE, Assistant
-from assistant.corpus import load_passages
-from assistant.guard import InvalidQuestion
-from assistant.indexing import IndexStoreError, PassageIndex
+from assistant.index.corpus import load_passages
+from assistant.index.indexing import IndexStoreError, PassageIndex
 from assistant.settings import PROJECT_ROOT, Settings
 from benchmarks.servers import Server, free_port, start_chroma
 
@@ -40,7 +40,7 @@ SPENDING_REPLY = (
 
 def start_llama_server(folder: Path) -> tuple[Server, int, str]:
     """Start llama.cpp's OpenAI-compatible server with the default model; return it, its port and model id."""
-    from assistant.models import chat_model_file
+    from assistant.index.models import chat_model_file
 
     model = chat_model_file(Settings())
     port = free_port()
@@ -63,7 +63,7 @@ def start_llama_server(folder: Path) -> tuple[Server, int, str]:
 
 @pytest.fixture(scope="module")
 def embeddings():
-    from assistant.indexing import load_embeddings
+    from assistant.index.indexing import load_embeddings
 
     return load_embeddings(Settings())
 
@@ -425,7 +425,7 @@ def test_model_server_honours_the_answer_length_cap(tmp_path, llama_server, embe
 @pytest.mark.real
 def test_two_workers_share_one_model_server(tmp_path, llama_server, chroma_server, embeddings):
     # Two web workers: separate Assistants (own embeddings, own HTTP clients), one Chroma server, one model server.
-    from assistant.indexing import load_embeddings
+    from assistant.index.indexing import load_embeddings
 
     shared = dict(chroma_host="127.0.0.1", chroma_port=chroma_server, collection_name="workers")
     workers = [

@@ -18,17 +18,17 @@ from fakes import judgement
 from gradio_client import Client
 from langchain_core.messages import AIMessage, AIMessageChunk
 
-from assistant import cite
+from assistant.answer import cite
+from assistant.answer.guard import InvalidQuestion
 from assistant.answering import NOT_IN_ARTICLE, Answer, AnswerChain, Assistant, Citation
-from assistant.corpus import CorpusError, load_documents, load_passages
 from assistant.errors import ModelUnavailable
-from assistant.guard import InvalidQuestion
-from assistant.indexing import IndexStoreError
-from assistant.models import ModelError
-from assistant.priority import Questions
+from assistant.index.corpus import CorpusError, load_documents, load_passages
+from assistant.index.indexing import IndexStoreError
+from assistant.index.models import ModelError
+from assistant.reading.priority import Questions
 from assistant.settings import PROJECT_ROOT, Settings
-from assistant.transcript import conversation_markdown
-from assistant.turn import Turn
+from assistant.store.transcript import conversation_markdown
+from assistant.store.turn import Turn
 from assistant.web import app, render
 from assistant.web.articles import ArticleHandlers
 from assistant.web.handlers import NOT_IN_ARTICLE_CHOICE, ChatHandlers, WorkspaceHandlers, stream_in_thread
@@ -335,7 +335,7 @@ def tab(session: str, user: str = ""):
 
 
 def test_questions_sent_while_one_is_answered_all_show_at_once_and_are_answered_in_order(tmp_path):
-    from assistant.conversations import ConversationStore
+    from assistant.store.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
     stub = StubAssistant([spending_answer()])
@@ -362,7 +362,7 @@ def test_questions_sent_while_one_is_answered_all_show_at_once_and_are_answered_
 @pytest.fixture
 def workspace(tmp_path):
     """A conversation store, chat handlers whose engine streams one sentence then the answer, and the side list."""
-    from assistant.conversations import ConversationStore
+    from assistant.store.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
     handlers = ChatHandlers(StubAssistant(["Denmark", spending_answer()]), PASSAGES, store)
@@ -394,7 +394,7 @@ def test_an_answer_for_a_conversation_no_longer_on_screen_is_saved_but_not_shown
 
 
 def test_a_question_the_process_never_answered_is_marked_after_a_restart(tmp_path):
-    from assistant.conversations import ConversationStore
+    from assistant.store.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
     handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
@@ -543,7 +543,7 @@ def test_warm_up_reports_loading_then_ready():
 
 
 def test_the_status_line_shows_a_bar_for_an_article_being_read():
-    from assistant.reading import Reading
+    from assistant.reading.reader import Reading
 
     stub = StubAssistant()
     warmup = WarmUp(stub).start()
@@ -769,7 +769,7 @@ def test_example_questions_come_from_the_corpus(tmp_path):
 def test_each_signed_in_user_sees_only_their_own_conversations(tmp_path):
     from types import SimpleNamespace
 
-    from assistant.conversations import ConversationStore
+    from assistant.store.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
     handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
@@ -787,7 +787,7 @@ def test_each_signed_in_user_sees_only_their_own_conversations(tmp_path):
 
 
 def test_every_streamed_sentence_is_saved_before_the_next_is_shown(tmp_path):
-    from assistant.conversations import ConversationStore
+    from assistant.store.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
     pieces = ["Denmark, Estonia, Latvia, Lithuania", " and Poland will exceed it [1].", spending_answer()]
@@ -816,7 +816,7 @@ def test_a_question_shows_at_once_with_a_waiting_note_and_a_bad_one_stays_in_the
 def test_thumbs_record_replace_and_withdraw_feedback(tmp_path):
     from types import SimpleNamespace
 
-    from assistant.conversations import ConversationStore
+    from assistant.store.conversations import ConversationStore
 
     store = ConversationStore(tmp_path / "assistant.db")
     handlers = ChatHandlers(StubAssistant([spending_answer()]), PASSAGES, store)
@@ -858,8 +858,8 @@ def test_a_broken_store_never_stops_the_answer(tmp_path, caplog):
 
 
 def test_a_stored_refusal_keeps_its_nearest_sentence_and_the_terminal_shows_it():
+    from assistant.answer.state import Answer
     from assistant.cli import render_answer
-    from assistant.state import Answer
     from assistant.web.workspace import web_turn
 
     answer = Answer("Who opened it?", NOT_IN_ARTICLE, abstained=True, reason="unverified", closest=citation())

@@ -16,7 +16,7 @@ import pytest
 
 from assistant import web
 from assistant.answering import NOT_IN_ARTICLE, Assistant
-from assistant.corpus import load_documents
+from assistant.index.corpus import load_documents
 from assistant.settings import PROJECT_ROOT, Settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.real]

@@ -26,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..cite import MARKER
-from ..corpus import Document, load_documents
+from ..answer.cite import MARKER
 from ..errors import AssistantError
+from ..index.corpus import Document, load_documents
 from ..text import fold
 from .wording import describe_error
 
@@ -440,7 +440,7 @@ def load_suite(path: Path, default: Path | list[Document]) -> Suite:
     """
     import yaml
 
-    from ..corpus import CorpusError
+    from ..index.corpus import CorpusError
 
     path = Path(path)
     try:

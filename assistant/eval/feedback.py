@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cite import strip_markers
-from ..conversations import DATABASE_NAME, ConversationError, Feedback, open_store
-from ..corpus import Document
+from ..answer.cite import strip_markers
 from ..errors import AssistantError
+from ..index.corpus import Document
+from ..store.conversations import DATABASE_NAME, ConversationError, Feedback, open_store
+from ..store.transcript import one_line
 from ..text import fold
-from ..transcript import one_line
 from .cases import load_suite, locate_evidence
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def case_history(history: Iterable) -> list[dict]:
 
 def note_evidence(note: str, documents: list[Document]) -> str | None:
     """A sentence of the corpus holding the note's words (folded), quoted verbatim and occurring once; None if none."""
-    from ..corpus import split_passages
+    from ..index.corpus import split_passages
 
     wanted = " ".join(fold(note).strip(" .,;:!?\"'").split())
     if not wanted:
@@ -271,7 +271,7 @@ def cli_list(settings: Settings) -> int:
 
 def cli_export(settings: Settings, path: Path, include_positive: bool = False) -> int:
     """`assistant feedback export FILE.yaml [--all]`: write the feedback as an eval case file."""
-    from ..corpus import corpus_hash, load_documents
+    from ..index.corpus import corpus_hash, load_documents
 
     documents = load_documents(settings.corpus_dir)
     current = corpus_hash(documents)

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from ..cite import MARKER, highlight
+from ..answer.cite import MARKER, highlight
 from .cases import METRICS
 from .scoring import CaseResult, compute_latency, compute_metrics, format_label, overlaps
 

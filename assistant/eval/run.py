@@ -16,7 +16,7 @@ from .scoring import CaseResult, build_baseline, check_gates, compute_metrics, r
 
 def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: int, out=None):
     """Answer every case with one Assistant, printing a table row as each finishes; return the results."""
-    from ..guard import InvalidQuestion
+    from ..answer.guard import InvalidQuestion
 
     out = out or sys.stdout
     width = max(len("case"), *(len(c.id) for c in cases))

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..cite import MARKER, marker_numbers, strip_markers
+from ..answer.cite import MARKER, marker_numbers, strip_markers
 from .cases import METRICS, BaselineError, Case, Evidence, normalize_answer
 
 DEFAULT_TOLERANCE = 0.02

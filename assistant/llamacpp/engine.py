@@ -111,11 +111,11 @@ def preload_for(settings: Settings) -> None:
     """Start loading the configured in-process model now, when its file needs no assembling or checking first."""
     if settings.llm_backend != "llamacpp":
         return
-    from ..models import ready_model_file
+    from ..index.models import ready_model_file
 
     path = ready_model_file(settings)
     if path is not None:
-        from ..decision import tapped_layers
+        from ..answer.decision import tapped_layers
 
         layers = tapped_layers(settings, path)
         preload(str(path), settings.llm_context, settings.llm_threads, settings.llm_repack_weights, layers)

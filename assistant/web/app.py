@@ -10,7 +10,7 @@ import logging
 import gradio as gr
 
 from ..answering import Assistant
-from ..corpus import load_passages
+from ..index.corpus import load_passages
 from ..settings import Settings
 from .articles import MAX_EXAMPLES, ArticleHandlers
 from .handlers import NOT_IN_ARTICLE_CHOICE, RIGHT_ANSWER_CHOICE, ChatHandlers, WorkspaceHandlers
@@ -93,7 +93,7 @@ def build_app(
     store is the conversation store (default: the SQLite database in settings.data_dir). The returned Blocks
     carries .assistant, .store, .warmup (a WarmUp) and .examples for serve() and the tests.
     """
-    from ..conversations import open_store
+    from ..store.conversations import open_store
 
     settings = settings or (assistant.settings if assistant else Settings())
     assistant = assistant or Assistant(settings)

@@ -39,7 +39,7 @@ class ArticleHandlers:
 
     def add(self, path: str | None, title: str, pasted: str, pasted_title: str, progress=gr.Progress()) -> tuple:
         """Add the uploaded file (or the pasted text): (message, scope, article, removable, examples, file, paste)."""
-        from ..ingest import UploadError, add_document, add_text
+        from ..index.ingest import UploadError, add_document, add_text
 
         settings = self.assistant.settings
         try:
@@ -84,7 +84,7 @@ class ArticleHandlers:
 
     def index(self, progress) -> None:
         """Embed the new article's passages (the bar moves batch by batch), then reload the assistant."""
-        from ..ingest import reindex
+        from ..index.ingest import reindex
 
         def moved(done: int, total: int) -> None:
             progress(0.2 + 0.7 * done / max(total, 1), desc=f"Indexing the new article: {done}/{total} passages")
@@ -97,7 +97,7 @@ class ArticleHandlers:
 
     def remove(self, doc_id: str | None, scope: str | None) -> tuple:
         """Remove an article: (message, scope, article, removable, examples)."""
-        from ..ingest import UploadError, remove_document
+        from ..index.ingest import UploadError, remove_document
 
         if not doc_id:
             return upload_html("Choose the article to remove.", ok=False), *(gr.skip(),) * 4

@@ -14,13 +14,13 @@ from dataclasses import dataclass, replace
 
 import gradio as gr
 
+from ..answer.guard import InvalidQuestion, validate_question
 from ..answering import Answer, Assistant
-from ..corpus import Passage
 from ..errors import AssistantError
-from ..guard import InvalidQuestion, validate_question
-from ..priority import Ticket
+from ..index.corpus import Passage
+from ..reading.priority import Ticket
 from ..relay import relay
-from ..turn import Turn
+from ..store.turn import Turn
 from .render import (
     GENERIC_ERROR,
     api_result,
@@ -348,7 +348,7 @@ class WorkspaceHandlers:
                 log.error("Could not take back feedback: %s", exc)
 
     def _save(self, turns, conversation, number, rating, note, kind, user) -> None:
-        from ..corpus import corpus_hash
+        from ..index.corpus import corpus_hash
 
         if self.store is None:
             return

@@ -9,12 +9,12 @@ from __future__ import annotations
 import html
 import re
 
+from ..answer.cite import MARKER, NEAREST, highlight, strip_markers
+from ..answer.guard import InvalidQuestion
 from ..answering import Answer
-from ..cite import MARKER, NEAREST, highlight, strip_markers
-from ..corpus import Passage
 from ..errors import AssistantError
-from ..guard import InvalidQuestion
-from ..turn import Turn
+from ..index.corpus import Passage
+from ..store.turn import Turn
 
 LOADING = "Loading the model… first answers may take a few seconds."
 READY = "Ready: ask a question about the article."

@@ -13,9 +13,9 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..conversations import ConversationError, ConversationStore
-from ..transcript import conversation_markdown
-from ..turn import Turn
+from ..store.conversations import ConversationError, ConversationStore
+from ..store.transcript import conversation_markdown
+from ..store.turn import Turn
 
 log = logging.getLogger(__name__)
 

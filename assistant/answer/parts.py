@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..errors import ModelUnavailable
+from ..reading.reader import ArticleReader
+from ..settings import Settings
 from .decision import Decision
-from .errors import ModelUnavailable
 from .generation import Prompts
 from .grounding import Grounder
 from .question_words import QuestionWords
-from .reading import ArticleReader
-from .settings import Settings
 from .state import View
 from .verify import Verifier
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import RunnableConfig
 
-    from .retrieval import Retrieval
+    from .retrieve import Retrieval
 
 log = logging.getLogger(__name__)
 

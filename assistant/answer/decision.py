@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from .errors import AssistantError
-from .settings import Settings
+from ..errors import AssistantError
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ def signals(
 ) -> dict[str, float]:
     """Every signal of SIGNALS for one judged sentence: unmatched is question_words.Unmatched, retrieved the
     (passage id, cosine distance) of each retrieved passage, best first, cited the passage ids of its evidence."""
+    from ..text import words
     from .grounding import fits_question
-    from .text import words
 
     ranks = [i for i, (pid, _) in enumerate(retrieved) if pid in cited]
     distances = [d for _, d in retrieved if d is not None]
@@ -225,7 +225,7 @@ def tapped_layers(settings: Settings, model_path: Path | str) -> tuple[int, ...]
         return ()  # loading the assistant reports it
     if not decision.probes:
         return ()
-    from .models import known_sha256
+    from ..index.models import known_sha256
 
     sha = known_sha256(settings, Path(model_path))
     if sha != decision.model_sha256:

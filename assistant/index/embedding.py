@@ -14,7 +14,7 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 
 from .models import ModelError, embedding_model_path, force_offline
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

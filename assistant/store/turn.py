@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from .state import Answer
+    from ..answer.state import Answer
 
 TurnState = Literal["waiting", "streaming", "done", "error", "stopped", "elsewhere"]
 StoredState = Literal["streaming", "done", "error"]

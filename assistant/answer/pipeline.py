@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from functools import partial
 
+from ..index.corpus import Passage
+from ..text import entity_words, find_entity
 from .cite import Citation
-from .corpus import Passage
 from .correct import checked_correction
 from .decision import signals
 from .generation import bounded_context, render_context
@@ -26,7 +27,6 @@ from .question_words import Unmatched
 from .reply import clean_sentence, complete_sentences, is_decline, split_answer
 from .rewrite import rewrite_question, with_last_question
 from .state import NOT_IN_ARTICLE, Answer, AnswerState
-from .text import entity_words, find_entity
 from .verify import Verdict
 
 log = logging.getLogger(__name__)

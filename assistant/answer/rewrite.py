@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 
+from ..settings import Settings
+from ..text import content_stems, entity_words
 from .generation import Prompts
 from .reply import is_decline
-from .settings import Settings
 from .state import Rewrite
-from .text import content_stems, entity_words
 
 log = logging.getLogger(__name__)
 

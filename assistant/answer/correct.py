@@ -30,8 +30,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..text import content_stems, entity_words, find_entity, numbers
 from .question_words import negated
-from .text import content_stems, entity_words, find_entity, numbers
 
 # The one form a correction takes; "it says that" and a comma for the semicolon are the model's common variants.
 _FORM = re.compile(

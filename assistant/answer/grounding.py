@@ -8,9 +8,8 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from .cite import strip_markers
-from .corpus import Passage
-from .text import (
+from ..index.corpus import Passage
+from ..text import (
     CAPITAL_RUN,
     STOPWORDS,
     content_stems,
@@ -25,6 +24,7 @@ from .text import (
     stem,
     words,
 )
+from .cite import strip_markers
 
 _CLAUSE_SPLIT = re.compile(
     r",?\s+(?:and|but|while|whereas|because|although|as well as)\s+|;\s+|,\s+(?:which|who|whereas|while)\s+", re.I

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from .errors import AssistantError
+from ..errors import AssistantError
 
 
 class InvalidQuestion(AssistantError, ValueError):

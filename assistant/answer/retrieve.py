@@ -17,9 +17,9 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 
-from .corpus import Passage
-from .settings import Settings
-from .text import content_stem_list, content_stems
+from ..index.corpus import Passage
+from ..settings import Settings
+from ..text import content_stem_list, content_stems
 
 
 def passage_document(passage: Passage) -> Document:

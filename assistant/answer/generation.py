@@ -17,9 +17,9 @@ from langchain_core.prompts import (
     SystemMessagePromptTemplate,
 )
 
-from .corpus import Passage
-from .errors import AssistantError, ModelUnavailable
-from .settings import Settings
+from ..errors import AssistantError, ModelUnavailable
+from ..index.corpus import Passage
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def bounded_context(passages: list[Passage], question: str, settings: Settings) 
     """
     from dataclasses import replace
 
+    from ..text import content_stems
     from .grounding import best_sentence, sentence_spans
-    from .text import content_stems
 
     budget = settings.context_token_budget * settings.chars_per_token
     wanted = content_stems(question)
@@ -210,14 +210,14 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
             num_predict=settings.max_answer_tokens,
             client_kwargs={"timeout": settings.llm_timeout},
         )
-    from .models import ModelError, chat_model_file
+    from ..index.models import ModelError, chat_model_file
 
     try:
         path = chat_model_file(settings)
     except ModelError as exc:
         raise ModelUnavailable(str(exc)) from exc
+    from ..llamacpp.chat import LlamaCppChat
     from .decision import tapped_layers
-    from .llamacpp.chat import LlamaCppChat
 
     return LlamaCppChat(
         model_path=str(path),

@@ -14,8 +14,8 @@ from langchain_core.embeddings import Embeddings
 
 from .corpus import CHUNKING, Document, Passage, corpus_hash
 from .embedding import embedding_fingerprint, load_embeddings
-from .errors import AssistantError
-from .settings import Settings
+from ..errors import AssistantError
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from .cite import MARKER, NEAREST
+from ..answer.cite import MARKER, NEAREST
 from .conversations import Conversation
 
 # A marker with the space cite.mark_sentence puts before it: a footnote reference follows its word directly.

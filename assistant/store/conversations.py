@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretBytes, SecretStr
 
-from .errors import AssistantError
+from ..errors import AssistantError
 from .turn import STORED_STATES, StoredState, Turn
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
 DATABASE_NAME = "assistant.db"
 SCHEMA_VERSION = 1  # PRAGMA user_version; bump it and add a step to _MIGRATIONS when the schema changes

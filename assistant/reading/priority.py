@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from html import escape
 
-from .corpus import Passage
+from ..index.corpus import Passage
 
 # The only citation marker this project writes or reads: "[n]" after a sentence, n counting from 1.
 MARKER = re.compile(r"\[(\d+)\]")

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .text import STOPWORDS, content_stems, entity_words, find_entity, numbers, spelled_numbers, stem, words
+from ..text import STOPWORDS, content_stems, entity_words, find_entity, numbers, spelled_numbers, stem, words
 
 NEGATIONS = frozenset("not no never none neither nor without cannot n't nobody nothing".split())
 NEGATING_PREFIXES = ("un", "in", "im", "il", "ir", "dis", "non", "anti", "mis")

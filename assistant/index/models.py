@@ -10,8 +10,8 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import AssistantError
-from .settings import DEFAULT_MODEL_PACKAGES, DEFAULT_MODEL_SHA256, Settings
+from ..errors import AssistantError
+from ..settings import DEFAULT_MODEL_PACKAGES, DEFAULT_MODEL_SHA256, Settings
 
 log = logging.getLogger(__name__)
 

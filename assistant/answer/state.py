@@ -8,14 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from ..index.corpus import Passage
+from ..text import entity_words, find_entity
 from .cite import Citation, Reply
-from .corpus import Passage
-from .text import entity_words, find_entity
 
 if TYPE_CHECKING:
     from langchain_core.runnables import RunnableConfig
 
-    from .retrieval import Retrieval
+    from .retrieve import Retrieval
     from .verify import Verdict
 
 # Why an answer ended as it did. Every refusal has one; "answered" is the only one with citations.

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .errors import AssistantError
+from ..errors import AssistantError
 
 CHUNKING = {"strategy": "paragraph", "headings": "metadata", "version": 1}
 DOCUMENT_SUFFIXES = (".txt", ".md")

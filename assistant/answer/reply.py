@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 
+from ..index.corpus import split_sentences
+from ..text import abbreviates
 from .cite import strip_model_markers
-from .corpus import split_sentences
-from .text import abbreviates
 
 _LEADS = re.compile(
     r"^\s*(?:[-*•]\s+|\d+[.)]\s+|(?:answer|a)\s*:\s*|(?:the )?article (?:states|says|mentions|notes|reports|explains|suggests) that\s+)",

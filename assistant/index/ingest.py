@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from .corpus import DOCUMENT_SUFFIXES, Document, load_documents, load_passages
-from .errors import AssistantError
-from .settings import Settings
+from ..errors import AssistantError
+from ..settings import Settings
 
 TYPES = {".txt": "txt", ".md": "md", ".html": "html", ".htm": "html", ".pdf": "pdf"}
 ACCEPTED = ".txt, .md, .html (.htm) or .pdf"

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .corpus import Passage
+from ..answer.state import View
+from ..index.corpus import Passage
+from ..settings import Settings
 from .priority import Questions
-from .settings import Settings
-from .state import View
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class ArticleReader:
     def _tokens(self, text: str) -> float:
         """The tokens of text: counted by the local model (English runs near 4.5 characters a token, a safe
         chars_per_token 3.0 would make a 1,100-token article look like 1,500), else estimated."""
-        from .llamacpp.chat import LlamaCppChat
+        from ..llamacpp.chat import LlamaCppChat
 
         model = self._model()
         if isinstance(model, LlamaCppChat):  # LangChain's default counter would fetch GPT-2's tokenizer

@@ -1,0 +1,2 @@
+"""What is kept: one chat turn (turn), the conversations on disk (conversations), and their Markdown export
+(transcript)."""
