@@ -1,29 +1,33 @@
-"""Answer stage: the Assistant that owns the corpus, index and models, and runs a question through the pipeline.
-
-The stages themselves are in pipeline.py; `Assistant.runnable()` (and `assistant.chain()`) is the same as a LangChain
+"""The Assistant: the one object callers hold. It wires the layers together (the loaded corpus, library.py; the chat
+model; the reader of whole articles, reading/; the judges) into the Parts the answer stages use, and runs a question
+through the pipeline (answer/pipeline.py). `Assistant.runnable()` (and `assistant.chain()`) is the same as a LangChain
 Runnable.
+
+Its public surface is what the page, the CLI and the evaluation use: answer, stream, runnable, retrieve, warm_up,
+load, view, documents and passages, and the reading of whole articles (reading_of, readings, read_article,
+start_reading, read_when_idle, article_ready, forget_queued).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from .answer.cite import Citation
 from .answer.decision import Decision, load_decision
-from .answer.generation import Prompts, load_prompts, render_context
-from .answer.grounding import Grounder
+from .answer.generation import load_while
 from .answer.guard import InvalidQuestion, greeting_reply, normalize_history, off_task_reply, validate_question
 from .answer.parts import Parts
 from .answer.pipeline import run
 from .answer.question_words import QuestionWords
-from .answer.state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
-from .index.corpus import Document, Passage, load_passages
+from .answer.state import NOT_IN_ARTICLE, Answer, AnswerState, Question, Timings, View
+from .index.corpus import Document, Passage
+from .library import Library
 from .reading.priority import Questions, questions_for
 from .reading.reader import ArticleReader, Reading
 from .settings import Settings
@@ -36,117 +40,50 @@ class Assistant:
 
     def __init__(self, settings: Settings | None = None, chat_model=None, embeddings=None):
         self.settings = settings or Settings()
+        self.library = Library(self.settings, embeddings)
         self._chat_model = chat_model
-        self._embeddings = embeddings
         self._lock = threading.RLock()
-        self._ready = False
         self._warm = False
-        self._loaded: tuple = ()
-        self.documents: list[Document] = []
-        self.passages: list[Passage] = []
-        self.index_report = None
-        # Set by load(): None before it, so a caller can tell a loaded assistant without guessing.
-        self.index = self.grounder = self.prompts = self.decision = None
-        self._parts: Parts | None = None
+        self._parts: tuple[int, Parts] | None = None  # the parts, and the library load they were built from
         # The questions in flight (this process's and, through a lock file, other processes'): readings give way.
         self.questions: Questions = questions_for(self.settings)
         self.reader = ArticleReader(
-            self.settings, lambda: self.chat_model, lambda: self.prompts.answer, questions=self.questions
+            self.settings, lambda: self.chat_model, lambda: self.library.prompts.answer, questions=self.questions
         )
 
-    # ----- loading -------------------------------------------------------------------------------------------
-    def _fingerprint(self) -> tuple:
-        """Sizes and times of the corpus files and the index manifest: cheap to take before every question.
-
-        The store's own database file changes whenever anyone merely queries it, so only its existence counts;
-        a store damaged in place surfaces as a retrieval error, which reopens it (see _retrieve).
-        """
-
-        def stamp(path: Path):
-            try:
-                stat = path.stat()
-                return stat.st_mtime_ns, stat.st_size
-            except OSError:
-                return None
-
-        corpus = Path(self.settings.corpus_dir)
-        try:
-            # Dot files are an upload's temp files in the middle of being written: not part of the corpus yet.
-            entries = [(p.name, stamp(p)) for p in sorted(corpus.iterdir()) if p.is_file() and p.name[0] != "."]
-        except OSError:
-            entries = [("corpus", None)]
-        if not self.settings.chroma_host:
-            index_dir = Path(self.settings.index_dir)
-            entries += [
-                ("manifest", stamp(index_dir / "manifest.json")),
-                ("store", (index_dir / "chroma.sqlite3").exists()),
-            ]
-        return tuple(entries)
-
+    # ----- the corpus (library.py) --------------------------------------------------------------------------
     def load(self) -> Assistant:
         """Read the corpus, open (or build) the index and prepare the prompts; reloads when the corpus or index changed."""
         with self._lock:
-            if self._ready and self._fingerprint() == self._loaded:
-                return self
-            from .index.indexing import PassageIndex, forget_open_stores
-
-            if self._ready:
-                # Someone edited the corpus or touched the index under a running assistant: never answer from the
-                # old state; reopen the store from disk (it updates or rebuilds itself as needed).
-                log.warning("The corpus or the index changed on disk; reloading.")
-                forget_open_stores(self.settings)
-                self._ready = self._warm = False
-            self.documents, self.passages = load_passages(self.settings.corpus_dir)
-            # A reload keeps the embedding model already in memory.
-            embeddings = self._embeddings or getattr(self.index, "embeddings", None)
-            self.index = PassageIndex(self.settings, embeddings)
-            self.index_report = self.index.open(self.documents, self.passages)
-            self.grounder = Grounder(
-                self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
-            )
-            self.prompts: Prompts = load_prompts(self.settings.prompts_dir)
-            self.decision = (
-                Decision(load_decision(self.settings.decision_model), self.settings.probes)
-                if self.settings.decision
-                else None
-            )
-            self._by_id = {p.passage_id: p for p in self.passages}
-            self._texts = {d.doc_id: d.text for d in self.documents}
-            self._views: dict[str | None, View] = {}
-            self._parts = None
-            self._loaded = self._fingerprint()
-            self._ready = True
+            if self.library.load() and self.library.loads > 1:
+                self._warm = False  # a new corpus: its articles' saved states are looked up again
             return self
 
     def view(self, scope: str | None = None) -> View:
         """What a conversation may draw on: every document, or only the one named by scope (a doc_id)."""
-        with self._lock:
-            self.load()
-            if scope not in self._views:
-                self._views[scope] = self._make_view(scope)
-            return self._views[scope]
+        self.load()
+        return self.library.view(scope)
 
-    def _make_view(self, scope: str | None) -> View:
-        from .answer.retrieve import build_retriever
+    @property
+    def documents(self) -> list[Document]:
+        return self.library.documents
 
-        if scope is not None and scope not in self._texts:
-            names = ", ".join(d.doc_id for d in self.documents)
-            raise InvalidQuestion(f"There is no article {scope!r}; choose one of: {names}.")
-        documents = [d for d in self.documents if scope in (None, d.doc_id)]
-        passages = [p for p in self.passages if scope in (None, p.doc_id)]
-        text = "\n".join(d.text for d in documents)
-        # The whole text goes into a fixed prompt prefix when it fits: llama.cpp then re-reads only the question.
-        # Past that, each prompt carries the retrieved passages instead.
-        s = self.settings
-        budget_chars = (s.llm_context - s.max_answer_tokens - s.prompt_margin_tokens) * s.chars_per_token
-        context = render_context(passages) if len(text) <= budget_chars else None
-        titles = [d.title for d in documents]
-        system = None
-        if context is not None:
-            title = titles[0] if len(titles) == 1 else "Articles"
-            system = self.prompts.system.format(title=title, context=context)
-        retriever = build_retriever(self.passages, self.index.store, s, scope)
-        return View(scope, passages, text, context, system, titles, retriever)
+    @property
+    def passages(self) -> list[Passage]:
+        return self.library.passages
+
+    @property
+    def index(self):
+        """The open passage index (index/indexing.py), None before the first load."""
+        return self.library.index
+
+    @property
+    def index_report(self):
+        return self.library.index_report
+
+    @property
+    def prompts(self):
+        return self.library.prompts
 
     @property
     def retriever(self):
@@ -158,6 +95,11 @@ class Assistant:
         """True when the whole corpus sits in the fixed prompt prefix."""
         return self.view().system is not None
 
+    def doc_text(self, doc_id: str) -> str:
+        """The whole text of document doc_id."""
+        return self.library.texts[doc_id]
+
+    # ----- the model and the parts the stages use -----------------------------------------------------------
     @property
     def chat_model(self):
         """The chat model, built from settings on first use."""
@@ -170,67 +112,51 @@ class Assistant:
 
     @property
     def parts(self) -> Parts:
-        """What the answer stages use (see parts.py): built once per load, on the first question, since only then
-        is the model file needed. A change on disk is found by view(), which every question calls first."""
+        """What the answer stages use (see answer/parts.py): built once per load of the corpus, on the first
+        question, since only then is the model file needed. A change on disk is found by view(), which every
+        question calls first."""
         with self._lock:
-            if not self._ready:
-                self.load()
-            if self._parts is None:
-                s = self.settings
-                self._parts = Parts.build(
-                    self.settings,
-                    self.prompts,
-                    self.chat_model,
-                    grounder=self.grounder,
-                    search=self.search,
-                    views=self.view,
-                    reader=self.reader,
-                    texts=self._texts,
-                    question_words=QuestionWords(self.index.embeddings.embed_documents, s.question_words_similarity),
-                    decision=self.decision,
-                )
-            return self._parts
+            self.load()
+            library = self.library
+            if self._parts is None or self._parts[0] != library.loads:
+                self._parts = (library.loads, self._build_parts())
+            return self._parts[1]
 
-    def doc_text(self, doc_id: str) -> str:
-        """The whole text of document doc_id."""
-        return self._texts[doc_id]
+    def _build_parts(self) -> Parts:
+        s, library = self.settings, self.library
+        return Parts.build(
+            s,
+            library.prompts,
+            self.chat_model,
+            grounder=library.grounder,
+            search=library.search,
+            views=library,
+            reader=self.reader,
+            texts=library.texts,
+            question_words=QuestionWords(library.index.embeddings.embed_documents, s.question_words_similarity),
+            decision=Decision(load_decision(s.decision_model), s.probes) if s.decision else None,
+        )
 
     def warm_up(self, scope: str | None = None, wait: bool = True) -> str:
         """Load everything and have the model read the article prefix now, so the first question is fast.
 
-        The model file loads in a second thread meanwhile the index opens: llama.cpp works outside the GIL, so on
-        two cores a fresh process pays for the longer of the two instead of their sum. The text read is scope's
-        (a doc_id; an unknown one raises InvalidQuestion), or all articles together for None. With wait False, a
-        long article never read before is read in the background (see ArticleReader.read).
+        The model file loads in a second thread meanwhile the index opens (see generation.load_while). The text
+        read is scope's (a doc_id; an unknown one raises InvalidQuestion), or all articles together for None. With
+        wait False, a long article never read before is read in the background (see ArticleReader.read).
         """
-        model = self.chat_model
-        failed: list[BaseException] = []
 
-        def load_model() -> None:
-            try:
-                model.load()
-            except BaseException as exc:  # re-raised below, in the caller's thread
-                failed.append(exc)
-
-        loading = threading.Thread(target=load_model, name="model-load") if hasattr(model, "load") else None
-        if loading:
-            if hasattr(model, "import_engine"):
-                model.import_engine()  # imports stay in this thread: only llama.cpp's own work runs beside it
-            loading.start()
-        try:
+        def open_views() -> View:
             self.load()
             view = self.view()
             self.view(scope)
-        finally:
-            if loading:
-                loading.join()
-        if failed:
-            raise failed[0]
+            return view
+
+        view = load_while(self.chat_model, open_views)
         result = self.reader.read(view if scope is None else self.view(scope), wait=wait)
         self._warm = True
         return result
 
-    # ----- reading whole articles (see reading.py) ---------------------------------------------------------------
+    # ----- reading whole articles (reading/reader.py) -------------------------------------------------------
     def article_ready(self, view: View) -> bool:
         """True when the model can answer from the whole text of view now (see ArticleReader.ready)."""
         return self.reader.ready(view)
@@ -260,7 +186,7 @@ class Assistant:
         """Return the k passages that best match question (within one document when scope names it), ranked."""
         self.load()
         text = validate_question(question, self.settings.max_question_chars)
-        return self.search(text, self.view(scope), k=k or self.settings.top_k).passages
+        return self.library.search(text, self.view(scope), k=k or self.settings.top_k).passages
 
     def answer(self, question: str, history: list[dict] | None = None, scope: str | None = None) -> Answer:
         """Answer question (with optional chat history) from the article(s) only; see Answer."""
@@ -292,29 +218,6 @@ class Assistant:
         """This assistant as a LangChain Runnable (see AnswerChain)."""
         return AnswerChain(self)
 
-    # ----- what the stages call -----------------------------------------------------------------------------
-    def search(self, question: str, view: View, k: int | None = None, config: RunnableConfig | None = None):
-        """Retrieve for question within view; a store that broke under us is reopened once."""
-        from .answer.retrieve import retrieve
-
-        try:
-            return retrieve(question, view.retriever, self.index.store, self._by_id, k, config)
-        except Exception as exc:  # the store broke under us (files deleted or damaged while running)
-            from .index.indexing import IndexStoreError, forget_open_stores
-
-            log.warning("Retrieval failed (%s); reopening the index.", exc)
-            with self._lock:
-                forget_open_stores(self.settings)
-                self._ready = False
-                self.load()
-                view = self.view(view.doc_id)
-            try:
-                return retrieve(question, view.retriever, self.index.store, self._by_id, k, config)
-            except Exception as again:
-                raise IndexStoreError(
-                    f"The index cannot be searched ({again}). Run `assistant index --rebuild`."
-                ) from again
-
 
 class AnswerChain(Runnable[dict, Answer]):
     """The assistant as a LangChain Runnable: {"question": str, "history": list, "scope": str | None} in, Answer out.
@@ -334,26 +237,29 @@ class AnswerChain(Runnable[dict, Answer]):
         yield from self._transform_stream_with_config(iter([input]), self._items, config, run_type="chain", **kwargs)
 
     def _answer(self, input: dict | str, config: RunnableConfig) -> Answer:
-        for item in self._items(iter([input]), config):
-            if isinstance(item, Answer):
-                return item
+        # Closed here, not whenever the garbage collector finds it: until then its question counts as in flight,
+        # and readings wait for it.
+        with contextlib.closing(self._items(iter([input]), config)) as items:
+            for item in items:
+                if isinstance(item, Answer):
+                    return item
         raise RuntimeError("The answer stream ended without an Answer.")  # a bug, never a user error
 
     def _items(self, inputs: Iterator[dict | str], config: RunnableConfig) -> Iterator[str | Answer]:
         for input in inputs:
-            question, history, scope = chain_input(input)
-            yield from self.assistant.stream(question, history, scope, config=config)
+            asked = chain_input(input)
+            yield from self.assistant.stream(asked.question, asked.history, asked.scope, config=config)
 
 
-def chain_input(input: dict | str) -> tuple[Any, Any, Any]:
-    """(question, history, scope) of a chain's input; anything else is an InvalidQuestion that says what is wanted."""
+def chain_input(input: dict | str) -> Question:
+    """The Question of a chain's input; anything else is an InvalidQuestion that says what is wanted."""
     if isinstance(input, str):
-        return input, None, None
+        return Question(input)
     if not isinstance(input, dict) or not set(input) <= {"question", "history", "scope"} or "question" not in input:
         raise InvalidQuestion(
             'The input must be a question, or a mapping with "question" and optional "history" and "scope".'
         )
-    return input["question"], input.get("history"), input.get("scope")
+    return Question(input["question"], input.get("history"), input.get("scope"))
 
 
 _default: Assistant | None = None
@@ -376,6 +282,7 @@ __all__ = [
     "Assistant",
     "Citation",
     "InvalidQuestion",
+    "Question",
     "default_assistant",
     "greeting_reply",
     "off_task_reply",

@@ -213,7 +213,7 @@ def sample_records(records: list[dict], split: str, per_article: int) -> list[di
 def judge_forms(settings, templates: dict[str, str], records: list[dict]) -> dict[str, tuple[list, list, list]]:
     """Per form: P(yes) of every record, the tokens each judgement reads after those it shares with the form's
     judgement before it, and the seconds each takes."""
-    from assistant.answer.verify import Verifier
+    from assistant.answer.judge import Verifier
     from assistant.answering import Assistant
     from assistant.llamacpp import prompt_tokens, shared_prefix
 

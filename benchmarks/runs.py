@@ -128,13 +128,14 @@ def collect_one(bot, case, states_dir: Path, claim: bool = False) -> dict:
 
 def question_state(bot, case) -> dict | None:
     """The state at the question's end, as the pipeline would read it (None: refused before the model)."""
-    from assistant.answer import pipeline
+    from assistant.answer.gate import gate
+    from assistant.answer.retrieve import retrieve
     from assistant.answer.state import AnswerState
 
     parts = bot.parts
     state = AnswerState(case.question, [], bot.view(case.article))
-    for stage in (pipeline.retrieve, pipeline.gate):
-        stage(state, parts)
+    for stage in (retrieve, gate):
+        state = state.apply(stage(state, parts))
         if state.reason:
             return None
     messages = parts.prompts.answer.format_messages(

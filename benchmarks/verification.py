@@ -81,7 +81,7 @@ def score_form(model, template: str, records: list[dict], with_article: bool = T
     """
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from assistant.answer.verify import Verifier
+    from assistant.answer.judge import Verifier
     from assistant.eval import compute_percentile
 
     verifier = Verifier(model, template, threshold=0.5)

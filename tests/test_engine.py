@@ -13,6 +13,7 @@ import pytest
 from fakes import RecordingModel, fake
 
 from assistant.answer.cite import mark_sentence
+from assistant.answer.gate import retrieved_first
 from assistant.answer.generation import (
     OPTIONAL_VARIABLES,
     PROMPT_VARIABLES,
@@ -30,7 +31,6 @@ from assistant.answer.guard import (
     normalize_history,
     validate_question,
 )
-from assistant.answer.pipeline import retrieved_first
 from assistant.answer.reply import clean_sentence, is_decline
 from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
 from assistant.index.corpus import load_passages, split_sentences

@@ -167,7 +167,7 @@ def test_first_token_logprobs_come_from_the_real_model(assistant):
 # ----- hidden states, read as the model computes ---------------------------------------------------------------------
 @pytest.mark.real
 def test_tapped_layers_hand_back_states_at_each_piece_and_change_no_logit(assistant):
-    from assistant.answer.verify import Verifier
+    from assistant.answer.judge import Verifier
 
     plain = assistant.chat_model
     tapped = LlamaCppChat(model_path=plain.model_path, n_ctx=2048, probe_layers=(12, 27), kept_heads=0)

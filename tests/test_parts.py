@@ -1,19 +1,19 @@
-"""The answer stages run on a Parts object alone: no Assistant, no index, no embedding model; any part can be a fake."""
+"""The answer stages run on a Parts object alone: no Assistant, no index, no embedding model; any part can be a fake.
+Each stage returns only what it changes, and the state it is given stays as it was."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 
 import pytest
 from fakes import fake
 
 from assistant.answer.generation import load_prompts, render_context
 from assistant.answer.grounding import Grounder
+from assistant.answer.judge import Verdict
 from assistant.answer.parts import Parts
 from assistant.answer.pipeline import run
-from assistant.answer.retrieve import Gate, Retrieval
-from assistant.answer.state import NOT_IN_ARTICLE, Answer, AnswerState, Timings, View
-from assistant.answer.verify import Verdict
+from assistant.answer.state import NOT_IN_ARTICLE, Answer, AnswerState, Gate, Retrieval, Timings, View
 from assistant.index.corpus import load_passages
 from assistant.reading.reader import ArticleReader
 from assistant.settings import PROJECT_ROOT, Settings
@@ -38,6 +38,26 @@ def article(tmp_path):
     return settings, documents, passages
 
 
+class FoundSearch:
+    """Search: finds the same passages, nearest first, for any question."""
+
+    def __init__(self, found: list, gate: Gate):
+        self.found, self.gate = found, gate
+
+    def __call__(self, question, view, k=None, config=None) -> Retrieval:
+        return Retrieval(self.found, self.gate)
+
+
+class OneView:
+    """Views: the one article's view, whatever the scope."""
+
+    def __init__(self, view: View):
+        self._view = view
+
+    def view(self, scope=None) -> View:
+        return self._view
+
+
 def parts_for(settings, documents, passages, model, found: list, **overrides) -> tuple[Parts, View]:
     """Parts over one article, with search a fake that finds `found` (nearest first)."""
     prompts = load_prompts(PROJECT_ROOT / "prompts")
@@ -52,8 +72,8 @@ def parts_for(settings, documents, passages, model, found: list, **overrides) ->
         prompts,
         model,
         grounder=overrides.pop("grounder", Grounder(passages, {d.doc_id: d.text for d in documents})),
-        search=lambda question, view, k=None, config=None: Retrieval(found, gate),
-        views=lambda scope: view,
+        search=FoundSearch(found, gate),
+        views=OneView(view),
         reader=ArticleReader(settings, lambda: model, lambda: prompts.answer),
         texts={d.doc_id: d.text for d in documents},
         **overrides,
@@ -107,3 +127,49 @@ def test_parts_are_frozen_and_build_their_judges_from_settings(article):
 
 def replace_settings(settings: Settings, **changes) -> Settings:
     return settings.model_copy(update=changes)
+
+
+def test_each_stage_returns_only_what_it_changes(article):
+    from assistant.answer.gate import gate
+    from assistant.answer.guard import guard
+    from assistant.answer.retrieve import retrieve
+    from assistant.answer.settle import settle
+
+    settings, documents, passages = article
+    bridge = passages[1]
+    parts, view = parts_for(settings, documents, passages, fake("x"), [bridge])
+    state = AnswerState("Who opened the new bridge?", [], view, None, Timings())
+    assert guard(state, parts) == {}
+    assert guard(replace(state, question="Hello!"), parts).keys() == {"reason", "text"}
+    found = retrieve(state, parts)
+    assert found.keys() == {"found"} and found["found"].passages == [bridge]
+    state = state.apply(found)
+    read = gate(state, parts)
+    assert read.keys() == {"title", "context", "candidates", "system"} and read["candidates"][0] == bridge
+    assert settle(state.apply(read), parts) == {"reason": "unsupported", "text": NOT_IN_ARTICLE}  # nothing kept
+    with pytest.raises(FrozenInstanceError):
+        state.reason = "answered"  # a stage cannot change the state: it returns an update
+
+
+def test_a_streaming_stage_yields_its_text_and_returns_its_own_draft(article):
+    from assistant.answer.gate import gate
+    from assistant.answer.generate import generate
+
+    settings, documents, passages = article
+    bridge = passages[1]
+    parts, view = parts_for(
+        settings, documents, passages, fake("Mayor Anna Berg opened the new bridge in 1998."), [bridge]
+    )
+    state = AnswerState("Who opened the new bridge?", [], view, None, Timings())
+    state = state.apply({"found": Retrieval([bridge], Gate(0.2, 0.8, {}))})
+    state = state.apply(gate(state, parts))
+    stream = generate(state, parts)
+    pieces = []
+    try:
+        while True:
+            pieces.append(next(stream))
+    except StopIteration as end:
+        update = end.value
+    assert pieces and pieces[0].startswith("Mayor Anna Berg opened the new bridge in 1998")
+    assert update.keys() == {"draft"} and update["draft"].reply.kept == pieces
+    assert state.draft.reply.kept == [] and state.draft.text == ""  # the given state's draft is untouched

@@ -91,3 +91,42 @@ def test_no_module_is_over_500_lines_and_no_function_over_60():
                 if length > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}.{node.name}: {length} lines")
     assert not too_long, too_long
+
+
+def test_no_answer_stage_imports_the_assistant_that_runs_it():
+    graph = package_graph()
+    stages = [name for name in graph if name.startswith("assistant.answer.")]
+    assert "assistant.answer.gate" in stages and "assistant.answer.correct" in stages
+    assert not [name for name in stages if {"assistant.answering", "assistant.library"} & graph[name]]
+
+
+def test_the_stages_read_in_pipeline_order_one_module_each():
+    from assistant.answer import pipeline
+
+    stages = [*pipeline.BEFORE_THE_MODEL, *pipeline.STREAMING, *pipeline.DECIDING]
+    assert [f.__name__ for f in stages] == [
+        *("guard", "rewrite", "retrieve", "gate", "generate", "reask", "retry", "complete", "settle", "point")
+    ]
+    assert all(f.__module__ == f"assistant.answer.{f.__name__}" for f in stages)
+
+
+def test_parts_hold_no_method_of_the_assistant(tmp_path):
+    import dataclasses
+    import inspect
+
+    from fakes import fake
+
+    from assistant.answering import Assistant
+    from assistant.index.indexing import load_embeddings
+    from assistant.settings import PROJECT_ROOT, Settings
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "article.txt").write_text((PROJECT_ROOT / "corpus" / "nato-3-0.txt").read_text(encoding="utf-8"))
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache")
+    bot = Assistant(settings, chat_model=fake("x"), embeddings=load_embeddings(settings))
+    parts = bot.parts
+    for field in dataclasses.fields(parts):
+        value = getattr(parts, field.name)
+        assert value is not bot, field.name
+        assert not (inspect.ismethod(value) and value.__self__ is bot), f"Parts.{field.name} is a method of Assistant"

@@ -10,7 +10,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from test_engine import embeddings, make, settings  # noqa: F401 - fixtures shared with the engine tests
 
-from assistant.answer.verify import Verifier, text_verdict, yes_probability
+from assistant.answer.judge import Verifier, text_verdict, yes_probability
 from assistant.answering import NOT_IN_ARTICLE
 
 

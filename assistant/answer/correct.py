@@ -1,6 +1,6 @@
 """Correct stage: a refusal that says what the article does say, in the model's words, checked like an answer.
 
-When the article does not answer but one of its sentences comes close (pipeline.point found it: the sentence the
+When the article does not answer but one of its sentences comes close (point.py found it: the sentence the
 judge turned down, or the one sharing most words with the question), the model is asked for one sentence of the form
 "The article does not say that <what the question takes for granted>; it says <what that sentence says instead>."
 A near-miss question ("When did the governor open the bridge?") then corrects its own premise, and a false refusal
@@ -26,12 +26,20 @@ The answer stays a refusal: Answer.abstained is True, the text is the correction
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ..text import content_stems, entity_words, find_entity, numbers
 from .question_words import negated
+from .state import AnswerState, Update
+
+if TYPE_CHECKING:
+    from .parts import Parts
+
+log = logging.getLogger(__name__)
 
 # The one form a correction takes; "it says that" and a comma for the semicolon are the model's common variants.
 _FORM = re.compile(
@@ -124,3 +132,45 @@ def checked_correction(reply: str, question: str, evidence: str, article: Iterab
     if not (states_fact(correction, question, evidence) and keeps_premise(correction, question, evidence)):
         return None
     return None if said_in(correction.premise, article) else correction
+
+
+def correct(state: AnswerState, parts: Parts) -> Update:
+    """With a refusal that quotes a nearest sentence, say what the question took for granted and what that
+    sentence says instead, in the model's words; shown only when its words and the judge pass it.
+
+    By default only after the judge turned the model's answer down: a near miss, whose premise is worth correcting.
+    After the other refusals the quote alone is shown, because a correction costs a generation (about 7 s on two
+    cores) and on the SQuAD test articles half of all questions are refused; see BENCHMARKS.md.
+    """
+    s, checker = parts.settings, parts.fact_checker
+    near_miss = state.draft.turned_down is not None or state.draft.refused_early
+    wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and near_miss)
+    if state.closest is None or checker is None or not wanted:
+        return {}
+    from langchain_core.messages import SystemMessage
+
+    evidence = state.closest.quote
+    # A remote server keeps one cached prefix: after the article, as the judgement does, it stays the article's.
+    context = state.system if parts.verify_with_article else None
+    article = [SystemMessage(context)] if context else []
+    messages = parts.prompts.correct.format_messages(article=article, evidence=evidence, question=state.standalone)
+    with state.timings.timed("correct"):
+        try:
+            tokens = parts.tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
+            said = (parts.doc_text(p.doc_id)[start:end] for p in state.view.passages for start, end in p.sentences)
+            correction = checked_correction("".join(tokens), state.standalone, evidence, said)
+            verdict = correction and checker.judge(state.standalone, correction.statement, [evidence], context)
+            if verdict and verdict.passed:
+                denied = checker.judge(state.standalone, correction.premise_statement, [state.closest.text], context)
+        except Exception:  # the refusal stands on its own: a failed correction must not turn it into an error
+            log.warning("No correction for %r: the model failed", state.standalone, exc_info=True)
+            return {}
+    if correction is None:
+        log.info("No correction of %r kept: it was not of the form, or its words do not stand", state.standalone)
+        return {}
+    judged = {"draft": replace(state.draft, verdicts=[*state.draft.verdicts, verdict])}
+    if verdict.passed and denied.passed:
+        log.info("No correction of %r: its paragraph may state %r", state.standalone, correction.premise_statement)
+    elif verdict.passed:
+        return {**judged, "text": correction.text}
+    return judged

@@ -23,7 +23,7 @@ from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
-PLACES = ("question", "answer", "judgement")  # where a hidden state is read (see pipeline.sentences and verify)
+PLACES = ("question", "answer", "judgement")  # where a hidden state is read (see generate.sentences and verify.py)
 # The signals of one judged sentence, as signals() computes them (a probe adds probe_<place>).
 SIGNALS = (
     "logit_yes",  # the judgement's P(yes) (prompts/verify.txt), as log-odds

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -40,6 +43,9 @@ OPTIONAL_VARIABLES = {"verify": {"answer"}}
 
 class PromptError(AssistantError):
     """A prompt template is missing or has the wrong placeholders."""
+
+
+T = TypeVar("T")
 
 
 def load_prompt(prompts_dir: Path, name: str) -> PromptTemplate:
@@ -102,6 +108,12 @@ def load_prompts(prompts_dir: Path) -> Prompts:
         ),
         entails=t["entails"],
     )
+
+
+def system_prompt(prompts: Prompts, title: str, context: str) -> str:
+    """The fixed system prompt for a text: the rules, then the text. One place makes it, so that a view's prompt
+    and a question's are the same string, and llama.cpp's saved state of it is found again."""
+    return prompts.system.format(title=title, context=context)
 
 
 def render_context(passages: list[Passage]) -> str:
@@ -232,3 +244,33 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
         saved_states_mb=settings.saved_states_mb,
         read_chunk_tokens=settings.read_chunk_tokens,
     )
+
+
+def load_while(model, work: Callable[[], T]) -> T:
+    """Run work while the model file loads in a second thread, and return what work returns.
+
+    llama.cpp loads outside the GIL, so on two cores a fresh process pays for the longer of the two instead of
+    their sum. A model with nothing to load (a remote one, a fake) just runs work. A load's failure is raised here,
+    in the caller's thread, after work is done.
+    """
+    failed: list[BaseException] = []
+
+    def load_model() -> None:
+        try:
+            model.load()
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            failed.append(exc)
+
+    loading = threading.Thread(target=load_model, name="model-load") if hasattr(model, "load") else None
+    if loading:
+        if hasattr(model, "import_engine"):
+            model.import_engine()  # imports stay in this thread: only llama.cpp's own work runs beside it
+        loading.start()
+    try:
+        result = work()
+    finally:
+        if loading:
+            loading.join()
+    if failed:
+        raise failed[0]
+    return result

@@ -88,6 +88,11 @@ class Support:
     coverage: float
 
 
+def quotes(support: Support) -> list[tuple[Passage, int, int]]:
+    """(passage, start, end) of each span that supports a sentence."""
+    return [(p, start, end) for p, (start, end) in zip(support.passages, support.quotes, strict=True)]
+
+
 class Grounder:
     """Decides which passages support an answer sentence; built once per corpus."""
 

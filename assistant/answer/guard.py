@@ -1,11 +1,26 @@
-"""Input guard: clean and validate questions and histories, and spot requests that are not questions about the article."""
+"""Guard stage: clean and validate questions and histories, and answer what is not a question about the article
+(a greeting, an off-task request) without the model."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from typing import TYPE_CHECKING
 
 from ..errors import AssistantError
+from .state import AnswerState, Update, ending
+
+if TYPE_CHECKING:
+    from .parts import Parts
+
+
+def guard(state: AnswerState, parts: Parts) -> Update:
+    """Answer a greeting, and turn down a request that is not a question about the text, without the model."""
+    if is_greeting(state.question):
+        return ending("greeting", greeting_reply(state.view.titles))
+    if is_off_task(state.question):
+        return ending("off_task", off_task_reply(state.view.titles))
+    return {}
 
 
 class InvalidQuestion(AssistantError, ValueError):

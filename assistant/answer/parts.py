@@ -1,8 +1,9 @@
 """Answer stage, components: the parts every stage of pipeline.run receives, built once per load of the corpus.
 
-The stages take this one frozen object and nothing else, so a test can hand them a fake for any part, and nothing
-in the pipeline imports the Assistant that builds it (no import cycle). `build` makes the judges from settings unless
-they are given, the way llama_index's CitationQueryEngine takes its retriever and synthesizer or makes its own.
+Each collaborator is typed by the interface the stages use (a Protocol), never by the class that implements it, so
+that a fake is type-checked like the real part, and nothing here is a method of the Assistant that builds it (the
+stages never call back up into it). `build` makes the judges from settings unless they are given, the way
+llama_index's CitationQueryEngine takes its retriever and synthesizer or makes its own.
 """
 
 from __future__ import annotations
@@ -10,27 +11,88 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ModelUnavailable
-from ..reading.reader import ArticleReader
+from ..index.corpus import Passage
 from ..settings import Settings
-from .decision import Decision
 from .generation import Prompts
-from .grounding import Grounder
-from .question_words import QuestionWords
-from .state import View
-from .verify import Verifier
+from .judge import Verdict, Verifier
+from .state import Retrieval, View
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.runnables import RunnableConfig
 
-    from .retrieve import Retrieval
+    from .grounding import Support
+    from .question_words import Unmatched
 
 log = logging.getLogger(__name__)
 
-Search = Callable[..., "Retrieval"]  # (question, view, k=None, config=None): the passages nearest the question
+
+class Search(Protocol):
+    """The passages nearest a question within a view, and how near they are (the index behind it may reopen)."""
+
+    def __call__(
+        self, question: str, view: View, k: int | None = None, config: RunnableConfig | None = None
+    ) -> Retrieval: ...
+
+
+class Views(Protocol):
+    """The view of one document (its doc_id), or of all of them (None)."""
+
+    def view(self, scope: str | None = None) -> View: ...
+
+
+class Reader(Protocol):
+    """The model's reading of whole texts (reading/reader.py)."""
+
+    def ready(self, view: View) -> bool: ...
+
+    def read(self, view: View, wait: bool = True, progress=None) -> str: ...
+
+    def whole_view(self, view: View, found: list[Passage], views: Callable[[str], View]) -> View | None: ...
+
+
+class WordCheck(Protocol):
+    """Whether the passages' words support an answer sentence (grounding.py)."""
+
+    def support(
+        self, sentence: str, candidates: list[Passage] | None = None, question: str = "", about: tuple[str, ...] = ()
+    ) -> Support | None: ...
+
+    def nearest(
+        self, sentence: str, candidates: list[Passage] | None = None, question: str = "", about: tuple[str, ...] = ()
+    ) -> Support | None: ...
+
+    def claim_terms(self, sentence: str) -> tuple[set[str], list[str], set[str]]: ...
+
+    def named_in(self, name: str, passages: tuple[Passage, ...], text: str) -> bool: ...
+
+
+class Judge(Protocol):
+    """Whether cited text states an answer to a question, by meaning (judge.py)."""
+
+    def judge(self, question: str, sentence: str, evidence: list[str], context: str | None = None) -> Verdict: ...
+
+
+class QuestionWordCheck(Protocol):
+    """What of the question's own words the cited evidence does not match (question_words.py)."""
+
+    def unmatched(self, question: str, sentence: str, passage: str, quote: str = "", named=None) -> Unmatched: ...
+
+
+class DecisionRule(Protocol):
+    """The fitted decision over a judged sentence's signals (decision.py)."""
+
+    @property
+    def needs_claim(self) -> bool: ...
+
+    def probability(self, values: dict[str, float], states: dict | None = None) -> tuple[float, float]: ...
+
+    def answerable(self, question_state: dict | None) -> float | None: ...
+
+    def refuse_early(self, question_state: dict | None) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -41,15 +103,15 @@ class Parts:
     settings: Settings
     prompts: Prompts
     chat_model: BaseChatModel
-    grounder: Grounder
+    grounder: WordCheck
     search: Search
-    views: Callable[[str | None], View]  # the view of one document (its doc_id), or of all of them (None)
-    reader: ArticleReader
+    views: Views
+    reader: Reader
     texts: Mapping[str, str]  # each document's whole text, by doc_id
-    verifier: Verifier | None = None  # judges an answer sentence; None when verification is off
-    fact_checker: Verifier | None = None  # judges a refusal's correction; None when verification is off
-    question_words: QuestionWords | None = None  # holds an answer to the question's own words; None: not checked
-    decision: Decision | None = None  # the fitted decision; None: the judgement's threshold decides
+    verifier: Judge | None = None  # judges an answer sentence; None when verification is off
+    fact_checker: Judge | None = None  # judges a refusal's correction; None when verification is off
+    question_words: QuestionWordCheck | None = None  # holds an answer to the question's words; None: not checked
+    decision: DecisionRule | None = None  # the fitted decision; None: the judgement's threshold decides
 
     @classmethod
     def build(cls, settings: Settings, prompts: Prompts, chat_model, **parts) -> Parts:

@@ -2,13 +2,12 @@
 
 `build_retriever` gives a `BaseRetriever` that any LangChain chain can use: it returns `Document`s whose metadata carry
 the passage id, its document offsets and its fused score. `gate_figures` measures how close the question is to the
-corpus at all, for the answerability gate; `retrieve` runs both for the answer pipeline.
+corpus at all, for the answerability gate; `search` runs both, and `retrieve` is the pipeline's stage.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_classic.retrievers import EnsembleRetriever
 from langchain_community.retrievers import BM25Retriever
@@ -20,6 +19,16 @@ from langchain_core.runnables import RunnableConfig
 from ..index.corpus import Passage
 from ..settings import Settings
 from ..text import content_stem_list, content_stems
+from .state import AnswerState, Gate, Retrieval, Update
+
+if TYPE_CHECKING:
+    from .parts import Parts
+
+
+def retrieve(state: AnswerState, parts: Parts) -> Update:
+    """Find the passages nearest the question, and how near they are."""
+    with state.timings.timed("retrieve"):
+        return {"found": parts.search(state.standalone, state.view, config=state.config)}
 
 
 def passage_document(passage: Passage) -> Document:
@@ -93,15 +102,6 @@ def build_retriever(passages: list[Passage], store, settings: Settings, doc_id: 
     )
 
 
-@dataclass
-class Gate:
-    """How near the question is to the corpus at all: what the answerability gate decides on."""
-
-    best_distance: float  # cosine distance of the nearest passage (0 same, 1 unrelated)
-    lexical_overlap: float  # share of the question's content words found in the best BM25 passage
-    distances: dict[str, float]  # passage id -> cosine distance, for the passages the dense search ranked
-
-
 def gate_figures(question: str, retriever: FusedRetriever, store) -> Gate:
     """Measure question against retriever's passages: the nearest dense distance and the best BM25 word overlap."""
     dense, *rest = retriever.retrievers
@@ -118,23 +118,7 @@ def gate_figures(question: str, retriever: FusedRetriever, store) -> Gate:
     return Gate(min(distances.values(), default=1.0), overlap, distances)
 
 
-@dataclass
-class Retrieval:
-    """Ranked passages for one question, plus what the answerability gate needs."""
-
-    passages: list[Passage]
-    gate: Gate
-
-    @property
-    def best_distance(self) -> float:
-        return self.gate.best_distance
-
-    @property
-    def lexical_overlap(self) -> float:
-        return self.gate.lexical_overlap
-
-
-def retrieve(
+def search(
     question: str,
     retriever: BaseRetriever,
     store,

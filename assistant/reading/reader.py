@@ -2,7 +2,7 @@
 
 An article that fits the context goes into a fixed system prompt; llama.cpp keeps the state after reading it, so a
 question costs its own tokens only. A short article is read at once; a long one in the background while questions
-meanwhile are answered from the retrieved passages (see pipeline.gate). Reading shows progress.
+meanwhile are answered from the retrieved passages (see answer/gate.py). Reading shows progress.
 
 Questions go first: one background thread reads one text at a time, never starts while a question is in flight
 (priority.Questions), and gives way to one in the middle of a chunk (LlamaCppChat.read). What it reads next: first
