@@ -62,7 +62,6 @@ import json
 import random
 import re
 import shlex
-import string
 import subprocess
 import sys
 import tempfile
@@ -70,6 +69,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.eval.normalise import normalize_answer
 from benchmarks.report import write_section
 from benchmarks.squad_kinds import ANSWERABLE, UNANSWERABLE, question_kind
 
@@ -102,7 +102,6 @@ TARGETS = {  # (key, label, target, higher is better, modes it applies to)
 }
 # Characters str.splitlines() breaks at: a paragraph must stay one line of the corpus file.
 _MARKER = re.compile(r"\[\d+\]")  # a citation marker in a reply
-_PUNCTUATION = frozenset(string.punctuation)
 _LINE_BREAKS = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
@@ -294,13 +293,6 @@ def together_sample(chosen: list[Case], n: int) -> list[Case]:
 
 
 # ----- scoring ---------------------------------------------------------------------------------------------------
-def normalize_answer(text: str) -> str:
-    """SQuAD's normalisation: lower case, punctuation removed, the articles a/an/the removed, white space collapsed."""
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
 def contains_answer(reply: str, spans: tuple[str, ...] | list[str]) -> bool:
     """Whether some span, normalised, occurs in the normalised reply as whole words (citation markers removed, so
     a gold "1" is not found in "[1]")."""
