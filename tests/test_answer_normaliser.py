@@ -38,9 +38,9 @@ def test_squad_normalisation_is_the_official_one():
 
 
 def test_the_squad_benchmark_scores_with_the_packages_normaliser():
-    from benchmarks import squad
+    from benchmarks import squad_scoring
 
-    assert squad.normalize_answer is normalize_answer
+    assert squad_scoring.normalize_answer is normalize_answer
 
 
 def test_no_second_normaliser_is_defined():
