@@ -91,3 +91,18 @@ def test_no_module_is_over_500_lines_and_no_function_over_60():
                 if length > MAX_FUNCTION_LINES:
                     too_long.append(f"{name}.{node.name}: {length} lines")
     assert not too_long, too_long
+
+
+def test_no_benchmark_module_is_over_500_lines_and_no_function_over_60():
+    benchmarks = PACKAGE.parent / "benchmarks"
+    too_long = []
+    for path in sorted(benchmarks.rglob("*.py")):
+        name, text = path.relative_to(PACKAGE.parent).as_posix(), path.read_text(encoding="utf-8")
+        if (lines := len(text.splitlines())) > MAX_MODULE_LINES:
+            too_long.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    too_long.append(f"{name}.{node.name}: {length} lines")
+    assert benchmarks.is_dir() and not too_long, too_long
