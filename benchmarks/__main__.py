@@ -16,17 +16,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from assistant.eval import compute_percentile
+from benchmarks.headline import percentile, write_outputs
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile of values (q in 0..100) as `assistant eval` computes it; NaN (shown as –) for none."""
-    value = compute_percentile(values, q)
-    return float("nan") if value is None else value
+# Asked once of each pipeline before timing (it loads the model) and by every cold start.
+WARM_QUESTION = "Who is the NATO Secretary General?"
+FULL_SIZES, QUICK_SIZES = [1, 10, 100, 1000], [1, 2]
+FULL_REPEATS, QUICK_REPEATS = 3, 1
+QUICK_CASES = 4  # cases of the quality run, and questions of the scale probe, in a --quick run
+PROBE_CASES = 20  # questions of the scale probe in a full run
+BASELINE_TOP_K = 4  # the tutorial's similarity search
 
 
 def machine() -> str:
@@ -75,15 +78,13 @@ def cold_run(which: str, question: str, env: dict) -> tuple[float, float]:
     return elapsed, json.loads(out.decode().strip().splitlines()[-1])["peak_mb"]
 
 
-def ratio(ours: float, base: float, higher_is_better: bool = False) -> str:
-    """How many times better ours is than the baseline ('3.2× better')."""
-    if not ours or not base or ours != ours or base != base:
-        return "–"
-    r = ours / base if higher_is_better else base / ours
-    return f"{r:.1f}× {'better' if r >= 1 else 'worse'}"
+def say(message: str) -> None:
+    """Progress, on stderr (stdout carries the report)."""
+    print(message, file=sys.stderr, flush=True)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 4 cases, sizes 1 and 2, one repeat")
     parser.add_argument("--sizes", type=int, nargs="*", help="corpus sizes for the scale run (default 1 10 100 1000)")
@@ -93,9 +94,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, help="markdown file (default BENCHMARKS.md; --quick: none)")
     parser.add_argument("--plot", type=Path, help="PNG plot (default benchmarks/scale.png; --quick: none)")
     parser.add_argument("--render", type=Path, metavar="JSON", help="only rewrite the report from a run's JSON")
-    args = parser.parse_args()
-    sizes = args.sizes or ([1, 2] if args.quick else [1, 10, 100, 1000])
-    repeats = args.repeats or (1 if args.quick else 3)
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     out = args.out or (None if args.quick else ROOT / "BENCHMARKS.md")
     plot = args.plot or (None if args.quick else ROOT / "benchmarks" / "scale.png")
     if args.render:
@@ -103,355 +106,192 @@ def main() -> int:
         results = json.loads(args.render.read_text(encoding="utf-8"))
         write_outputs(results, out, plot, json_too=False)
         return 0
+    write_outputs(measure(args), out, plot)
+    return 0
 
+
+@dataclass
+class Bench:
+    """What every measurement shares: a scratch folder, the settings, the embedding model, the article, the cases."""
+
+    work: Path
+    settings: Any
+    embeddings: Any
+    documents: list
+    suite: Any
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Every figure of the report, measured: index build, quality and warm latency, cold start, scale."""
     import logging
 
     logging.disable(logging.WARNING)
-    from assistant.answer.generation import build_chat_model
-    from assistant.answering import Assistant
-    from assistant.eval import compute_metrics, load_suite, run_cases
-    from assistant.index.corpus import load_documents, load_passages
-    from assistant.index.indexing import PassageIndex, forget_open_stores, load_embeddings
+    from assistant.eval import load_suite
+    from assistant.index.corpus import load_documents
+    from assistant.index.indexing import load_embeddings
     from assistant.settings import Settings
-    from benchmarks.haystack import build_haystack
-    from benchmarks.tutorial import TutorialRAG
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    base_settings = Settings()
-    embeddings = load_embeddings(base_settings)
-    documents = load_documents(base_settings.corpus_dir)
-    doc_texts = {d.doc_id: d.text for d in documents}
+    settings = Settings()
+    embeddings = load_embeddings(settings)
+    documents = load_documents(settings.corpus_dir)
     suite = load_suite(args.cases, documents)
-    cases = suite.cases[:: max(1, len(suite.cases) // 4)][:4] if args.quick else suite.cases[:: args.every]
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    command = " ".join(["python -m benchmarks", *sys.argv[1:]])
+    bench = Bench(work, settings, embeddings, documents, suite)
+    if args.quick:
+        cases = suite.cases[:: max(1, len(suite.cases) // QUICK_CASES)][:QUICK_CASES]
+    else:
+        cases = suite.cases[:: args.every]
+    repeats = args.repeats or (QUICK_REPEATS if args.quick else FULL_REPEATS)
     results: dict = {
         "machine": machine(),
         "date": datetime.date.today().isoformat(),
-        "command": command,
+        "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
         "commit": commit(),
     }
     results["cases"] = len(cases)
+    results |= measure_index_build(bench, repeats)
+    results["quality"], ours, tutorial = measure_quality(bench, cases)
+    results |= measure_cold(repeats)
+    probe = [c for c in suite.cases if c.answers and not c.history and c.evidence]
+    probe = probe[: (QUICK_CASES if args.quick else PROBE_CASES)]
+    sizes = args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES)
+    results["scale"] = [measure_scale(bench, size, probe, ours, tutorial.chat_model) for size in sizes]
+    return results
 
-    # 1. Index build, alternating so that machine noise hits both.
+
+def measure_index_build(bench: Bench, repeats: int) -> dict:
+    """Index build and reopening, alternating the two pipelines so that machine noise hits both."""
+    from assistant.index.corpus import load_passages
+    from assistant.index.indexing import PassageIndex, forget_open_stores
+    from benchmarks.tutorial import TutorialRAG
+
     say("Index build…")
+    settings, embeddings = bench.settings, bench.embeddings
     # One untimed build of each first: chromadb's one-off start-up must not land on whichever pipeline goes first.
-    PassageIndex(base_settings.model_copy(update={"index_dir": work / "index-warm"}), embeddings).open(
-        *load_passages(base_settings.corpus_dir)
+    PassageIndex(settings.model_copy(update={"index_dir": bench.work / "index-warm"}), embeddings).open(
+        *load_passages(settings.corpus_dir)
     )
-    TutorialRAG(embeddings, None).build_index(documents)
+    TutorialRAG(embeddings, None).build_index(bench.documents)
     ours_build, base_build, ours_reopen = [], [], []
     for r in range(repeats):
-        s = base_settings.model_copy(update={"index_dir": work / f"index-{r}"})
+        s = settings.model_copy(update={"index_dir": bench.work / f"index-{r}"})
         docs, passages = load_passages(s.corpus_dir)
         t = time.perf_counter()
         PassageIndex(s, embeddings).open(docs, passages)
         ours_build.append(time.perf_counter() - t)
-        base_build.append(TutorialRAG(embeddings, None).build_index(documents))
+        base_build.append(TutorialRAG(embeddings, None).build_index(bench.documents))
         # The next start: this project reopens its persisted store, the tutorial's in-memory one is built again.
         forget_open_stores(s)
         t = time.perf_counter()
         PassageIndex(s, embeddings).open(docs, passages)
         ours_reopen.append(time.perf_counter() - t)
-    results["index_build"] = {"ours": statistics.median(ours_build), "baseline": statistics.median(base_build)}
-    results["index_ready"] = {"ours": statistics.median(ours_reopen), "baseline": statistics.median(base_build)}
+    return {
+        "index_build": {"ours": statistics.median(ours_build), "baseline": statistics.median(base_build)},
+        "index_ready": {"ours": statistics.median(ours_reopen), "baseline": statistics.median(base_build)},
+    }
 
-    # 2. Quality and warm latency: every case, alternating between the two pipelines.
+
+def measure_quality(bench: Bench, cases: list) -> tuple[dict, Any, Any]:
+    """Quality and warm latency over every case, alternating between the two pipelines; also returns both
+    pipelines, warm, for the scale run to borrow their models."""
+    from assistant.answer.generation import build_chat_model
+    from assistant.answering import Assistant
+    from assistant.eval import run_cases
+    from benchmarks.tutorial import TutorialRAG
+
     say(f"Quality and warm latency over {len(cases)} cases…")
-    ours = Assistant(base_settings.model_copy(update={"index_dir": work / "index-0"}), embeddings=embeddings)
+    settings, embeddings = bench.settings, bench.embeddings
+    doc_texts = {d.doc_id: d.text for d in bench.documents}
+    ours = Assistant(settings.model_copy(update={"index_dir": bench.work / "index-0"}), embeddings=embeddings)
     ours.warm_up()
-    tutorial = TutorialRAG(embeddings, build_chat_model(base_settings))
-    tutorial.build_index(documents)
-    tutorial.answer("Who is the NATO Secretary General?")  # its warm-up: load the model once
+    tutorial = TutorialRAG(embeddings, build_chat_model(settings))
+    tutorial.build_index(bench.documents)
+    tutorial.answer(WARM_QUESTION)  # its warm-up: load the model once
     ours_results, base_results = [], []
-    null = open(os.devnull, "w")  # noqa: SIM115
-    for case in cases:
-        ours_results += run_cases(ours, [case], doc_texts, base_settings.top_k, out=null)
-        base_results += run_cases(tutorial, [case], doc_texts, 4, out=null)
-    quality = {}
-    for name, rs in (("ours", ours_results), ("baseline", base_results)):
-        m = compute_metrics(rs)
-        answered = [r.answer for r in rs if r.answer is not None and not r.answer.abstained]
-        timed = [r.answer for r in rs if r.answer is not None and "first_token" in r.answer.timings]
-        quality[name] = {
-            "metrics": m,
-            "first_token": [a.timings["first_token"] for a in timed],
-            "first_text": [a.timings.get("first_text", a.timings["total"]) for a in answered],
-            "total": [a.timings["total"] for a in timed],
-        }
-    results["quality"] = quality
+    with open(os.devnull, "w") as null:
+        for case in cases:
+            ours_results += run_cases(ours, [case], doc_texts, settings.top_k, out=null)
+            base_results += run_cases(tutorial, [case], doc_texts, BASELINE_TOP_K, out=null)
+    quality = {"ours": pipeline_figures(ours_results), "baseline": pipeline_figures(base_results)}
+    return quality, ours, tutorial
 
-    # 3. Cold start and peak memory, each in a fresh process.
+
+def pipeline_figures(results: list) -> dict:
+    """One pipeline's metrics and its answers' timings."""
+    from assistant.eval import compute_metrics
+
+    answered = [r.answer for r in results if r.answer is not None and not r.answer.abstained]
+    timed = [r.answer for r in results if r.answer is not None and "first_token" in r.answer.timings]
+    return {
+        "metrics": compute_metrics(results),
+        "first_token": [a.timings["first_token"] for a in timed],
+        "first_text": [a.timings.get("first_text", a.timings["total"]) for a in answered],
+        "total": [a.timings["total"] for a in timed],
+    }
+
+
+def measure_cold(repeats: int) -> dict:
+    """Cold start and peak memory, each in a fresh process."""
     say("Cold starts…")
     env = dict(os.environ)
     ours_cold, base_cold, ours_rss, base_rss = [], [], [], []
     for _ in range(repeats):
-        t, rss = cold_run("ours", "Who is the NATO Secretary General?", env)
+        t, rss = cold_run("ours", WARM_QUESTION, env)
         ours_cold.append(t)
         ours_rss.append(rss)
-        t, rss = cold_run("tutorial", "Who is the NATO Secretary General?", env)
+        t, rss = cold_run("tutorial", WARM_QUESTION, env)
         base_cold.append(t)
         base_rss.append(rss)
-    results["cold"] = {"ours": statistics.median(ours_cold), "baseline": statistics.median(base_cold)}
-    results["rss_mb"] = {"ours": max(ours_rss), "baseline": max(base_rss)}
-
-    # 4. Scale: haystacks of generated documents with the real article inside.
-    article = base_settings.corpus_dir / "nato-3-0.txt"
-    probe = [c for c in suite.cases if c.answers and not c.history and c.evidence][: (4 if args.quick else 20)]
-    scale = []
-    for size in sizes:
-        say(f"Scale: {size} document(s)…")
-        corpus = build_haystack(work / f"corpus-{size}", size, article)
-        s = base_settings.model_copy(
-            update={"corpus_dir": corpus, "index_dir": work / f"scale-index-{size}", "persist_model_state": False}
-        )
-        bot = Assistant(s, chat_model=ours.chat_model, embeddings=embeddings)
-        t = time.perf_counter()
-        bot.load()
-        build = time.perf_counter() - t
-        retrieval, hits = [], 0
-        for case in probe:
-            t = time.perf_counter()
-            found = bot.retrieve(case.question)
-            retrieval.append(time.perf_counter() - t)
-            hits += any(
-                p.doc_id == e.doc_id and p.start < e.end and e.start < p.end for p in found for e in case.evidence
-            )
-        firsts = [bot.answer(c.question).timings.get("first_token", float("nan")) for c in probe[:2]]
-        rag = TutorialRAG(embeddings, tutorial.chat_model)
-        base_build_s = rag.build_index(load_documents(corpus))
-        base_hits = 0
-        for case in probe:
-            found = rag.retrieve(case.question)
-            base_hits += any(
-                p.doc_id == e.doc_id and p.start < e.end and e.start < p.end for p in found for e in case.evidence
-            )
-        scale.append(
-            {
-                "documents": size,
-                "passages": len(bot.passages),
-                "whole_corpus_in_prompt": bot.whole_corpus,
-                "index_build_s": build,
-                "index_mb": dir_size(s.index_dir) / 1e6,
-                "retrieval_p50_ms": percentile(retrieval, 50) * 1000,
-                "hit_rate": hits / len(probe),
-                "first_token_s": statistics.median(firsts),
-                "baseline_index_build_s": base_build_s,
-                "baseline_hit_rate": base_hits / len(probe),
-                "baseline_chunks": rag.chunks,
-            }
-        )
-    results["scale"] = scale
-
-    write_outputs(results, out, plot)
-    return 0
-
-
-def write_outputs(results: dict, out: Path | None, plot: Path | None, json_too: bool = True) -> None:
-    """Print the markdown report and write it (with the run's JSON beside it) and the plot where asked."""
-    from benchmarks.generalization import END, START
-
-    report = render_markdown(results)
-    print(report)
-    if out:
-        # The per-article section comes from `python -m benchmarks.generalization`: keep it.
-        old = out.read_text(encoding="utf-8") if out.exists() else ""
-        kept = old[old.index(START) : old.index(END) + len(END)] if START in old and END in old else ""
-        out.write_text(report + (f"\n\n{kept}\n" if kept else ""), encoding="utf-8")
-        if json_too:
-            out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
-        print(f"Wrote {out}", file=sys.stderr)
-    if plot:
-        draw_plot(results["scale"], plot)
-        print(f"Wrote {plot}", file=sys.stderr)
-
-
-def render_markdown(results: dict) -> str:
-    """The benchmark report as a markdown document."""
-    q = results["quality"]
-    o, b = q["ours"], q["baseline"]
-    om, bm = o["metrics"], b["metrics"]
-
-    def row(name, ours, base, unit="", higher=False, fmt="{:.2f}"):
-        ov = fmt.format(ours) + unit if ours == ours else "–"
-        bv = fmt.format(base) + unit if base == base else "–"
-        return f"| {name} | {ov} | {bv} | {ratio(ours, base, higher)} |"
-
-    def metric(key):
-        return om.get(key) if om.get(key) is not None else float("nan"), (
-            bm.get(key) if bm.get(key) is not None else float("nan")
-        )
-
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Machine: {results['machine']}. Date: {results['date']}. Commit: `{results.get('commit', 'not recorded')}`. "
-        f"Command: `{results['command']}`.",
-        "",
-        "Baseline: LangChain's RAG tutorial pipeline (`benchmarks/tutorial.py`): RecursiveCharacterTextSplitter "
-        "(1000/200, start index), Chroma with the same MiniLM embeddings, top-4 similarity search, the tutorial's "
-        "prompt, the same Qwen2.5-Coder-1.5B GGUF at temperature 0; it refuses only when the model says it does not "
-        f"know. Both pipelines ran in the same process, alternating question by question, over {results['cases']} "
-        "cases of `tests/questions.yaml`.",
-        "",
-        "| figure | this project | tutorial baseline | ratio |",
-        "|---|---|---|---|",
-        row("first token p50 (warm)", percentile(o["first_token"], 50), percentile(b["first_token"], 50), " s"),
-        row("first token p95 (warm)", percentile(o["first_token"], 95), percentile(b["first_token"], 95), " s"),
-        row("first checked text p50 (warm)", percentile(o["first_text"], 50), percentile(b["first_text"], 50), " s"),
-        row("whole answer p50 (warm)", percentile(o["total"], 50), percentile(b["total"], 50), " s"),
-        row("whole answer p95 (warm)", percentile(o["total"], 95), percentile(b["total"], 95), " s"),
-        row("cold start to first answer", results["cold"]["ours"], results["cold"]["baseline"], " s"),
-        row("index build (first start)", results["index_build"]["ours"], results["index_build"]["baseline"], " s"),
-        row("index ready (next starts)", results["index_ready"]["ours"], results["index_ready"]["baseline"], " s"),
-        row("peak memory (RSS)", results["rss_mb"]["ours"], results["rss_mb"]["baseline"], " MB", fmt="{:.0f}"),
-        row("answer accuracy", *metric("answer"), higher=True),
-        row("refusal accuracy", *metric("refusal"), higher=True),
-        row("false refusals", *metric("false-refusal")),
-        row("citation precision", *metric("citation-precision"), higher=True),
-        "",
-        "Ratios are baseline ÷ ours for times, memory and false refusals, ours ÷ baseline for accuracies: above 1 means "
-        "this project is ahead. The baseline has no citations, so its citation precision is 0 or undefined. "
-        "'First checked text' is when this project shows its first sentence, after the grounding check; the baseline "
-        "shows unchecked tokens, so its first text is its first token.",
-        "",
-        *behind(results),
-        "## Scale",
-        "",
-        "Corpora of generated article-sized documents (fixed seed) with the real article inside; the hit rate is the "
-        "share of the article's questions whose evidence paragraph is retrieved in the top 4.",
-        "",
-        "| documents | passages | index build | index size | retrieval p50 | hit rate | first token | article in prompt "
-        "| baseline build | baseline hit rate |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in results["scale"]:
-        lines.append(
-            f"| {s['documents']} | {s['passages']} | {s['index_build_s']:.1f} s | {s['index_mb']:.1f} MB | "
-            f"{s['retrieval_p50_ms']:.0f} ms | {s['hit_rate']:.2f} | {s['first_token_s']:.2f} s | "
-            f"{'whole corpus' if s['whole_corpus_in_prompt'] else 'retrieved passages'} | "
-            f"{s['baseline_index_build_s']:.1f} s | {s['baseline_hit_rate']:.2f} |"
-        )
-    lines += [
-        "",
-        "Where the design changes: while the whole corpus fits the model's context (one article), it is a fixed prompt "
-        "prefix that llama.cpp keeps cached, so the first token costs only the question's tokens. Past that (from two "
-        "articles on), the prompt carries the retrieved passages, which differ per question: every answer pays for "
-        "reading them (~50 tokens/s on 2 cores), as the baseline always does. Index build grows linearly with the "
-        "number of passages (embedding dominates); retrieval stays in milliseconds (HNSW plus BM25 over all passages).",
-        "",
-        *scale_behind(results["scale"]),
-    ]
-    return "\n".join(lines)
-
-
-def scale_behind(scale: list[dict]) -> list[str]:
-    """Plain words on the corpus sizes where this project trails the baseline, and why."""
-    lines = []
-    slower = [s for s in scale if s["index_build_s"] > s["baseline_index_build_s"] and s["documents"] > 1]
-    if slower:
-        sizes = " and ".join(
-            f"{s['documents']:,} documents ({s['index_build_s']:.1f} s against {s['baseline_index_build_s']:.1f} s)"
-            for s in slower
-        )
-        lines.append(
-            f"- **Index build** is slower at {sizes}: this project embeds every paragraph (11 per article) where the "
-            "tutorial embeds fewer, larger 1,000-character chunks (5 for this article), and it also builds BM25 and "
-            "writes the persistent store. Both grow linearly; it is paid once, as above."
-        )
-    missed = [s for s in scale if s["hit_rate"] < s["baseline_hit_rate"]]
-    if missed:
-        sizes = " and ".join(
-            f"{s['documents']:,} document{'s' if s['documents'] > 1 else ''} ({s['hit_rate']:.2f} against "
-            f"{s['baseline_hit_rate']:.2f})"
-            for s in missed
-        )
-        lines.append(
-            f"- **Hit rate** is lower at {sizes}: four of the tutorial's 1,000-character chunks are most of "
-            "a 3,900-character article, four paragraphs about a third of it, so its top 4 nearly always holds the "
-            "evidence. While the whole corpus is in the prompt, this project's retrieval does not limit what the "
-            "model reads (it only feeds the relevance gate and the sources list); as the haystack grows, paragraphs "
-            "plus BM25 keep more of the evidence than the tutorial's chunks do."
-        )
-    return ["Where this project is not ahead at scale:", "", *lines, ""] if lines else []
-
-
-# Why this project can trail the baseline on a figure, said wherever the run shows it behind.
-WHY_BEHIND = {
-    "index build (first start)": "The first build also writes a persistent store with its manifest (corpus hash, "
-    "model, chunking) and builds the BM25 index, and it embeds the article's paragraphs rather than fewer, larger "
-    "1,000-character chunks. It is paid once: every later start reopens the store ('index ready'), while the "
-    "tutorial's in-memory store is rebuilt at every start.",
-    "false refusals": "The tutorial never refuses (its model always answers), so it cannot refuse falsely; it pays "
-    "for that in refusal accuracy, answering every question the article cannot answer. This project drops any "
-    "sentence the grounding check cannot tie to a passage, and when nothing is left it says the article does not "
-    "say, even if the model's draft was right in a way the check cannot verify (paraphrases that share few words "
-    "with the article, inferences across paragraphs).",
-    "peak memory (RSS)": "Both load the same embedding model and the same GGUF with the same context size; this project "
-    "also holds the BM25 index, the persistent store's client and the article's saved model state while restoring it.",
-    "whole answer p95 (warm)": "The slowest answers are follow-ups, which cost this project a second model call to "
-    "rewrite the question, and long multi-part answers.",
-}
-
-
-def behind(results: dict) -> list[str]:
-    """A plain list of the figures where this project is not ahead, each with why; empty when it leads on all."""
-    q = results["quality"]
-    o, b = q["ours"], q["baseline"]
-    figures = {
-        "first token p50 (warm)": (percentile(o["first_token"], 50), percentile(b["first_token"], 50), False),
-        "whole answer p50 (warm)": (percentile(o["total"], 50), percentile(b["total"], 50), False),
-        "whole answer p95 (warm)": (percentile(o["total"], 95), percentile(b["total"], 95), False),
-        "cold start to first answer": (results["cold"]["ours"], results["cold"]["baseline"], False),
-        "index build (first start)": (results["index_build"]["ours"], results["index_build"]["baseline"], False),
-        "index ready (next starts)": (results["index_ready"]["ours"], results["index_ready"]["baseline"], False),
-        "peak memory (RSS)": (results["rss_mb"]["ours"], results["rss_mb"]["baseline"], False),
+    return {
+        "cold": {"ours": statistics.median(ours_cold), "baseline": statistics.median(base_cold)},
+        "rss_mb": {"ours": max(ours_rss), "baseline": max(base_rss)},
     }
-    for key in ("answer", "refusal", "citation-precision"):
-        figures[key] = (o["metrics"].get(key) or 0.0, b["metrics"].get(key) or 0.0, True)
-    figures["false refusals"] = (
-        o["metrics"].get("false-refusal") or 0.0,
-        b["metrics"].get("false-refusal") or 0.0,
-        None,
+
+
+def holds_evidence(found: list, case) -> bool:
+    """Whether a retrieved passage overlaps one of the case's evidence spans."""
+    return any(p.doc_id == e.doc_id and p.start < e.end and e.start < p.end for p in found for e in case.evidence)
+
+
+def measure_scale(bench: Bench, size: int, probe: list, ours, chat_model) -> dict:
+    """One haystack of generated documents with the real article inside: both pipelines' index and retrieval."""
+    from assistant.answering import Assistant
+    from assistant.index.corpus import load_documents
+    from benchmarks.haystack import build_haystack
+    from benchmarks.tutorial import TutorialRAG
+
+    say(f"Scale: {size} document(s)…")
+    corpus = build_haystack(bench.work / f"corpus-{size}", size, bench.settings.corpus_dir / "nato-3-0.txt")
+    s = bench.settings.model_copy(
+        update={"corpus_dir": corpus, "index_dir": bench.work / f"scale-index-{size}", "persist_model_state": False}
     )
-    lines = []
-    for name, (ours, base, higher) in figures.items():
-        worse = ours < base if higher else ours > base
-        if worse:
-            reason = WHY_BEHIND.get(name, "Within this machine's noise; not investigated further.")
-            lines.append(f"- **{name}**: {ours:.2f} against {base:.2f}. {reason}")
-    if not lines:
-        return ["This project is ahead of the baseline on every figure above.", ""]
-    return ["Where this project is not ahead:", "", *lines, ""]
-
-
-def draw_plot(scale: list[dict], path: Path) -> None:
-    """Latency and hit rate against corpus size, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sizes = [s["documents"] for s in scale]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.plot(sizes, [s["retrieval_p50_ms"] for s in scale], "o-", label="retrieval p50 (ms)")
-    left.plot(sizes, [s["first_token_s"] * 1000 for s in scale], "s-", label="first token (ms)")
-    left.plot(sizes, [s["index_build_s"] * 1000 for s in scale], "^-", label="index build (ms)")
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("documents in corpus")
-    left.legend()
-    left.set_title("Cost against corpus size")
-    right.plot(sizes, [s["hit_rate"] for s in scale], "o-", label="this project")
-    right.plot(sizes, [s["baseline_hit_rate"] for s in scale], "s--", label="tutorial baseline")
-    right.set_xscale("log")
-    right.set_ylim(0, 1.05)
-    right.set_xlabel("documents in corpus")
-    right.set_ylabel("evidence hit@4")
-    right.legend()
-    right.set_title("Retrieval hit rate as the haystack grows")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    bot = Assistant(s, chat_model=ours.chat_model, embeddings=bench.embeddings)
+    t = time.perf_counter()
+    bot.load()
+    build = time.perf_counter() - t
+    retrieval, hits = [], 0
+    for case in probe:
+        t = time.perf_counter()
+        found = bot.retrieve(case.question)
+        retrieval.append(time.perf_counter() - t)
+        hits += holds_evidence(found, case)
+    firsts = [bot.answer(c.question).timings.get("first_token", float("nan")) for c in probe[:2]]
+    rag = TutorialRAG(bench.embeddings, chat_model)
+    base_build_s = rag.build_index(load_documents(corpus))
+    base_hits = sum(holds_evidence(rag.retrieve(case.question), case) for case in probe)
+    return {
+        "documents": size,
+        "passages": len(bot.passages),
+        "whole_corpus_in_prompt": bot.whole_corpus,
+        "index_build_s": build,
+        "index_mb": dir_size(s.index_dir) / 1e6,
+        "retrieval_p50_ms": percentile(retrieval, 50) * 1000,
+        "hit_rate": hits / len(probe),
+        "first_token_s": statistics.median(firsts),
+        "baseline_index_build_s": base_build_s,
+        "baseline_hit_rate": base_hits / len(probe),
+        "baseline_chunks": rag.chunks,
+    }
 
 
 if __name__ == "__main__":

@@ -34,17 +34,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from benchmarks.squad import (
+from benchmarks.squad_data import (
     ATTRIBUTION,
     DEFAULT_DATA,
     DEFAULT_WORKDIR,
     SEED,
     load_articles,
     map_paragraphs,
-    short_commit,
     write_corpus,
-    write_json,
 )
+from benchmarks.squad_engines import short_commit
+from benchmarks.squad_run import write_json
 from benchmarks.verification import auc
 
 ROOT = Path(__file__).resolve().parent.parent

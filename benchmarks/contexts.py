@@ -25,7 +25,7 @@ from llama_cpp import Llama
 from llama_cpp import _internals as internals
 
 from assistant.llamacpp.states import put_back, snapshot
-from benchmarks.squad import DEFAULT_DATA
+from benchmarks.squad_data import DEFAULT_DATA
 
 MODEL = Path.home() / ".cache" / "nato-assistant" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 CHUNK = 512

@@ -31,7 +31,11 @@ from functools import partial
 from pathlib import Path
 
 from benchmarks.runs import DEFAULT_STORE
-from benchmarks.squad import ATTRIBUTION, DEFAULT_WORKDIR, contains_answer, interval, say, tree_commit
+from benchmarks.squad_data import ATTRIBUTION, DEFAULT_WORKDIR
+from benchmarks.squad_engines import tree_commit
+from benchmarks.squad_report import interval
+from benchmarks.squad_run import say
+from benchmarks.squad_scoring import contains_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 EARLY_LOSS = 0.02

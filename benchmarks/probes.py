@@ -37,7 +37,9 @@ from benchmarks.decision import (
     split_runs,
 )
 from benchmarks.runs import DEFAULT_STORE, LAYERS
-from benchmarks.squad import DEFAULT_WORKDIR, say, tree_commit
+from benchmarks.squad_data import DEFAULT_WORKDIR
+from benchmarks.squad_engines import tree_commit
+from benchmarks.squad_run import say
 
 ROOT = Path(__file__).resolve().parent.parent
 PLACES = ("question", "answer", "judgement")

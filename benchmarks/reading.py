@@ -19,8 +19,9 @@ model file is shared, its saved states are not: every reading is a real one). Me
 - **Retrieval when nothing is read.** This tree with `ASSISTANT_WHOLE_ARTICLE=false` answers the same questions:
   what the answers given during the reading should match.
 
-Questions: the article's seeded sample (`benchmarks.squad.article_sample`), answerable and unanswerable alternating;
-right means an answerable answered with a gold span, an unanswerable refused (benchmarks.squad.score).
+Questions: the article's seeded sample (`benchmarks.squad_data.article_sample`), answerable and unanswerable
+alternating; right means an answerable answered with a gold span, an unanswerable refused
+(benchmarks.squad_scoring.score).
 Data: SQuAD 2.0 (Rajpurkar, Jia and Liang, ACL 2018), text from Wikipedia, CC BY-SA 4.0.
 """
 
@@ -37,7 +38,8 @@ import time
 from pathlib import Path
 
 from benchmarks.report import write_section
-from benchmarks.squad import ATTRIBUTION, DEFAULT_DATA, article_sample, build_corpus, load_articles, score
+from benchmarks.squad_data import ATTRIBUTION, DEFAULT_DATA, article_sample, build_corpus, load_articles
+from benchmarks.squad_scoring import score
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "reading.json"

@@ -30,18 +30,18 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.squad import (
+from benchmarks.squad_data import (
     ATTRIBUTION,
     DEFAULT_DATA,
     DEFAULT_WORKDIR,
     article_sample,
     build_corpus,
-    category,
     choose_articles,
     load_articles,
-    say,
-    tree_commit,
 )
+from benchmarks.squad_engines import tree_commit
+from benchmarks.squad_run import say
+from benchmarks.squad_scoring import category
 
 DEFAULT_STORE = Path.home() / ".cache" / "nato-assistant" / "runs"
 LAYERS = (4, 8, 12, 16, 20, 24, 27)  # Qwen2.5-1.5B has 28; the probe check found the late ones best

@@ -32,6 +32,7 @@ QUESTIONS = [
     "What did the Dutch defence minister highlight?",
 ]
 LOCAL, REMOTE = "embedded store + in-process model", "Chroma server + llama.cpp server"
+SERVER_TIMEOUT_S = 900.0  # a CPU-bound model server can take minutes over a long prompt: never give up on it first
 
 
 def free_port() -> int:
@@ -115,7 +116,13 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def main() -> int:
+def say(message: str) -> None:
+    """Progress, on stderr (stdout carries the report)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.servers", description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=5, help="questions timed per set-up (default 5)")
     parser.add_argument("--rounds", type=int, default=2, help="times each question is asked per set-up (default 2)")
@@ -123,13 +130,15 @@ def main() -> int:
     parser.add_argument("--haystack", type=int, default=0, help="also time index builds of N generated documents")
     parser.add_argument("--corpus", type=Path, help="corpus folder (default: the settings' corpus)")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    return parser.parse_args()
 
-    from assistant.answering import Assistant
+
+def main() -> int:
+    args = parse_args()
+    logging.disable(logging.WARNING)
+
     from assistant.index.corpus import load_passages
-    from assistant.index.indexing import PassageIndex, load_embeddings
+    from assistant.index.indexing import load_embeddings
     from assistant.index.models import chat_model_file
     from assistant.settings import Settings
     from benchmarks.__main__ import machine
@@ -149,70 +158,103 @@ def main() -> int:
         servers.append(llama)
         setups = {
             LOCAL: base.model_copy(update={"index_dir": work / "index"}),
-            REMOTE: base.model_copy(
-                update={
-                    "index_dir": work / "unused",
-                    "cache_dir": work / "cache",
-                    "chroma_host": "127.0.0.1",
-                    "chroma_port": chroma_port,
-                    "llm_backend": "openai",
-                    "llm_base_url": f"http://127.0.0.1:{llama_port}/v1",
-                    "llm_model_name": "default",
-                    "llm_timeout": 900.0,
-                    # llama.cpp's server defaults to repeat_penalty 1.1; the in-process model decodes with 1.0.
-                    "llm_extra_body": {"repeat_penalty": 1.0},
-                }
-            ),
+            REMOTE: remote_settings(base, work, chroma_port, llama_port),
         }
-
-        # 1. Index build from nothing, alternating set-ups so that machine noise hits both.
-        corpora = {"": (documents, passages)}
-        if args.haystack:
-            from benchmarks.haystack import build_haystack
-
-            article = next(d.path for d in documents)
-            corpora[f", {args.haystack} documents"] = load_passages(
-                build_haystack(work / "hay", args.haystack, article)
-            )
-        builds: dict[str, dict[str, list[float]]] = {}
-        for label, (docs, parts) in corpora.items():
-            say(f"Index build ({len(parts)} passages) ×{args.builds}…")
-            label = f"index build from nothing ({len(parts)} passages{label}, median of {args.builds})"
-            builds[label] = {name: [] for name in setups}
-            for r in range(args.builds):
-                for name, settings in setups.items():
-                    s = settings.model_copy(
-                        update={
-                            "index_dir": work / f"index-{len(parts)}-{r}",
-                            "collection_name": f"build-{len(parts)}-{r}",
-                        }
-                    )
-                    builds[label][name].append(PassageIndex(s, embeddings).open(docs, parts, rebuild=True).seconds)
-
-        # 2. Start-up to the first answer: the in-process model loads and restores (or reads) the article prefix;
-        #    the model server, already up, reads the article on its first request.
-        say("First answers…")
-        bots, first, warm = {}, {}, {}
-        for name, settings in setups.items():
-            started = time.perf_counter()
-            bots[name] = Assistant(settings, embeddings=embeddings)
-            warm[name] = bots[name].warm_up()  # in-process: "restored" (saved state) or "computed"; remote: "skipped"
-            bots[name].answer(QUESTIONS[-1])
-            first[name] = time.perf_counter() - started
-
-        # 3. Warm answers, alternating set-ups question by question.
-        say(f"Answer latency over {args.questions} questions ×{args.rounds}…")
-        timings: dict[str, list[dict]] = {name: [] for name in setups}
-        answered: dict[str, int] = dict.fromkeys(setups, 0)
-        for question in QUESTIONS[: args.questions] * args.rounds:
-            for name, bot in bots.items():
-                answer = bot.answer(question)
-                timings[name].append(answer.timings)
-                answered[name] += not answer.abstained
-                say(f"  {name}: {answer.timings.get('total', 0):.2f} s  {answer.text[:70]!r}")
+        measured = {"builds": time_index_builds(args, setups, work, embeddings, (documents, passages))}
+        measured |= time_first_answers(setups, embeddings)
+        measured |= time_warm_answers(args, measured["bots"])
     finally:
         for server in reversed(servers):
             server.stop()
+    lines = [
+        f"Machine: {machine()}. Command: `python -m benchmarks.servers {' '.join(sys.argv[1:])}`.",
+        f"Corpus: {len(documents)} document(s), {len(passages)} passages. Model threads: {threads} (both set-ups).",
+        "",
+        *table(args, list(setups), measured, chroma.startup, llama.startup),
+    ]
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        args.out.write_text(report + "\n", encoding="utf-8")
+    return 0
+
+
+def remote_settings(base, work: Path, chroma_port: int, llama_port: int):
+    """The settings of the server set-up: the Chroma server and llama.cpp's OpenAI-compatible server."""
+    return base.model_copy(
+        update={
+            "index_dir": work / "unused",
+            "cache_dir": work / "cache",
+            "chroma_host": "127.0.0.1",
+            "chroma_port": chroma_port,
+            "llm_backend": "openai",
+            "llm_base_url": f"http://127.0.0.1:{llama_port}/v1",
+            "llm_model_name": "default",
+            "llm_timeout": SERVER_TIMEOUT_S,
+            # llama.cpp's server defaults to repeat_penalty 1.1; the in-process model decodes with 1.0.
+            "llm_extra_body": {"repeat_penalty": 1.0},
+        }
+    )
+
+
+def time_index_builds(args, setups: dict, work: Path, embeddings, corpus: tuple) -> dict[str, dict[str, list[float]]]:
+    """Index build from nothing, alternating set-ups so that machine noise hits both: label -> set-up -> seconds."""
+    from assistant.index.corpus import load_passages
+    from assistant.index.indexing import PassageIndex
+
+    corpora = {"": corpus}
+    if args.haystack:
+        from benchmarks.haystack import build_haystack
+
+        article = next(d.path for d in corpus[0])
+        corpora[f", {args.haystack} documents"] = load_passages(build_haystack(work / "hay", args.haystack, article))
+    builds: dict[str, dict[str, list[float]]] = {}
+    for label, (docs, parts) in corpora.items():
+        say(f"Index build ({len(parts)} passages) ×{args.builds}…")
+        label = f"index build from nothing ({len(parts)} passages{label}, median of {args.builds})"
+        builds[label] = {name: [] for name in setups}
+        for r in range(args.builds):
+            for name, settings in setups.items():
+                s = settings.model_copy(
+                    update={"index_dir": work / f"index-{len(parts)}-{r}", "collection_name": f"build-{len(parts)}-{r}"}
+                )
+                builds[label][name].append(PassageIndex(s, embeddings).open(docs, parts, rebuild=True).seconds)
+    return builds
+
+
+def time_first_answers(setups: dict, embeddings) -> dict:
+    """Start-up to the first answer: the in-process model loads and restores (or reads) the article prefix; the
+    model server, already up, reads the article on its first request."""
+    from assistant.answering import Assistant
+
+    say("First answers…")
+    bots, first, warm = {}, {}, {}
+    for name, settings in setups.items():
+        started = time.perf_counter()
+        bots[name] = Assistant(settings, embeddings=embeddings)
+        warm[name] = bots[name].warm_up()  # in-process: "restored" (saved state) or "computed"; remote: "skipped"
+        bots[name].answer(QUESTIONS[-1])
+        first[name] = time.perf_counter() - started
+    return {"bots": bots, "first": first, "warm": warm}
+
+
+def time_warm_answers(args, bots: dict) -> dict:
+    """Warm answers, alternating set-ups question by question: each answer's timings, and how many were answered."""
+    say(f"Answer latency over {args.questions} questions ×{args.rounds}…")
+    timings: dict[str, list[dict]] = {name: [] for name in bots}
+    answered: dict[str, int] = dict.fromkeys(bots, 0)
+    for question in QUESTIONS[: args.questions] * args.rounds:
+        for name, bot in bots.items():
+            answer = bot.answer(question)
+            timings[name].append(answer.timings)
+            answered[name] += not answer.abstained
+            say(f"  {name}: {answer.timings.get('total', 0):.2f} s  {answer.text[:70]!r}")
+    return {"timings": timings, "answered": answered}
+
+
+def table(args, setups: list[str], measured: dict, chroma_startup: float, llama_startup: float) -> list[str]:
+    """The report's table of both set-ups, and a line on start-up."""
+    timings, warm = measured["timings"], measured["warm"]
 
     def row(label: str, values: dict[str, float], unit: str = " s", fmt: str = "{:.2f}") -> str:
         cells = [(fmt.format(values[name]) + unit) if values[name] == values[name] else "–" for name in setups]
@@ -222,30 +264,23 @@ def main() -> int:
         return {name: median([t[key] for t in timings[name] if key in t]) for name in setups}
 
     n = args.questions * args.rounds
-    lines = [
-        f"Machine: {machine()}. Command: `python -m benchmarks.servers {' '.join(sys.argv[1:])}`.",
-        f"Corpus: {len(documents)} document(s), {len(passages)} passages. Model threads: {threads} (both set-ups).",
-        "",
+    answered = {k: float(v) for k, v in measured["answered"].items()}
+    return [
         f"| figure | {LOCAL} | {REMOTE} |",
         "|---|---|---|",
-        *(row(label, {k: median(v) for k, v in b.items()}) for label, b in builds.items()),
-        row("server start-up (until it answers)", {LOCAL: float("nan"), REMOTE: max(chroma.startup, llama.startup)}),
-        row("first answer after start-up (reads the article)", first),
+        *(row(label, {k: median(v) for k, v in b.items()}) for label, b in measured["builds"].items()),
+        row("server start-up (until it answers)", {LOCAL: float("nan"), REMOTE: max(chroma_startup, llama_startup)}),
+        row("first answer after start-up (reads the article)", measured["first"]),
         row(f"retrieval, median of {n}", {k: v * 1000 for k, v in stat("retrieve").items()}, " ms", "{:.0f}"),
         row(f"first token, median of {n}", stat("first_token")),
         row(f"first checked text, median of {n}", stat("first_text")),
         row(f"whole answer, median of {n}", stat("total")),
-        row("questions answered (not refused)", {k: float(v) for k, v in answered.items()}, f" / {n}", "{:.0f}"),
+        row("questions answered (not refused)", answered, f" / {n}", "{:.0f}"),
         "",
-        f"Server start-up: Chroma {chroma.startup:.1f} s, llama.cpp server {llama.startup:.1f} s (model load). "
+        f"Server start-up: Chroma {chroma_startup:.1f} s, llama.cpp server {llama_startup:.1f} s (model load). "
         f"The first answer includes building the index and reading the article: in-process, the article prefix was "
         f"{warm[LOCAL]} (saved state); the model server reads it on its first request.",
     ]
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        args.out.write_text(report + "\n", encoding="utf-8")
-    return 0
 
 
 if __name__ == "__main__":

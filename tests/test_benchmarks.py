@@ -50,7 +50,7 @@ def test_cold_run_reports_its_own_peak_memory_not_its_parents():
 
 
 def test_report_says_where_the_project_is_behind_and_why():
-    from benchmarks.__main__ import WHY_BEHIND, render_markdown
+    from benchmarks.headline import WHY_BEHIND, render_markdown
 
     def results(our_build: float) -> dict:
         metrics = {"answer": 0.9, "refusal": 1.0, "citation-precision": 1.0, "false-refusal": 0.0}
@@ -92,7 +92,7 @@ def test_report_says_where_the_project_is_behind_and_why():
 
 
 def test_report_percentiles_are_the_evaluations():
-    from benchmarks.__main__ import percentile
+    from benchmarks.headline import percentile
 
     assert percentile([5.0, 1.0, 3.0, 2.0], 95) == pytest.approx(4.7)  # interpolated, as `assistant eval` reports
     assert percentile([2.0], 50) == 2.0

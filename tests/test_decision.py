@@ -28,7 +28,7 @@ from assistant.answer.decision import (
 from assistant.answer.question_words import Unmatched
 from assistant.answering import Assistant
 from benchmarks.decision import Judged, Run, best_threshold, figures, fit_linear, outcome
-from benchmarks.squad import interval
+from benchmarks.squad_report import interval
 
 LAYER = 7
 ANSWER = "US Under Secretary of War Eldridge Colby described the moment as the dawn of NATO 3.0."

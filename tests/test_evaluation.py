@@ -31,7 +31,7 @@ from assistant.eval import (
     load_suite,
     locate_evidence,
     match_answer,
-    normalize_answer,
+    normalize_folded,
     parse_case,
     parse_suite,
     render_html,
@@ -90,7 +90,7 @@ def case(**fields) -> Case:
     ],
 )
 def test_normalize_answer_folds_case_punctuation_articles_accents_and_quotes(text, expected):
-    assert normalize_answer(text) == expected
+    assert normalize_folded(text) == expected
 
 
 def test_token_f1():

@@ -15,7 +15,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from assistant.answering import Assistant
 from assistant.settings import Settings
-from benchmarks.squad import article_sample, build_corpus, load_articles, score
+from benchmarks.squad_data import article_sample, build_corpus, load_articles
+from benchmarks.squad_scoring import score
 
 DATA = Path(__file__).parent / "data" / "squad" / "packet-switching.json"
 SLUG = "packet-switching"

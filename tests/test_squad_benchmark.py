@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import squad, squad_kinds
-from benchmarks.squad import Case
+from benchmarks import squad, squad_data, squad_engines, squad_kinds, squad_report, squad_run, squad_scoring
+from benchmarks.squad_data import Case
 
-REAL_DATA = squad.DEFAULT_DATA
+REAL_DATA = squad_data.DEFAULT_DATA
 
 
 def qa(qid: str, question: str, answer: str | None = None, trap: str | None = None) -> dict:
@@ -84,53 +84,55 @@ def case(kind: str = "answerable", answers=("Edict of Nantes",), traps=(), artic
 
 # ----- normalisation and scoring -----------------------------------------------------------------------------------
 def test_normalisation_is_squads():
-    assert squad.normalize_answer("The Edict of Nantes!") == "edict of nantes"
-    assert squad.normalize_answer("  An apple,  a PEAR;\tthe plum. ") == "apple pear plum"
-    assert squad.normalize_answer("one-eighth (about)") == "oneeighth about"
-    assert squad.normalize_answer("theatre and anthem") == "theatre and anthem"  # only whole words go
+    assert squad_scoring.normalize_answer("The Edict of Nantes!") == "edict of nantes"
+    assert squad_scoring.normalize_answer("  An apple,  a PEAR;\tthe plum. ") == "apple pear plum"
+    assert squad_scoring.normalize_answer("one-eighth (about)") == "oneeighth about"
+    assert squad_scoring.normalize_answer("theatre and anthem") == "theatre and anthem"  # only whole words go
 
 
 def test_an_answer_must_be_in_the_reply_as_whole_words():
-    assert squad.contains_answer("It ended with the Edict of Nantes [1].", ["the Edict of Nantes"])
-    assert squad.contains_answer("From 1562 to 1598.", ["562 to 1598", "1562 to 1598"])
-    assert not squad.contains_answer("From 1562 to 1598.", ["562 to 1598"])
-    assert not squad.contains_answer("It was founded then [1].", ["1"])  # a citation marker is not an answer
-    assert not squad.contains_answer("Anything.", ["the", ""])  # a gold answer that normalises to nothing never hits
+    assert squad_scoring.contains_answer("It ended with the Edict of Nantes [1].", ["the Edict of Nantes"])
+    assert squad_scoring.contains_answer("From 1562 to 1598.", ["562 to 1598", "1562 to 1598"])
+    assert not squad_scoring.contains_answer("From 1562 to 1598.", ["562 to 1598"])
+    assert not squad_scoring.contains_answer("It was founded then [1].", ["1"])  # a citation marker is not an answer
+    assert not squad_scoring.contains_answer(
+        "Anything.", ["the", ""]
+    )  # a gold answer that normalises to nothing never hits
 
 
 def test_scores_of_an_answerable_question():
     cited = [{"passage_id": "alpha-town:p2", "doc_id": "alpha-town", "number": 2}]
-    right = squad.score(case(), {"text": "The Edict of Nantes [1].", "abstained": False, "citations": cited})
+    right = squad_scoring.score(case(), {"text": "The Edict of Nantes [1].", "abstained": False, "citations": cited})
     assert right == {"right": True, "refused": None, "false_refusal": False, "citation_gold": True, "trap": None}
-    wrong = squad.score(case(), {"text": "The Peace of Augsburg.", "abstained": False, "citations": []})
+    wrong = squad_scoring.score(case(), {"text": "The Peace of Augsburg.", "abstained": False, "citations": []})
     assert wrong["right"] is False and wrong["citation_gold"] is False
-    refused = squad.score(case(), {"text": "The article does not say.", "abstained": True})
+    refused = squad_scoring.score(case(), {"text": "The article does not say.", "abstained": True})
     assert refused["right"] is False and refused["false_refusal"] is True and refused["citation_gold"] is None
-    by_id = squad.score(case(), {"text": "Edict of Nantes", "citations": [{"passage_id": "alpha-town:p2"}]})
+    by_id = squad_scoring.score(case(), {"text": "Edict of Nantes", "citations": [{"passage_id": "alpha-town:p2"}]})
     assert by_id["citation_gold"] is True
-    other = squad.score(case(), {"text": "Edict of Nantes", "citations": [{"passage_id": "alpha-town:p3"}]})
+    other = squad_scoring.score(case(), {"text": "Edict of Nantes", "citations": [{"passage_id": "alpha-town:p3"}]})
     assert other["citation_gold"] is False
-    tutorial = squad.score(case(), {"text": "Edict of Nantes", "abstained": False}, cites=False)
+    tutorial = squad_scoring.score(case(), {"text": "Edict of Nantes", "abstained": False}, cites=False)
     assert tutorial["right"] is True and tutorial["citation_gold"] is None
 
 
 def test_scores_of_an_unanswerable_question():
     trap = case("unanswerable", answers=(), traps=("1562",))
-    assert squad.score(trap, {"text": "The article does not say.", "abstained": True})["refused"] is True
-    fell = squad.score(trap, {"text": "In 1562 [1].", "abstained": False})
+    assert squad_scoring.score(trap, {"text": "The article does not say.", "abstained": True})["refused"] is True
+    fell = squad_scoring.score(trap, {"text": "In 1562 [1].", "abstained": False})
     assert fell["refused"] is False and fell["trap"] is True and fell["right"] is None
-    assert squad.score(trap, {"text": "In 1600.", "abstained": False})["trap"] is False
-    failed = squad.score(trap, {"error": "ModelUnavailable: gone", "abstained": True})
+    assert squad_scoring.score(trap, {"text": "In 1600.", "abstained": False})["trap"] is False
+    failed = squad_scoring.score(trap, {"error": "ModelUnavailable: gone", "abstained": True})
     assert failed["refused"] is False  # an error is not a refusal
 
 
 # ----- corpus, split and sample ----------------------------------------------------------------------------------
 def test_the_corpus_maps_every_paragraph_to_its_passage(data_file, tmp_path):
-    articles = squad.load_articles(data_file)
+    articles = squad_data.load_articles(data_file)
     assert [a.slug for a in articles] == ["alpha-town", "beta-river"]
     assert [a.title for a in articles] == ["Alpha Town", "Beta River"]
     corpus = tmp_path / "corpus"
-    cases = squad.build_corpus(articles, corpus)
+    cases = squad_data.build_corpus(articles, corpus)
     assert sorted(p.name for p in corpus.iterdir()) == [
         "alpha-town.meta.json",
         "alpha-town.txt",
@@ -147,7 +149,7 @@ def test_the_corpus_maps_every_paragraph_to_its_passage(data_file, tmp_path):
     assert (by_id["a1"].gold, by_id["a1"].number, by_id["a1"].kind) == ("alpha-town:p1", 1, "answerable")
     assert (by_id["a5"].gold, by_id["a5"].kind, by_id["a5"].traps) == ("alpha-town:p2", "unanswerable", ("1901",))
     assert by_id["b2"].gold == "beta-river:p2" and by_id["b2"].answers == ("trout",)
-    assert squad.write_corpus(articles, corpus) == 0, "a second build reuses the files (and so the index)"
+    assert squad_data.write_corpus(articles, corpus) == 0, "a second build reuses the files (and so the index)"
 
 
 def test_a_paragraph_the_loader_takes_for_a_heading_stops_the_run(tmp_path):
@@ -155,8 +157,8 @@ def test_a_paragraph_the_loader_takes_for_a_heading_stops_the_run(tmp_path):
     data["data"][0]["paragraphs"].insert(0, {"context": "Geography and climate", "qas": []})
     path = tmp_path / "heading.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(squad.SquadError, match="Paragraph 1 of 'Beta River' became no passage"):
-        squad.build_corpus(squad.load_articles(path), tmp_path / "corpus")
+    with pytest.raises(squad_data.SquadError, match="Paragraph 1 of 'Beta River' became no passage"):
+        squad_data.build_corpus(squad_data.load_articles(path), tmp_path / "corpus")
 
 
 def test_the_split_is_by_article_sorted_titles_alternating(tmp_path):
@@ -165,7 +167,7 @@ def test_the_split_is_by_article_sorted_titles_alternating(tmp_path):
         data["data"].append({"title": title, "paragraphs": [{"context": f"{title} is a word here.", "qas": []}]})
     path = tmp_path / "six.json"
     path.write_text(json.dumps(data), encoding="utf-8")
-    splits = {a.title: a.split for a in squad.load_articles(path)}
+    splits = {a.title: a.split for a in squad_data.load_articles(path)}
     assert splits == {
         "alpha": "dev",
         "Bravo": "test",
@@ -174,52 +176,52 @@ def test_the_split_is_by_article_sorted_titles_alternating(tmp_path):
         "Echo": "dev",
         "Foxtrot": "test",
     }
-    articles = squad.load_articles(path)
-    dev = {a.slug for a in squad.choose_articles(articles, "dev", None, None)}
-    test = {a.slug for a in squad.choose_articles(articles, "test", None, None)}
+    articles = squad_data.load_articles(path)
+    dev = {a.slug for a in squad_data.choose_articles(articles, "dev", None, None)}
+    test = {a.slug for a in squad_data.choose_articles(articles, "test", None, None)}
     assert dev.isdisjoint(test) and len(dev | test) == 6
-    assert [a.slug for a in squad.choose_articles(articles, "test", None, 2)] == ["bravo", "delta"]
-    assert [a.slug for a in squad.choose_articles(articles, "all", ["echo"], None)] == ["echo"]
-    with pytest.raises(squad.SquadError, match="No article nope"):
-        squad.choose_articles(articles, "all", ["nope"], None)
+    assert [a.slug for a in squad_data.choose_articles(articles, "test", None, 2)] == ["bravo", "delta"]
+    assert [a.slug for a in squad_data.choose_articles(articles, "all", ["echo"], None)] == ["echo"]
+    with pytest.raises(squad_data.SquadError, match="No article nope"):
+        squad_data.choose_articles(articles, "all", ["nope"], None)
 
 
 @pytest.mark.skipif(not REAL_DATA.is_file(), reason="the SQuAD 2.0 file is not on this machine")
 def test_the_real_data_splits_six_and_six_with_no_article_in_both():
-    articles = squad.load_articles(REAL_DATA)
+    articles = squad_data.load_articles(REAL_DATA)
     dev = [a.slug for a in articles if a.split == "dev"]
     test = [a.slug for a in articles if a.split == "test"]
     assert len(dev) == len(test) == 6 and not set(dev) & set(test)
 
 
 def test_the_sample_is_fixed_and_alternates_kinds(data_file, tmp_path):
-    articles = squad.load_articles(data_file)
-    cases = squad.build_corpus(articles, tmp_path / "corpus")["alpha-town"]
-    first = squad.article_sample(cases, "alpha-town", 3, 2)
-    again = squad.article_sample(list(reversed(cases)), "alpha-town", 3, 2)
+    articles = squad_data.load_articles(data_file)
+    cases = squad_data.build_corpus(articles, tmp_path / "corpus")["alpha-town"]
+    first = squad_data.article_sample(cases, "alpha-town", 3, 2)
+    again = squad_data.article_sample(list(reversed(cases)), "alpha-town", 3, 2)
     assert [c.qid for c in first] == [c.qid for c in again], "the same on every run, whatever the input order"
     assert [c.kind for c in first] == ["answerable", "unanswerable", "answerable", "unanswerable", "answerable"]
-    smaller = squad.article_sample(cases, "alpha-town", 2, 1)
+    smaller = squad_data.article_sample(cases, "alpha-town", 2, 1)
     assert [c.qid for c in smaller] == [c.qid for c in first[:3]], "a smaller sample is a prefix"
-    together = squad.together_sample(first, 1)
+    together = squad_data.together_sample(first, 1)
     assert [c.qid for c in together] == [c.qid for c in first[:2]]
-    assert len(squad.article_sample(cases, "alpha-town", 50, 50)) == len(cases)
+    assert len(squad_data.article_sample(cases, "alpha-town", 50, 50)) == len(cases)
 
 
 def test_engines_take_turns_going_first_and_the_tutorial_every_nth_case(data_file, tmp_path):
-    cases = squad.build_corpus(squad.load_articles(data_file), tmp_path / "corpus")["alpha-town"]
-    jobs = squad.schedule([("single", "alpha-town", cases)], ["ours", "before", "tutorial"], 2)
+    cases = squad_data.build_corpus(squad_data.load_articles(data_file), tmp_path / "corpus")["alpha-town"]
+    jobs = squad_run.schedule([("single", "alpha-town", cases)], ["ours", "before", "tutorial"], 2)
     assert [len(names) for *_, names in jobs] == [3, 2, 3, 2, 3, 2, 3]
     # each set of engines rotates on its own: every engine goes first in turn
     assert [names[0] for *_, names in jobs if len(names) == 3] == ["ours", "before", "tutorial", "ours"]
     assert [names[0] for *_, names in jobs if len(names) == 2] == ["ours", "before", "ours"]
     assert all(sorted(names) == sorted(set(names)) for *_, names in jobs)
-    assert [names for *_, names in squad.schedule([("all", None, cases[:2])], ["ours"], 0)] == [["ours"], ["ours"]]
+    assert [names for *_, names in squad_run.schedule([("all", None, cases[:2])], ["ours"], 0)] == [["ours"], ["ours"]]
 
 
 def test_the_worker_script_compiles():
-    compile(squad.WORKER, "worker", "exec")
-    assert "def handle(bot, job" in squad.WORKER
+    compile(squad_engines.WORKER, "worker", "exec")
+    assert "def handle(bot, job" in squad_engines.WORKER
 
 
 FAKE_ASSISTANT = """
@@ -253,7 +255,7 @@ def test_the_worker_runs_the_other_trees_assistant(tmp_path):
     (tree / "assistant" / "__init__.py").write_text("", encoding="utf-8")
     (tree / "assistant" / "answering.py").write_text(FAKE_ASSISTANT, encoding="utf-8")
     (tree / "assistant" / "settings.py").write_text("Settings = dict\n", encoding="utf-8")
-    worker = squad.WorkerEngine("before", tree, tmp_path / "corpus", tmp_path / "index")
+    worker = squad_engines.WorkerEngine("before", tree, tmp_path / "corpus", tmp_path / "index")
     try:
         assert worker.run({"do": "load"})["seconds"] >= 0
         assert worker.run({"do": "warm", "scope": "alpha-town"})["how"] == "read alpha-town"
@@ -310,7 +312,7 @@ def fake_results() -> dict:
         "before": None,
         "date": "2026-12-01T10:00",
         "machine": "2 cores (Test CPU)",
-        "attribution": squad.ATTRIBUTION,
+        "attribution": squad_data.ATTRIBUTION,
         "split": "test",
         "options": {"answerable": 2, "unanswerable": 2, "all_together": 1, "baseline_every": 1},
         "articles": {
@@ -336,7 +338,7 @@ def test_render_writes_the_section_between_markers(tmp_path):
     assert squad.main(["--render", str(results), "--markdown", str(report)]) == 0
     text = report.read_text(encoding="utf-8")
     assert text.startswith("# Benchmarks\n\nEarlier text.\n\n<!-- squad:start -->\n## Real articles: SQuAD 2.0\n")
-    assert text.count(squad.START) == 1 and text.rstrip().endswith(squad.END)
+    assert text.count(squad_report.START) == 1 and text.rstrip().endswith(squad_report.END)
     assert "`abc1234-dirty`" in text and "`python -m benchmarks.squad --limit-articles 2`" in text
     assert "CC BY-SA 4.0" in text
     rows = [line for line in text.splitlines() if line.startswith("| ")]
@@ -362,7 +364,7 @@ def test_render_writes_the_section_between_markers(tmp_path):
     report.write_text(text.replace("Alpha Town", "Old Name") + "\nAfter.\n", encoding="utf-8")
     assert squad.main(["--render", str(results), "--markdown", str(report)]) == 0
     again = report.read_text(encoding="utf-8")
-    assert again.count(squad.START) == 1 and "Old Name" not in again and again.endswith("\nAfter.\n")
+    assert again.count(squad_report.START) == 1 and "Old Name" not in again and again.endswith("\nAfter.\n")
 
 
 # ----- kinds of question -------------------------------------------------------------------------------------------
@@ -446,24 +448,28 @@ def test_an_answerable_question_is_tagged_by_its_wh_word(question, kind):
 
 
 def test_records_hold_the_category_and_old_runs_read_it_from_the_data(data_file, tmp_path):
-    cases = {c.qid: c for cs in squad.build_corpus(squad.load_articles(data_file), tmp_path / "c").values() for c in cs}
-    rec = squad.record(cases["a5"], "ours", "single", {"text": "In 1901.", "abstained": False}, True)
+    cases = {
+        c.qid: c
+        for cs in squad_data.build_corpus(squad_data.load_articles(data_file), tmp_path / "c").values()
+        for c in cs
+    }
+    rec = squad_run.record(cases["a5"], "ours", "single", {"text": "In 1901.", "abstained": False}, True)
     assert rec["category"] == "other word changed"  # "flood" for "burned": a word the paragraph does not have
-    assert squad.record(cases["a1"], "ours", "single", {"abstained": True}, True)["category"] == "when"
+    assert squad_run.record(cases["a1"], "ours", "single", {"abstained": True}, True)["category"] == "when"
     old = {"data": str(data_file), "cases": [{k: v for k, v in rec.items() if k != "category"}]}
-    assert [r["category"] for r in squad.with_categories(old)] == ["other word changed"]
+    assert [r["category"] for r in squad_report.with_categories(old)] == ["other word changed"]
     gone = {"data": str(tmp_path / "gone.json"), "cases": old["cases"]}
-    assert [r.get("category") for r in squad.with_categories(gone)] == [None]  # not known, and no error
+    assert [r.get("category") for r in squad_report.with_categories(gone)] == [None]  # not known, and no error
 
 
 def test_a_refusal_that_says_what_the_article_says_counts_as_corrected():
-    assert squad.corrected("The article does not say that the governor opened it; it says the mayor did.")
-    assert not squad.corrected("The article does not say.")
-    assert not squad.corrected("The mayor opened it.")
+    assert squad_report.corrected("The article does not say that the governor opened it; it says the mayor did.")
+    assert not squad_report.corrected("The article does not say.")
+    assert not squad_report.corrected("The mayor opened it.")
     refused = {"kind": "unanswerable", "abstained": True, "scores": {"refused": True, "trap": False}}
     records = [
         {**refused, "reply": "The article does not say.", "timings": {"total": 4.0}},
         {**refused, "reply": "The article does not say that X; it says Y.", "timings": {"total": 9.0, "correct": 6.0}},
     ]
-    f = squad.figures(records)
+    f = squad_report.figures(records)
     assert f["corrected"] == 0.5 and f["refusal_shown_p50"] == 3.5  # 4.0 and 9.0 - 6.0: shown before the correction

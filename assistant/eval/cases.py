@@ -7,8 +7,6 @@ found exactly once in the corpus; a Suite is one file's cases with its gates and
 from __future__ import annotations
 
 import re
-import string
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, get_args
@@ -26,10 +24,10 @@ from pydantic import (
     model_validator,
 )
 
-from ..answer.cite import MARKER
 from ..errors import AssistantError
 from ..index.corpus import Document, load_documents
 from ..text import fold
+from .normalise import normalize_folded
 from .wording import describe_error
 
 Split = Literal["dev", "test"]  # dev: tune thresholds and prompts on it; test: report only
@@ -251,7 +249,7 @@ class CaseEntry(BaseModel):
     @field_validator("answers")
     @classmethod
     def _some_words(cls, answers: tuple[str, ...]) -> tuple[str, ...]:
-        if answers and not any(normalize_answer(a) for a in answers):
+        if answers and not any(normalize_folded(a) for a in answers):
             raise ValueError("holds only punctuation or articles")
         return answers
 
@@ -456,18 +454,3 @@ def load_suite(path: Path, default: Path | list[Document]) -> Suite:
         raise CaseError(f"{path}: {exc}") from exc
     suite.corpus = folder
     return suite
-
-
-# Here rather than with the matching: the schema refuses an answer that normalises to nothing.
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD-style normalisation: fold (lowercase, accents, quotes, dashes and hyphens), drop citation markers,
-    possessives, punctuation, articles and extra space."""
-    text = fold(MARKER.sub(" ", text))
-    text = re.sub(r"(?<=\w)'s\b", "", text)  # possessives: "Germany's" matches "Germany"
-    text = "".join(
-        ch for ch in text if ch not in string.punctuation and not unicodedata.category(ch).startswith(("P", "S"))
-    )
-    return " ".join(_ARTICLES.sub(" ", text).split())

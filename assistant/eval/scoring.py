@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..answer.cite import MARKER, marker_numbers, strip_markers
-from .cases import METRICS, BaselineError, Case, Evidence, normalize_answer
+from .cases import METRICS, BaselineError, Case, Evidence
+from .normalise import normalize_folded
 
 DEFAULT_TOLERANCE = 0.02
 ANSWER_F1_MIN = 0.7  # token F1 at or above which a response counts as an accepted answer even without a substring match
@@ -21,7 +22,7 @@ LATENCY_STAGES = ("rewrite", "retrieve", "first_token", "generate", "total")
 # ----- matching -----------------------------------------------------------------------------------------------------
 def compute_token_f1(prediction: str, truth: str) -> float:
     """Return the SQuAD token F1 of prediction against truth, after normalisation."""
-    predicted, expected = normalize_answer(prediction).split(), normalize_answer(truth).split()
+    predicted, expected = normalize_folded(prediction).split(), normalize_folded(truth).split()
     if not predicted or not expected:
         return float(predicted == expected)
     common = sum((Counter(predicted) & Counter(expected)).values())
@@ -33,9 +34,9 @@ def compute_token_f1(prediction: str, truth: str) -> float:
 
 def match_answer(text: str, answers: tuple[str, ...] | list[str]) -> tuple[bool, float]:
     """Return (accepted, best token F1): accepted when a normalised answer occurs in the normalised text, or F1 is high."""
-    response = f" {normalize_answer(text)} "
+    response = f" {normalize_folded(text)} "
     best = max((compute_token_f1(text, a) for a in answers), default=0.0)
-    found = any(normalize_answer(a) and f" {normalize_answer(a)} " in response for a in answers)
+    found = any(normalize_folded(a) and f" {normalize_folded(a)} " in response for a in answers)
     return found or best >= ANSWER_F1_MIN, best
 
 
