@@ -4,8 +4,9 @@ through the pipeline (answer/pipeline.py). `Assistant.runnable()` (and `assistan
 Runnable.
 
 Its public surface is what the page, the CLI and the evaluation use: answer, stream, runnable, retrieve, warm_up,
-load, view, documents and passages, and the reading of whole articles (reading_of, readings, read_article,
-start_reading, read_when_idle, article_ready, forget_queued).
+load, view, documents and passages, the reading of whole articles (reading_of, readings, read_article,
+start_reading, read_when_idle, article_ready, forget_queued), the questions in flight (question_waiting, asking) and
+new articles (articles_on_disk, index_new_articles).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from .answer.parts import Parts
 from .answer.pipeline import run
 from .answer.question_words import QuestionWords
 from .answer.state import NOT_IN_ARTICLE, Answer, AnswerState, Question, Timings, View
-from .index.corpus import Document, Passage
+from .index.corpus import Document, Passage, load_passages
 from .library import Library
-from .reading.priority import Questions, questions_for
+from .reading.priority import Questions, Ticket, questions_for
 from .reading.reader import ArticleReader, Reading
 from .settings import Settings
 
@@ -180,6 +181,43 @@ class Assistant:
     def reading_of(self, scope: str | None = None) -> Reading | None:
         """The progress of reading scope's whole text, if it was ever started in this process."""
         return self.reader.progress(self.view(scope))
+
+    def readings(self) -> list[Reading]:
+        """Every reading started in this process, with its progress (finished and failed ones too)."""
+        return list(self.reader.readings.values())
+
+    def forget_queued(self) -> None:
+        """Forget the readings queued for later (an article was removed), then queue what the corpus holds now."""
+        self.load()
+        self.reader.drop()
+        self.read_when_idle()
+
+    # ----- questions in flight (reading/priority.py) --------------------------------------------------------
+    def question_waiting(self, wait_s: float | None = None) -> Ticket:
+        """A question that waits its turn (on the page) holds the readings until its ticket is closed, or for at
+        most wait_s seconds."""
+        return self.questions.ask(wait_s)
+
+    def asking(self) -> bool:
+        """True while a question is in flight here or in another process on this machine."""
+        return self.questions.busy()
+
+    # ----- adding articles (index/ingest.py) ----------------------------------------------------------------
+    def articles_on_disk(self) -> tuple[list[Document], list[Passage]]:
+        """The corpus's documents and passages as they are on disk now, without opening the index (the page
+        shows the article while the index and the model still load)."""
+        if self.library.current():
+            return self.documents, self.passages
+        return load_passages(self.settings.corpus_dir)
+
+    def index_new_articles(self, progress=None) -> None:
+        """Embed the passages of articles added to the corpus (with the embedding model already in memory, if
+        any; progress(done, total) after each batch), then reload."""
+        from .index.ingest import reindex
+
+        index = self.library.index
+        reindex(self.settings, progress, index.embeddings if index else None)
+        self.load()
 
     # ----- answering -----------------------------------------------------------------------------------------
     def retrieve(self, question: str, k: int | None = None, scope: str | None = None) -> list[Passage]:
