@@ -2,8 +2,9 @@
 new articles, and the `/answer` API endpoint.
 
 Data flows one way: render.py (pure HTML) ← handlers.py, articles.py, warmup.py (events, state) ← app.py (layout,
-wiring, serving). workspace.py is the glue to the conversation store. A chat turn is assistant.turn.Turn, the same
-record the store keeps.
+wiring, serving). scheduler.py (no Gradio) keeps each session's questions in the order asked, for handlers.py.
+workspace.py is the glue to the conversation store. A chat turn is assistant.turn.Turn, the same record the store
+keeps.
 """
 
 from __future__ import annotations
