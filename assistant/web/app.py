@@ -1,5 +1,5 @@
-"""Web stage, the page: its layout, the wiring of events to the handlers, and serving it (with the `/answer` API
-endpoint) on the configured address.
+"""Web stage, the page: the wiring of events on its panels (panels.py) to the handlers, and serving it (with the
+`/answer` API endpoint) on the configured address.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import gradio as gr
 from ..answering import Assistant
 from ..index.corpus import load_passages
 from ..settings import Settings
-from .articles import MAX_EXAMPLES, ArticleHandlers
-from .handlers import NOT_IN_ARTICLE_CHOICE, RIGHT_ANSWER_CHOICE, ChatHandlers, WorkspaceHandlers
-from .render import article_html, sources_html
+from .articles import ArticleHandlers
+from .handlers import ChatHandlers, WorkspaceHandlers
+from .panels import Page
 from .warmup import WarmUp
 from .workspace import Examples
 
@@ -107,128 +107,30 @@ def build_app(
     if warm_up:
         warmup.start()
     with gr.Blocks(title="Article assistant", analytics_enabled=False) as demo:
-        gr.Markdown(
-            "## Ask the articles\nAnswers come from the articles only, with citations. Click a marker like [1] "
-            "to see the quoted passage; add your own article in the *Add article* tab."
-        )
-        status_box = gr.HTML(warmup.html(), elem_id="status")
-        turns, conversation, target = gr.State([]), gr.State(None), gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=1, min_width=200, elem_id="sidebar"):
-                listing = gr.Radio(choices=[], label="Conversations", elem_id="conversations", interactive=True)
-                with gr.Row():
-                    delete = gr.Button("Delete", elem_id="delete-chat", size="sm")
-                    export = gr.Button("Export", elem_id="export-chat", size="sm")
-                exported = gr.File(label="Markdown", visible=False, elem_id="exported", interactive=False)
-            with gr.Column(scale=5):
-                page = layout(documents, passages, examples)
-        answered = wire_chat(demo, handlers, side, page, turns, conversation, target, listing)
-        wire_side(side, page, turns, conversation, listing, delete, export, exported)
-        wire_articles(demo, articles, page)
-        wire_status(demo, warmup, status_box, side, listing, [page["added"], page["scoped"], *answered])
+        page = Page.build(documents, passages, warmup)
+        answered = wire_chat(page, handlers, side)
+        wire_side(page, side)
+        added, scoped = wire_articles(demo, page, articles)
+        wire_status(demo, page, warmup, side, [added, scoped, *answered])
         gr.api(handlers.answer, api_name="answer", api_description=API_DOC, concurrency_id="answer")
     demo.assistant, demo.store, demo.warmup, demo.examples = assistant, store, warmup, examples
     return demo
 
 
-def layout(documents, passages, examples: Examples) -> dict:
-    """The page's main column: article choice, chat with sources and feedback, the article, adding articles."""
-    c: dict = {}
-    # With several articles, a conversation may search them all or keep to one.
-    c["scope"] = gr.Dropdown(
-        choices=[("All articles", "")] + [(d.title, d.doc_id) for d in documents],
-        value="",
-        label="Answer from",
-        elem_id="scope",
-        visible=len(documents) > 1,
-        interactive=True,
-    )
-    with gr.Tabs():
-        with gr.Tab("Chat", id="chat-tab"), gr.Row():
-            with gr.Column(scale=3):
-                c["chatbot"], c["textbox"], c["send"], c["clear"], c["examples"] = chat_panel(
-                    [q for d in documents for q in d.examples][:MAX_EXAMPLES]
-                )
-                with gr.Group(visible=False, elem_id="feedback") as c["feedback"]:
-                    c["kind"] = gr.Radio(
-                        [RIGHT_ANSWER_CHOICE, NOT_IN_ARTICLE_CHOICE], value=RIGHT_ANSWER_CHOICE, label="What was wrong?"
-                    )
-                    c["note"] = gr.Textbox(label="The right answer (optional)", elem_id="feedback-note", max_lines=3)
-                    c["send_note"] = gr.Button("Send feedback", elem_id="send-feedback", size="sm")
-            with gr.Column(scale=2):
-                gr.Markdown("### Sources")
-                c["sources"] = gr.HTML(sources_html([]), elem_id="sources")
-        with gr.Tab("Article", id="article-tab"):
-            c["article"] = gr.HTML(article_html(passages), elem_id="article")
-        with gr.Tab("Add article", id="add-tab"):
-            gr.Markdown(
-                "Upload a .txt, .md, .html or .pdf file, or paste the text. Only the new article is indexed; "
-                "it is then chosen for the conversation."
-            )
-            c["upload"] = gr.File(
-                label="Article file", file_types=[".txt", ".md", ".html", ".htm", ".pdf"], elem_id="upload"
-            )
-            c["title"] = gr.Textbox(label="Title (optional for files)", elem_id="upload-title", max_lines=1)
-            c["paste"] = gr.Textbox(label="…or paste the article's text", lines=6, elem_id="paste")
-            c["add"] = gr.Button("Add article", variant="primary", elem_id="add-article")
-            c["result"] = gr.HTML("", elem_id="upload-result")
-            with gr.Row():
-                c["remove_choice"] = gr.Dropdown(
-                    choices=[(d.title, d.doc_id) for d in documents], label="Remove an article", elem_id="remove-choice"
-                )
-                c["remove"] = gr.Button("Remove", elem_id="remove-article", size="sm")
-    return c
-
-
-def chat_panel(examples: list[str]) -> tuple[gr.Chatbot, gr.Textbox, gr.Button, gr.Button, gr.Dataset]:
-    """The conversation (inside the page's layout): chat window, question box, Send, New chat, example questions."""
-    chatbot = gr.Chatbot(
-        label="Chat",
-        elem_id="chat",
-        height=480,
-        sanitize_html=True,
-        render_markdown=True,
-        allow_tags=False,
-        latex_delimiters=[],
-        feedback_options=("Like", "Dislike"),
-        buttons=["copy"],
-        placeholder="Ask a question about the article.",
-    )
-    with gr.Row():
-        textbox = gr.Textbox(
-            placeholder="Ask about the article… (Enter to send)",
-            show_label=False,
-            elem_id="question",
-            scale=5,
-            max_lines=4,
-            autofocus=True,
-        )
-        send = gr.Button("Send", variant="primary", elem_id="send", scale=1, min_width=80)
-        clear = gr.Button("New chat", elem_id="new-chat", scale=1, min_width=80)
-    shown = gr.Dataset(
-        components=[gr.Textbox(visible=False)],
-        samples=[[q] for q in examples],
-        label="Example questions",
-        elem_id="examples",
-        visible=bool(examples),
-    )
-    shown.click(lambda sample: sample[0], inputs=[shown], outputs=[textbox], queue=False, api_visibility="private")
-    return chatbot, textbox, send, clear, shown
-
-
-def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, turns, conversation, target, listing):
+def wire_chat(page: Page, handlers: ChatHandlers, side: WorkspaceHandlers) -> list:
     """Asking, streaming, New chat and the 👍/👎 on answers; returns the events of answers ending."""
-    outputs = [c["chatbot"], turns, c["sources"], c["article"], c["textbox"], conversation, listing]
+    chat, session, listing = page.chat, page.session, page.conversations.listing
+    outputs = [chat.chatbot, session.turns, chat.sources, page.article.article, chat.textbox, session.conversation]
     answered = []
     # Shown and saved at once, however many are sent while an answer streams ("multiple"): the question and a
     # waiting note. Queued only so that a refusal's gr.Warning reaches the page, in a group that never waits. Its answer then waits its turn in the queue, whose place and expected wait
     # Gradio shows over the chat until the model takes it.
-    for trigger in (c["textbox"].submit, c["send"].click):
+    for trigger in (chat.textbox.submit, chat.send.click):
         answered.append(
             trigger(
                 handlers.accept,
-                inputs=[c["textbox"], turns, c["scope"], conversation],
-                outputs=[c["chatbot"], turns, c["textbox"], conversation, listing],
+                inputs=[chat.textbox, session.turns, page.scope.scope, session.conversation],
+                outputs=[chat.chatbot, session.turns, chat.textbox, session.conversation, listing],
                 trigger_mode="multiple",
                 api_visibility="private",
                 concurrency_id="accept",  # a group of its own with no limit: it never waits behind an answer
@@ -236,25 +138,30 @@ def wire_chat(demo, handlers: ChatHandlers, side: WorkspaceHandlers, c: dict, tu
                 show_progress="hidden",
             ).then(
                 handlers.respond,
-                outputs=[c["chatbot"], c["sources"], c["article"]],
+                outputs=[chat.chatbot, chat.sources, page.article.article],
                 api_visibility="private",
                 concurrency_id="answer",
                 concurrency_limit=answer_concurrency(handlers.assistant.settings),
                 trigger_mode="multiple",
                 show_progress="full",
-                show_progress_on=[c["chatbot"]],
+                show_progress_on=[chat.chatbot],
             )
         )
-    for trigger in (c["clear"].click, c["chatbot"].clear):  # the Chatbot's trash button empties only the display
-        trigger(handlers.new_chat, outputs=outputs, queue=False, api_visibility="private")
-    c["chatbot"].select(handlers.pick, inputs=[turns], outputs=[c["textbox"]], queue=False, api_visibility="private")
-    c["chatbot"].like(
-        side.rate, inputs=[turns, conversation], outputs=[c["feedback"], target], api_visibility="private"
+    for trigger in (chat.clear.click, chat.chatbot.clear):  # the Chatbot's trash button empties only the display
+        trigger(handlers.new_chat, outputs=[*outputs, listing], queue=False, api_visibility="private")
+    chat.chatbot.select(
+        handlers.pick, inputs=[session.turns], outputs=[chat.textbox], queue=False, api_visibility="private"
     )
-    c["send_note"].click(
+    chat.chatbot.like(
+        side.rate,
+        inputs=[session.turns, session.conversation],
+        outputs=[chat.feedback, session.target],
+        api_visibility="private",
+    )
+    chat.send_note.click(
         side.note,
-        inputs=[target, c["kind"], c["note"], turns, conversation],
-        outputs=[c["feedback"], target, c["note"]],
+        inputs=[session.target, chat.kind, chat.note, session.turns, session.conversation],
+        outputs=[chat.feedback, session.target, chat.note],
         api_visibility="private",
     )
     return answered
@@ -266,41 +173,48 @@ def answer_concurrency(settings: Settings) -> int:
     return 1 if settings.llm_backend == "llamacpp" else settings.concurrency
 
 
-def wire_side(side: WorkspaceHandlers, c: dict, turns, conversation, listing, delete, export, exported):
+def wire_side(page: Page, side: WorkspaceHandlers) -> None:
     """The conversation list: reopen, delete, export."""
-    chat = [c["chatbot"], turns, c["sources"], c["article"], conversation]
-    listing.input(side.open, inputs=[listing], outputs=[*chat, c["scope"]], api_visibility="private")
-    delete.click(
+    chat, session, side_panel = page.chat, page.session, page.conversations
+    shown = [chat.chatbot, session.turns, chat.sources, page.article.article, session.conversation]
+    side_panel.listing.input(
+        side.open, inputs=[side_panel.listing], outputs=[*shown, page.scope.scope], api_visibility="private"
+    )
+    side_panel.delete.click(
         side.delete,
-        inputs=[conversation],
-        outputs=[*chat[:4], c["textbox"], conversation, listing],
+        inputs=[session.conversation],
+        outputs=[*shown[:4], chat.textbox, session.conversation, side_panel.listing],
         api_visibility="private",
     )
-    export.click(side.export, inputs=[conversation], outputs=[exported], api_visibility="private")
+    side_panel.export.click(
+        side.export, inputs=[session.conversation], outputs=[side_panel.exported], api_visibility="private"
+    )
 
 
-def wire_articles(demo, articles: ArticleHandlers, c: dict):
-    """Adding and removing articles, and the examples of the chosen one."""
-    changed = [c["result"], c["scope"], c["article"], c["remove_choice"], c["examples"]]
-    c["added"] = c["add"].click(
+def wire_articles(demo, page: Page, articles: ArticleHandlers) -> tuple:
+    """Adding and removing articles, and the examples of the chosen one; returns the events of an article added and
+    of a scope chosen."""
+    panel, scope = page.articles, page.scope.scope
+    changed = [panel.result, scope, page.article.article, panel.remove_choice, page.chat.examples]
+    added = panel.add.click(
         articles.add,
-        inputs=[c["upload"], c["title"], c["paste"], c["title"]],
-        outputs=[*changed, c["upload"], c["paste"]],
+        inputs=[panel.upload, panel.title, panel.paste, panel.title],
+        outputs=[*changed, panel.upload, panel.paste],
         api_visibility="private",
         concurrency_id="answer",  # indexing shares the two cores with answering
     )
-    c["remove"].click(
-        articles.remove, inputs=[c["remove_choice"], c["scope"]], outputs=changed, api_visibility="private"
+    panel.remove.click(articles.remove, inputs=[panel.remove_choice, scope], outputs=changed, api_visibility="private")
+    scoped = scope.change(
+        articles.scope_changed, inputs=[scope], outputs=[page.chat.examples], api_visibility="private"
     )
-    c["scoped"] = c["scope"].change(
-        articles.scope_changed, inputs=[c["scope"]], outputs=[c["examples"]], api_visibility="private"
-    )
-    demo.load(articles.refresh, outputs=[c["scope"], c["remove_choice"]], api_visibility="private")
+    demo.load(articles.refresh, outputs=[scope, panel.remove_choice], api_visibility="private")
+    return added, scoped
 
 
-def wire_status(demo, warmup: WarmUp, status_box, side: WorkspaceHandlers, listing, events):
+def wire_status(demo, page: Page, warmup: WarmUp, side: WorkspaceHandlers, events) -> None:
     """The model's loading status and the articles being read, polled until done (again after each of events: an
     upload, a scope chosen or an answer may start a reading), and the user's conversations when the page loads."""
+    status_box = page.status.box
 
     def status():
         return warmup.html(), gr.Timer(active=warmup.busy)
@@ -311,7 +225,7 @@ def wire_status(demo, warmup: WarmUp, status_box, side: WorkspaceHandlers, listi
     for event in events:
         event.then(status, outputs=[status_box, timer], queue=False, api_visibility="private")
     demo.load(status, outputs=[status_box, timer], queue=False, api_visibility="private")
-    demo.load(side.listing, outputs=[listing], queue=False, api_visibility="private")
+    demo.load(side.listing, outputs=[page.conversations.listing], queue=False, api_visibility="private")
 
 
 def is_loopback(host: str) -> bool:

@@ -1,16 +1,14 @@
 """Web stage, event handlers: asking and streaming answers in the chat, the conversation list and the feedback on
-answers. Each session's turns live in a gr.State; the HTML comes from render.py.
+answers. Each session's turns live in a gr.State; the HTML comes from render.py, and the order in which a session's
+questions are answered from scheduler.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import gradio as gr
 
@@ -18,7 +16,6 @@ from ..answer.guard import InvalidQuestion, validate_question
 from ..answering import Answer, Assistant
 from ..errors import AssistantError
 from ..index.corpus import Passage
-from ..reading.priority import Ticket
 from ..relay import relay
 from ..store.turn import Turn
 from .render import (
@@ -32,11 +29,10 @@ from .render import (
     has_reply,
     sources_html,
 )
+from .scheduler import Asked, Scheduler, earlier_turns
 from .workspace import STORE_ERRORS, Conversations, Recorder, session_of, user_of
 
 log = logging.getLogger(__name__)
-
-ORDER_POLL_S = 0.1  # how often a question checks that the one asked before it has its answer (several at once only)
 
 
 def stream_in_thread(
@@ -56,24 +52,6 @@ def stream_in_thread(
     )
 
 
-@dataclass
-class Asked:
-    """A question shown and stored, waiting for its answer: the turn on the page, the session's turns it was
-    asked in (another conversation may be on screen by the time it is answered) and where its answer is saved."""
-
-    turn: Turn
-    turns: list[Turn]
-    recorder: Recorder
-    scope: str | None
-    session: str
-    ticket: Ticket | None = None  # in flight from the moment it is shown: readings give way to it
-
-
-def earlier_turns(asked: Asked) -> list[Turn]:
-    """The turns asked before asked's, in its conversation."""
-    return asked.turns[: next(i for i, t in enumerate(asked.turns) if t is asked.turn)]
-
-
 class ChatHandlers:
     """The page's chat event handlers. Each session's turns live in a gr.State (the same list object for every call
     of that session); a question is written to the conversation store when it is shown, and its answer as it
@@ -90,11 +68,7 @@ class ChatHandlers:
         self.passages = passages
         self.store = store
         self.conversations = Conversations(store)
-        self._lock = threading.Lock()
-        self._asked: dict[str, deque[Asked]] = {}  # per session, oldest first
-        self._shown: dict[str, list[Turn]] = {}  # per session, the turns on its screen
-        self._live: dict[tuple, Asked] = {}  # (user, conversation, position) of questions not yet answered
-        self._busy: set[int] = set()  # id() of the turns being answered now
+        self.scheduler = Scheduler()  # who waits for what: the sessions' questions in the order asked
 
     def accept(
         self,
@@ -117,34 +91,25 @@ class ChatHandlers:
         turn = Turn(text, position=recorder.position, state="waiting")
         turns.append(turn)
         ticket = self.assistant.questions.ask(self.assistant.settings.question_wait_s)
-        asked = Asked(turn, turns, recorder, scope or None, session_of(request), ticket)
-        with self._lock:
-            self._asked.setdefault(asked.session, deque()).append(asked)
-            self._shown[asked.session] = turns
-            if recorder.position is not None:
-                self._live[(recorder.user, conversation, recorder.position)] = asked
+        self.scheduler.add(Asked(turn, turns, recorder, scope or None, session_of(request), ticket))
         return chat_messages(turns), turns, "", conversation, self.listing(recorder.user, conversation)
 
     def respond(self, request: gr.Request = None) -> Iterator[tuple]:
         """Answer the session's oldest waiting question, streaming: yields (chat, sources, article), each left as it
         is while another conversation is on the session's screen."""
         session = session_of(request)
-        with self._lock:
-            waiting = self._asked.get(session)
-            asked = waiting.popleft() if waiting else None
-            if asked is not None:
-                self._busy.add(id(asked.turn))
+        asked = self.scheduler.take(session)
         if asked is None:  # never expected: one respond follows each accept
             yield gr.skip(), gr.skip(), gr.skip()
             return
         turn = asked.turn
         try:
-            self._after_earlier(asked)
+            self.scheduler.wait_for_earlier(asked)
             turn.state = "streaming"
             yield self._screen(session, turn)
             answer = yield from self._stream(session, asked)
         finally:
-            self._forget(asked)
+            self.scheduler.forget(asked)
         if answer is None:
             yield self._screen(session, turn, ended=True)
             return
@@ -176,20 +141,9 @@ class ChatHandlers:
             return None
         return answer
 
-    def _after_earlier(self, asked: Asked) -> None:
-        """Wait while an earlier question of the same turns is still being answered: its answer is history for
-        this one. Only a backend answering several at once (answer_concurrency) ever waits here."""
-        while True:
-            with self._lock:
-                live = self._busy | {id(a.turn) for q in self._asked.values() for a in q}
-            if not any(id(t) in live and not t.ended for t in earlier_turns(asked)):
-                return
-            time.sleep(ORDER_POLL_S)
-
     def _screen(self, session: str, turn: Turn, ended: bool = False) -> tuple:
         """The (chat, sources, article) update for session: its screen's turns when turn is among them, else none."""
-        with self._lock:
-            shown = self._shown.get(session)
+        shown = self.scheduler.shown(session)
         if shown is None or not any(t is turn for t in shown):
             return gr.skip(), gr.skip(), gr.skip()
         if not ended:
@@ -197,27 +151,16 @@ class ChatHandlers:
         article = article_html(self.assistant.passages or self.passages, turn.citations)
         return chat_messages(shown), sources_html(shown), article if turn.citations else gr.skip()
 
-    def _forget(self, asked: Asked) -> None:
-        if asked.ticket is not None:
-            asked.ticket.close()
-        with self._lock:
-            self._busy.discard(id(asked.turn))
-            key = (asked.recorder.user, asked.recorder.conversation, asked.recorder.position)
-            if self._live.get(key) is asked:
-                del self._live[key]
-
     def showing(self, turns: list[Turn], request: gr.Request = None) -> list[Turn]:
         """Record that turns are now on the session's screen (a conversation opened, a new chat); return them."""
-        with self._lock:
-            self._shown[session_of(request)] = turns
+        self.scheduler.show(session_of(request), turns)
         return turns
 
     def live_turn(self, user: str, conversation: str, turn: Turn, request: gr.Request = None) -> Turn:
         """turn (from the store) as this session shows it. A question this session is still answering is its live
         turn, so the answer goes on streaming into the reopened conversation; one asked before a reload, or in
         another tab, says it is still being answered."""
-        with self._lock:
-            asked = self._live.get((user, conversation, turn.position))
+        asked = self.scheduler.live(user, conversation, turn.position)
         if asked is None:
             return turn
         if asked.session == session_of(request):
