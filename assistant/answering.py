@@ -4,7 +4,7 @@ through the pipeline (answer/pipeline.py). `Assistant.runnable()` (and `assistan
 Runnable.
 
 Its public surface is what the page, the CLI and the evaluation use: answer, stream, runnable, retrieve, warm_up,
-load, view, documents and passages, the reading of whole articles (reading_of, readings, read_article,
+load, view, documents, passages and index_report, the reading of whole articles (reading_of, readings, read_article,
 start_reading, read_when_idle, article_ready, forget_queued), the questions in flight (question_waiting, asking) and
 new articles (articles_on_disk, index_new_articles).
 """

@@ -145,3 +145,27 @@ def test_parts_hold_no_method_of_the_assistant(tmp_path):
         value = getattr(parts, field.name)
         assert value is not bot, field.name
         assert not (inspect.ismethod(value) and value.__self__ is bot), f"Parts.{field.name} is a method of Assistant"
+
+
+# What the Assistant keeps to itself: the page and the CLI go through its public surface (answering.py's docstring).
+ASSISTANT_MEMBERS = {"library", "reader", "questions", "index", "parts", "chat_model", "prompts", "grounder"}
+
+
+def members_reached(path: Path) -> list[str]:
+    """Where the module at path reaches into an assistant's members: `<...>assistant.<member>` or a private name."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.Attribute):
+            continue
+        owner = node.value
+        name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+        if name == "assistant" and (node.attr in ASSISTANT_MEMBERS or node.attr.startswith("_")):
+            found.append(f"{path.name}:{node.lineno} assistant.{node.attr}")
+    return found
+
+
+def test_the_page_and_the_cli_use_the_assistants_public_surface_only(tmp_path):
+    fronts = [*sorted((PACKAGE / "web").glob("*.py")), PACKAGE / "cli.py"]
+    assert not [hit for path in fronts for hit in members_reached(path)]
+    (tmp_path / "page.py").write_text("def f(self):\n    return self.assistant.reader.readings\n", encoding="utf-8")
+    assert members_reached(tmp_path / "page.py") == ["page.py:2 assistant.reader"]

@@ -247,6 +247,18 @@ class StubAssistant:
     def view(self, scope=None):
         return scope
 
+    def readings(self):
+        return list(self.reader.readings.values())
+
+    def asking(self):
+        return self.questions.busy()
+
+    def question_waiting(self, wait_s=None):
+        return self.questions.ask(wait_s)
+
+    def articles_on_disk(self):
+        return self.documents, self.passages
+
     def read_when_idle(self):
         self.read_scopes.extend(d.doc_id for d in self.documents)
 

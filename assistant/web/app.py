@@ -10,7 +10,6 @@ import logging
 import gradio as gr
 
 from ..answering import Assistant
-from ..index.corpus import load_passages
 from ..settings import Settings
 from .articles import ArticleHandlers
 from .handlers import ChatHandlers, WorkspaceHandlers
@@ -97,7 +96,7 @@ def build_app(
 
     settings = settings or (assistant.settings if assistant else Settings())
     assistant = assistant or Assistant(settings)
-    documents, passages = load_passages(assistant.settings.corpus_dir)
+    documents, passages = assistant.articles_on_disk()
     store = store if store is not None else open_store(assistant.settings)
     handlers = ChatHandlers(assistant, passages, store)
     side = WorkspaceHandlers(handlers)

@@ -84,16 +84,12 @@ class ArticleHandlers:
 
     def index(self, progress) -> None:
         """Embed the new article's passages (the bar moves batch by batch), then reload the assistant."""
-        from ..index.ingest import reindex
 
         def moved(done: int, total: int) -> None:
             progress(0.2 + 0.7 * done / max(total, 1), desc=f"Indexing the new article: {done}/{total} passages")
 
         progress(0.2, desc="Indexing the new article (only its passages are embedded)…")
-        # Embedded here, with the page's bar; the assistant's reload then finds the index up to date.
-        index = self.assistant.index  # None until the assistant first loads
-        reindex(self.assistant.settings, moved, index.embeddings if index else None)
-        self.assistant.load()
+        self.assistant.index_new_articles(moved)  # with the page's bar
 
     def remove(self, doc_id: str | None, scope: str | None) -> tuple:
         """Remove an article: (message, scope, article, removable, examples)."""
@@ -105,9 +101,7 @@ class ArticleHandlers:
             remove_document(self.assistant.settings, doc_id)
         except (UploadError, OSError) as exc:
             return upload_html(str(exc), ok=False), *(gr.skip(),) * 4
-        self.assistant.load()
-        self.assistant.reader.drop()  # what was queued may name the removed article: queue what is there now
-        self.assistant.read_when_idle()
+        self.assistant.forget_queued()  # what was queued may name the removed article: queue what is there now
         scopes, removable = self.choices()
         scope = "" if scope == doc_id else scope
         return (

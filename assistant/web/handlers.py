@@ -90,7 +90,7 @@ class ChatHandlers:
         conversation = recorder.start(text, scope or None)
         turn = Turn(text, position=recorder.position, state="waiting")
         turns.append(turn)
-        ticket = self.assistant.questions.ask(self.assistant.settings.question_wait_s)
+        ticket = self.assistant.question_waiting(self.assistant.settings.question_wait_s)
         self.scheduler.add(Asked(turn, turns, recorder, scope or None, session_of(request), ticket))
         return chat_messages(turns), turns, "", conversation, self.listing(recorder.user, conversation)
 

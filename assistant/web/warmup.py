@@ -52,14 +52,13 @@ class WarmUp:
     def html(self) -> str:
         """The status line for the page: the articles being read or waiting to be, those just read, and whether
         all articles together can be read at all."""
-        reader = self.assistant.reader
         since = time.monotonic() - self.assistant.settings.reading_note_s
         readings = [
             r
-            for r in list(reader.readings.values())
+            for r in self.assistant.readings()
             if r.active or r.error or (r.read_now and r.finished_at is not None and r.finished_at >= since)
         ]
-        return status_html(self.state, self.error, readings, reader.questions.busy(), self.notes())
+        return status_html(self.state, self.error, readings, self.assistant.asking(), self.notes())
 
     def notes(self) -> list[str]:
         """What the page should know about reading: all articles together too long for the model's context."""
@@ -82,4 +81,4 @@ class WarmUp:
     @property
     def busy(self) -> bool:
         """True while the page should keep polling: loading, or an article being read or waiting to be."""
-        return self.state == "loading" or any(r.active for r in list(self.assistant.reader.readings.values()))
+        return self.state == "loading" or any(r.active for r in self.assistant.readings())
