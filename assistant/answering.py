@@ -69,14 +69,14 @@ class Assistant:
             except OSError:
                 return None
 
-        corpus = Path(self.settings.corpus_dir)
+        corpus = Path(self.settings.paths.corpus_dir)
         try:
             # Dot files are an upload's temp files in the middle of being written: not part of the corpus yet.
             entries = [(p.name, stamp(p)) for p in sorted(corpus.iterdir()) if p.is_file() and p.name[0] != "."]
         except OSError:
             entries = [("corpus", None)]
-        if not self.settings.chroma_host:
-            index_dir = Path(self.settings.index_dir)
+        if not self.settings.index.chroma_host:
+            index_dir = Path(self.settings.paths.index_dir)
             entries += [
                 ("manifest", stamp(index_dir / "manifest.json")),
                 ("store", (index_dir / "chroma.sqlite3").exists()),
@@ -96,18 +96,18 @@ class Assistant:
                 log.warning("The corpus or the index changed on disk; reloading.")
                 forget_open_stores(self.settings)
                 self._ready = self._warm = False
-            self.documents, self.passages = load_passages(self.settings.corpus_dir)
+            self.documents, self.passages = load_passages(self.settings.paths.corpus_dir)
             # A reload keeps the embedding model already in memory.
             embeddings = self._embeddings or getattr(self.index, "embeddings", None)
             self.index = PassageIndex(self.settings, embeddings)
             self.index_report = self.index.open(self.documents, self.passages)
             self.grounder = Grounder(
-                self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.min_support
+                self.passages, {d.doc_id: d.text for d in self.documents}, self.settings.retrieval.min_support
             )
-            self.prompts: Prompts = load_prompts(self.settings.prompts_dir)
+            self.prompts: Prompts = load_prompts(self.settings.paths.prompts_dir)
             self.decision = (
-                Decision(load_decision(self.settings.decision_model), self.settings.probes)
-                if self.settings.decision
+                Decision(load_decision(self.settings.deciding.decision_model), self.settings.deciding.probes)
+                if self.settings.deciding.decision
                 else None
             )
             self._by_id = {p.passage_id: p for p in self.passages}
@@ -138,7 +138,9 @@ class Assistant:
         # The whole text goes into a fixed prompt prefix when it fits: llama.cpp then re-reads only the question.
         # Past that, each prompt carries the retrieved passages instead.
         s = self.settings
-        budget_chars = (s.llm_context - s.max_answer_tokens - s.prompt_margin_tokens) * s.chars_per_token
+        budget_chars = (
+            s.generation.llm_context - s.generation.max_answer_tokens - s.generation.prompt_margin_tokens
+        ) * s.generation.chars_per_token
         context = render_context(passages) if len(text) <= budget_chars else None
         titles = [d.title for d in documents]
         system = None
@@ -186,7 +188,9 @@ class Assistant:
                     views=self.view,
                     reader=self.reader,
                     texts=self._texts,
-                    question_words=QuestionWords(self.index.embeddings.embed_documents, s.question_words_similarity),
+                    question_words=QuestionWords(
+                        self.index.embeddings.embed_documents, s.deciding.question_words_similarity
+                    ),
                     decision=self.decision,
                 )
             return self._parts
@@ -259,8 +263,8 @@ class Assistant:
     def retrieve(self, question: str, k: int | None = None, scope: str | None = None) -> list[Passage]:
         """Return the k passages that best match question (within one document when scope names it), ranked."""
         self.load()
-        text = validate_question(question, self.settings.max_question_chars)
-        return self.search(text, self.view(scope), k=k or self.settings.top_k).passages
+        text = validate_question(question, self.settings.limits.max_question_chars)
+        return self.search(text, self.view(scope), k=k or self.settings.retrieval.top_k).passages
 
     def answer(self, question: str, history: list[dict] | None = None, scope: str | None = None) -> Answer:
         """Answer question (with optional chat history) from the article(s) only; see Answer."""
@@ -280,8 +284,8 @@ class Assistant:
         over-long or non-text question, a malformed history or an unknown scope.
         """
         timings = Timings()
-        text = validate_question(question, self.settings.max_question_chars)
-        turns = normalize_history(history, self.settings.max_history_messages)
+        text = validate_question(question, self.settings.limits.max_question_chars)
+        turns = normalize_history(history, self.settings.limits.max_history_messages)
         with self.questions.asking():  # from here to the Answer, readings give way to this question
             if not self._warm:
                 self.warm_up(scope, wait=False)  # restores a saved article state: the first answer is fast too

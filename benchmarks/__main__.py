@@ -119,7 +119,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     base_settings = Settings()
     embeddings = load_embeddings(base_settings)
-    documents = load_documents(base_settings.corpus_dir)
+    documents = load_documents(base_settings.paths.corpus_dir)
     doc_texts = {d.doc_id: d.text for d in documents}
     suite = load_suite(args.cases, documents)
     cases = suite.cases[:: max(1, len(suite.cases) // 4)][:4] if args.quick else suite.cases[:: args.every]
@@ -136,14 +136,14 @@ def main() -> int:
     # 1. Index build, alternating so that machine noise hits both.
     say("Index build…")
     # One untimed build of each first: chromadb's one-off start-up must not land on whichever pipeline goes first.
-    PassageIndex(base_settings.model_copy(update={"index_dir": work / "index-warm"}), embeddings).open(
-        *load_passages(base_settings.corpus_dir)
+    PassageIndex(base_settings.updated(index_dir=work / "index-warm"), embeddings).open(
+        *load_passages(base_settings.paths.corpus_dir)
     )
     TutorialRAG(embeddings, None).build_index(documents)
     ours_build, base_build, ours_reopen = [], [], []
     for r in range(repeats):
-        s = base_settings.model_copy(update={"index_dir": work / f"index-{r}"})
-        docs, passages = load_passages(s.corpus_dir)
+        s = base_settings.updated(index_dir=work / f"index-{r}")
+        docs, passages = load_passages(s.paths.corpus_dir)
         t = time.perf_counter()
         PassageIndex(s, embeddings).open(docs, passages)
         ours_build.append(time.perf_counter() - t)
@@ -158,7 +158,7 @@ def main() -> int:
 
     # 2. Quality and warm latency: every case, alternating between the two pipelines.
     say(f"Quality and warm latency over {len(cases)} cases…")
-    ours = Assistant(base_settings.model_copy(update={"index_dir": work / "index-0"}), embeddings=embeddings)
+    ours = Assistant(base_settings.updated(index_dir=work / "index-0"), embeddings=embeddings)
     ours.warm_up()
     tutorial = TutorialRAG(embeddings, build_chat_model(base_settings))
     tutorial.build_index(documents)
@@ -166,7 +166,7 @@ def main() -> int:
     ours_results, base_results = [], []
     null = open(os.devnull, "w")  # noqa: SIM115
     for case in cases:
-        ours_results += run_cases(ours, [case], doc_texts, base_settings.top_k, out=null)
+        ours_results += run_cases(ours, [case], doc_texts, base_settings.retrieval.top_k, out=null)
         base_results += run_cases(tutorial, [case], doc_texts, 4, out=null)
     quality = {}
     for name, rs in (("ours", ours_results), ("baseline", base_results)):
@@ -196,15 +196,13 @@ def main() -> int:
     results["rss_mb"] = {"ours": max(ours_rss), "baseline": max(base_rss)}
 
     # 4. Scale: haystacks of generated documents with the real article inside.
-    article = base_settings.corpus_dir / "nato-3-0.txt"
+    article = base_settings.paths.corpus_dir / "nato-3-0.txt"
     probe = [c for c in suite.cases if c.answers and not c.history and c.evidence][: (4 if args.quick else 20)]
     scale = []
     for size in sizes:
         say(f"Scale: {size} document(s)…")
         corpus = build_haystack(work / f"corpus-{size}", size, article)
-        s = base_settings.model_copy(
-            update={"corpus_dir": corpus, "index_dir": work / f"scale-index-{size}", "persist_model_state": False}
-        )
+        s = base_settings.updated(corpus_dir=corpus, index_dir=work / f"scale-index-{size}", persist_model_state=False)
         bot = Assistant(s, chat_model=ours.chat_model, embeddings=embeddings)
         t = time.perf_counter()
         bot.load()
@@ -232,7 +230,7 @@ def main() -> int:
                 "passages": len(bot.passages),
                 "whole_corpus_in_prompt": bot.whole_corpus,
                 "index_build_s": build,
-                "index_mb": dir_size(s.index_dir) / 1e6,
+                "index_mb": dir_size(s.paths.index_dir) / 1e6,
                 "retrieval_p50_ms": percentile(retrieval, 50) * 1000,
                 "hit_rate": hits / len(probe),
                 "first_token_s": statistics.median(firsts),

@@ -135,10 +135,10 @@ def main() -> int:
     from benchmarks.__main__ import machine
 
     base = Settings(**({"corpus_dir": args.corpus} if args.corpus else {}))
-    threads = base.llm_threads or os.cpu_count() or 2
+    threads = base.generation.llm_threads or os.cpu_count() or 2
     model = chat_model_file(base)
     embeddings = load_embeddings(base)
-    documents, passages = load_passages(base.corpus_dir)
+    documents, passages = load_passages(base.paths.corpus_dir)
     work = Path(tempfile.mkdtemp(prefix="bench-servers-"))
     servers: list[Server] = []
     try:
@@ -148,20 +148,18 @@ def main() -> int:
         llama, llama_port = start_llama_server(work, model, threads)
         servers.append(llama)
         setups = {
-            LOCAL: base.model_copy(update={"index_dir": work / "index"}),
-            REMOTE: base.model_copy(
-                update={
-                    "index_dir": work / "unused",
-                    "cache_dir": work / "cache",
-                    "chroma_host": "127.0.0.1",
-                    "chroma_port": chroma_port,
-                    "llm_backend": "openai",
-                    "llm_base_url": f"http://127.0.0.1:{llama_port}/v1",
-                    "llm_model_name": "default",
-                    "llm_timeout": 900.0,
-                    # llama.cpp's server defaults to repeat_penalty 1.1; the in-process model decodes with 1.0.
-                    "llm_extra_body": {"repeat_penalty": 1.0},
-                }
+            LOCAL: base.updated(index_dir=work / "index"),
+            REMOTE: base.updated(
+                index_dir=work / "unused",
+                cache_dir=work / "cache",
+                chroma_host="127.0.0.1",
+                chroma_port=chroma_port,
+                llm_backend="openai",
+                llm_base_url=f"http://127.0.0.1:{llama_port}/v1",
+                llm_model_name="default",
+                llm_timeout=900.0,
+                # llama.cpp's server defaults to repeat_penalty 1.1; the in-process model decodes with 1.0.
+                llm_extra_body={"repeat_penalty": 1.0},
             ),
         }
 
@@ -181,11 +179,9 @@ def main() -> int:
             builds[label] = {name: [] for name in setups}
             for r in range(args.builds):
                 for name, settings in setups.items():
-                    s = settings.model_copy(
-                        update={
-                            "index_dir": work / f"index-{len(parts)}-{r}",
-                            "collection_name": f"build-{len(parts)}-{r}",
-                        }
+                    s = settings.updated(
+                        index_dir=work / f"index-{len(parts)}-{r}",
+                        collection_name=f"build-{len(parts)}-{r}",
                     )
                     builds[label][name].append(PassageIndex(s, embeddings).open(docs, parts, rebuild=True).seconds)
 

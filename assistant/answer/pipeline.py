@@ -83,7 +83,11 @@ def gate(state: AnswerState, parts: Parts) -> None:
     question unrelated to every passage is refused here, and verification by meaning decides what an answer may say.
     """
     s, figures = parts.settings, state.found.gate
-    if s.grounding_check and figures.best_distance > s.max_distance and figures.lexical_overlap < s.min_lexical_overlap:
+    if (
+        s.retrieval.grounding_check
+        and figures.best_distance > s.retrieval.max_distance
+        and figures.lexical_overlap < s.retrieval.min_lexical_overlap
+    ):
         log.info("Refused %r: best distance %.2f", state.standalone, figures.best_distance)
         state.end("not_in_article", NOT_IN_ARTICLE)
         return
@@ -157,13 +161,13 @@ def retry(state: AnswerState, parts: Parts) -> Iterator[str]:
     article says "the eighteenth century"), ask once more with only the best passages, and check and verify that
     answer like any other. Not after the judge turned an answer down: asking again would only blur it."""
     s = parts.settings
-    if state.reply.kept or state.refused_early or state.found.best_distance > s.retry_distance:
+    if state.reply.kept or state.refused_early or state.found.best_distance > s.verification.retry_distance:
         return
-    dropped = s.retry_unsupported and state.draft.strip() and not state.failed_verification
+    dropped = s.verification.retry_unsupported and state.draft.strip() and not state.failed_verification
     if not (state.declined or dropped):
         return
     with state.timings.timed("retry"):
-        best = state.found.passages[: s.retry_passages]
+        best = state.found.passages[: s.verification.retry_passages]
         read(state, parts, "Articles", render_context(best), best)
         start_over(state)
         yield from sentences(state, parts, state.standalone, [])
@@ -171,7 +175,7 @@ def retry(state: AnswerState, parts: Parts) -> Iterator[str]:
 
 def complete(state: AnswerState, parts: Parts) -> Iterator[str]:
     """A small model tends to stop after the first of two asked-for things: ask it once for the rest."""
-    if not parts.settings.grounding_check or state.declined or len(state.reply.kept) != 1:
+    if not parts.settings.retrieval.grounding_check or state.declined or len(state.reply.kept) != 1:
         return
     if not asks_for_several(state.standalone):
         return
@@ -184,7 +188,7 @@ def complete(state: AnswerState, parts: Parts) -> Iterator[str]:
 def settle(state: AnswerState, parts: Parts) -> None:
     """Decide the outcome: the kept sentences as the answer, or a refusal that says why."""
     kept = state.reply.kept
-    fits = not (parts.settings.grounding_check and kept) or fits_question(state.standalone, state.reply.text)
+    fits = not (parts.settings.retrieval.grounding_check and kept) or fits_question(state.standalone, state.reply.text)
     if not fits:
         log.info("Answer %r does not fit the question %r", kept, state.standalone)
     if state.declined or not kept or not fits:
@@ -202,12 +206,14 @@ def point(state: AnswerState, parts: Parts) -> None:
     retrieved passage's sentence sharing most words with the question. It is quoted verbatim, never rewritten.
     """
     s = parts.settings
-    if state.reason not in ("not_in_article", "unsupported", "unverified") or not s.point_to_closest:
+    if state.reason not in ("not_in_article", "unsupported", "unverified") or not s.verification.point_to_closest:
         return
     nearest = state.turned_down  # it held the answer's words: near enough at any retrieval distance
     found = state.found
-    if nearest is None and found and found.passages and found.best_distance <= s.closest_max_distance:
-        nearest = closest_sentence(found.passages[: s.closest_passages], state.standalone, s.closest_min_words)
+    if nearest is None and found and found.passages and found.best_distance <= s.verification.closest_max_distance:
+        nearest = closest_sentence(
+            found.passages[: s.verification.closest_passages], state.standalone, s.verification.closest_min_words
+        )
     if nearest is not None:
         passage, start, end = nearest
         state.closest = Citation.of(passage, 1, start, end, parts.doc_text(passage.doc_id))
@@ -223,7 +229,7 @@ def correct(state: AnswerState, parts: Parts) -> None:
     """
     s, checker = parts.settings, parts.fact_checker
     near_miss = state.turned_down is not None or state.refused_early
-    wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and near_miss)
+    wanted = s.verification.correct_premise == "always" or (s.verification.correct_premise == "near_miss" and near_miss)
     if state.closest is None or checker is None or not wanted:
         return
     from langchain_core.messages import SystemMessage
@@ -235,7 +241,7 @@ def correct(state: AnswerState, parts: Parts) -> None:
     messages = parts.prompts.correct.format_messages(article=article, evidence=evidence, question=state.standalone)
     with state.timings.timed("correct"):
         try:
-            tokens = parts.tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
+            tokens = parts.tokens(messages, config=state.config, max_tokens=s.verification.correct_max_tokens)
             said = (parts.doc_text(p.doc_id)[start:end] for p in state.view.passages for start, end in p.sentences)
             correction = checked_correction("".join(tokens), state.standalone, evidence, said)
             verdict = correction and checker.judge(state.standalone, correction.statement, [evidence], context)
@@ -292,7 +298,7 @@ def refuse_early(state: AnswerState, parts: Parts) -> bool:
     """Stop before the answer when the question probe says the article does not answer (ASSISTANT_EARLY_REFUSAL):
     the refusal then comes without generating or judging, and still quotes the nearest sentence."""
     decision = parts.decision
-    if not (parts.settings.early_refusal and decision and decision.refuse_early(state.question_state)):
+    if not (parts.settings.deciding.early_refusal and decision and decision.refuse_early(state.question_state)):
         return False
     log.info("Refused early %r: P(answerable) %.2f", state.standalone, decision.answerable(state.question_state))
     state.declined = state.refused_early = True
@@ -317,7 +323,7 @@ def check(state: AnswerState, parts: Parts, sentence: str) -> str | None:
     if is_decline(sentence):
         state.declined = True
         return None
-    if not parts.settings.grounding_check:
+    if not parts.settings.retrieval.grounding_check:
         return sentence
     support = parts.grounder.support(sentence, state.candidates, state.standalone, state.referents)
     if support is None and not parts.grounder.claim_terms(sentence)[0]:
@@ -343,7 +349,7 @@ def hold_to_question(state: AnswerState, parts: Parts, sentence: str, support: S
     quote = " ".join(parts.doc_text(p.doc_id)[start:end] for p, start, end in evidence)
     named = partial(parts.grounder.named_in, passages=support.passages)
     unmatched = checker.unmatched(state.judged_question, sentence, passage, quote, named)
-    if parts.settings.question_words and unmatched.decisive:
+    if parts.settings.deciding.question_words and unmatched.decisive:
         log.info("Dropped %r: the evidence does not match the question's %s", sentence, unmatched)
         if state.turned_down is None:
             state.turned_down = evidence[0]
@@ -354,7 +360,7 @@ def hold_to_question(state: AnswerState, parts: Parts, sentence: str, support: S
 def nearest(state: AnswerState, parts: Parts, sentence: str) -> Support | None:
     """For a sentence the word check turned down, the passage the judge decides it on; None without a judge, so
     that the word check is then the last word."""
-    if not (parts.settings.verify_rescue and parts.settings.verify):
+    if not (parts.settings.verification.verify_rescue and parts.settings.verification.verify):
         return None
     return parts.grounder.nearest(sentence, state.candidates, state.standalone, state.referents)
 
@@ -418,7 +424,7 @@ def the_rest(state: AnswerState, parts: Parts) -> list[str]:
     reply = "".join(parts.tokens(messages, config=state.config))
     names = entity_words(state.standalone, skip_first=True)
     cited = [(c.doc_id, c.start, c.end) for c in state.reply.citations]
-    for sentence in split_answer(reply)[: parts.settings.rest_sentences]:
+    for sentence in split_answer(reply)[: parts.settings.generation.rest_sentences]:
         sentence = clean_sentence(sentence)
         if not sentence or is_decline(sentence) or (names and not any(find_entity(n, sentence) for n in names)):
             continue
