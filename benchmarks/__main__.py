@@ -134,7 +134,7 @@ def measure(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     settings = Settings()
     embeddings = load_embeddings(settings)
-    documents = load_documents(settings.corpus_dir)
+    documents = load_documents(settings.paths.corpus_dir)
     suite = load_suite(args.cases, documents)
     bench = Bench(work, settings, embeddings, documents, suite)
     if args.quick:
@@ -168,14 +168,14 @@ def measure_index_build(bench: Bench, repeats: int) -> dict:
     say("Index build…")
     settings, embeddings = bench.settings, bench.embeddings
     # One untimed build of each first: chromadb's one-off start-up must not land on whichever pipeline goes first.
-    PassageIndex(settings.model_copy(update={"index_dir": bench.work / "index-warm"}), embeddings).open(
-        *load_passages(settings.corpus_dir)
+    PassageIndex(settings.updated(index_dir=bench.work / "index-warm"), embeddings).open(
+        *load_passages(settings.paths.corpus_dir)
     )
     TutorialRAG(embeddings, None).build_index(bench.documents)
     ours_build, base_build, ours_reopen = [], [], []
     for r in range(repeats):
-        s = settings.model_copy(update={"index_dir": bench.work / f"index-{r}"})
-        docs, passages = load_passages(s.corpus_dir)
+        s = settings.updated(index_dir=bench.work / f"index-{r}")
+        docs, passages = load_passages(s.paths.corpus_dir)
         t = time.perf_counter()
         PassageIndex(s, embeddings).open(docs, passages)
         ours_build.append(time.perf_counter() - t)
@@ -202,7 +202,7 @@ def measure_quality(bench: Bench, cases: list) -> tuple[dict, Any, Any]:
     say(f"Quality and warm latency over {len(cases)} cases…")
     settings, embeddings = bench.settings, bench.embeddings
     doc_texts = {d.doc_id: d.text for d in bench.documents}
-    ours = Assistant(settings.model_copy(update={"index_dir": bench.work / "index-0"}), embeddings=embeddings)
+    ours = Assistant(settings.updated(index_dir=bench.work / "index-0"), embeddings=embeddings)
     ours.warm_up()
     tutorial = TutorialRAG(embeddings, build_chat_model(settings))
     tutorial.build_index(bench.documents)
@@ -210,7 +210,7 @@ def measure_quality(bench: Bench, cases: list) -> tuple[dict, Any, Any]:
     ours_results, base_results = [], []
     with open(os.devnull, "w") as null:
         for case in cases:
-            ours_results += run_cases(ours, [case], doc_texts, settings.top_k, out=null)
+            ours_results += run_cases(ours, [case], doc_texts, settings.retrieval.top_k, out=null)
             base_results += run_cases(tutorial, [case], doc_texts, BASELINE_TOP_K, out=null)
     quality = {"ours": pipeline_figures(ours_results), "baseline": pipeline_figures(base_results)}
     return quality, ours, tutorial
@@ -261,9 +261,9 @@ def measure_scale(bench: Bench, size: int, probe: list, ours, chat_model) -> dic
     from benchmarks.tutorial import TutorialRAG
 
     say(f"Scale: {size} document(s)…")
-    corpus = build_haystack(bench.work / f"corpus-{size}", size, bench.settings.corpus_dir / "nato-3-0.txt")
-    s = bench.settings.model_copy(
-        update={"corpus_dir": corpus, "index_dir": bench.work / f"scale-index-{size}", "persist_model_state": False}
+    corpus = build_haystack(bench.work / f"corpus-{size}", size, bench.settings.paths.corpus_dir / "nato-3-0.txt")
+    s = bench.settings.updated(
+        corpus_dir=corpus, index_dir=bench.work / f"scale-index-{size}", persist_model_state=False
     )
     bot = Assistant(s, chat_model=ours.chat_model, embeddings=bench.embeddings)
     t = time.perf_counter()
@@ -284,7 +284,7 @@ def measure_scale(bench: Bench, size: int, probe: list, ours, chat_model) -> dic
         "passages": len(bot.passages),
         "whole_corpus_in_prompt": bot.whole_corpus,
         "index_build_s": build,
-        "index_mb": dir_size(s.index_dir) / 1e6,
+        "index_mb": dir_size(s.paths.index_dir) / 1e6,
         "retrieval_p50_ms": percentile(retrieval, 50) * 1000,
         "hit_rate": hits / len(probe),
         "first_token_s": statistics.median(firsts),

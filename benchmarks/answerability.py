@@ -174,7 +174,7 @@ def forms(args) -> int:
         "examples": len(records),
         "forms": {name: form_figures(templates[name], *judged[name], labels, settings) for name in templates},
     }
-    print(f"{len(records)} examples ({args.split}); threshold {settings.verify_threshold}\n")
+    print(f"{len(records)} examples ({args.split}); threshold {settings.verification.verify_threshold}\n")
     print(
         "| form | ROC AUC | passed / refused at threshold | best threshold | passed / refused there | tokens read p50 | seconds p50 |"
     )
@@ -193,7 +193,7 @@ def form_templates(settings, path: Path | None) -> dict[str, str]:
     """prompts/verify.txt, then each form of the YAML file at path that is not the same text."""
     import yaml
 
-    templates = {"prompts/verify.txt": (settings.prompts_dir / "verify.txt").read_text(encoding="utf-8")}
+    templates = {"prompts/verify.txt": (settings.paths.prompts_dir / "verify.txt").read_text(encoding="utf-8")}
     for name, text in (yaml.safe_load(path.read_text(encoding="utf-8")) if path else {}).items():
         if text.strip() not in (t.strip() for t in templates.values()):
             templates[name] = text
@@ -219,7 +219,9 @@ def judge_forms(settings, templates: dict[str, str], records: list[dict]) -> dic
 
     model = Assistant(settings).load().chat_model
     llm = model.load()
-    verifiers = {name: Verifier(model, text, settings.verify_threshold) for name, text in templates.items()}
+    verifiers = {
+        name: Verifier(model, text, settings.verification.verify_threshold) for name, text in templates.items()
+    }
     judged = {name: ([], [], []) for name in verifiers}
     last: dict[str, list[int]] = {name: [] for name in verifiers}
     for i, r in enumerate(records, 1):
@@ -245,7 +247,7 @@ def form_figures(template: str, scores: list, read: list, seconds: list, labels:
     return {
         "template": template,
         "auc": separation(scores, labels),
-        "at_threshold": operating_point(scores, labels, settings.verify_threshold),
+        "at_threshold": operating_point(scores, labels, settings.verification.verify_threshold),
         "best_threshold": best,
         "at_best": operating_point(scores, labels, best),
         "tokens_read_p50": compute_percentile(read, 50),

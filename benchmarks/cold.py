@@ -43,7 +43,7 @@ def main() -> None:
         from benchmarks.tutorial import TutorialRAG
 
         rag = TutorialRAG(load_embeddings(settings), build_chat_model(settings))
-        rag.build_index(load_documents(settings.corpus_dir))
+        rag.build_index(load_documents(settings.paths.corpus_dir))
         answer = rag.answer(question)
     print(json.dumps({"seconds": time.perf_counter() - START, "peak_mb": peak_rss_mb(), "text": answer.text}))
 

@@ -82,7 +82,7 @@ def context(workdir: Path):
     documents, passages = load_passages(workdir / "corpus")
     grounder = Grounder(passages, {d.doc_id: d.text for d in documents})
     settings = Settings()
-    checker = QuestionWords(load_embeddings(settings).embed_documents, settings.question_words_similarity)
+    checker = QuestionWords(load_embeddings(settings).embed_documents, settings.deciding.question_words_similarity)
     return {p.passage_id: p for p in passages}, grounder, checker
 
 

@@ -66,7 +66,7 @@ def run(case_files: list[Path], baseline_every: int, reports: Path | None = None
     null = open(os.devnull, "w")  # noqa: SIM115
     ours, out = None, {}
     for path in case_files:
-        suite = load_suite(path, base.corpus_dir)
+        suite = load_suite(path, base.paths.corpus_dir)
         settings = for_suite(base, suite)
         ours = warmed(settings, ours)
         tutorial = TutorialRAG(ours.index.embeddings, ours.chat_model)
@@ -74,7 +74,7 @@ def run(case_files: list[Path], baseline_every: int, reports: Path | None = None
         texts = {d.doc_id: d.text for d in ours.documents}
         mine, theirs = [], []
         for i, case in enumerate(suite.cases):
-            mine += run_cases(ours, [case], texts, settings.top_k, out=null)
+            mine += run_cases(ours, [case], texts, settings.retrieval.top_k, out=null)
             if baseline_every and i % baseline_every == 0 and suite.split != "dev":
                 theirs += run_cases(tutorial, [case], texts, 4, out=null)
             print(f"{path.parent.name}/{path.name} {case.id}: {mine[-1].answer.text[:80]!r}", file=sys.stderr)

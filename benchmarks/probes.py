@@ -119,7 +119,7 @@ def read_cost(runs: int = 20) -> dict:
     path = str(chat_model_file(settings))
     timings = {}
     for label, layers in (("untapped", ()), ("tapped", LAYERS)):
-        llm = open_model(path, 2048, settings.llm_threads, settings.llm_repack_weights, layers)
+        llm = open_model(path, 2048, settings.generation.llm_threads, settings.generation.llm_repack_weights, layers)
         tokens = llm.tokenize(b"Evidence from the article: the bridge was opened in 1998. Question: when?")
         taps = llm.taps
         spent = []

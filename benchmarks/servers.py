@@ -144,10 +144,10 @@ def main() -> int:
     from benchmarks.__main__ import machine
 
     base = Settings(**({"corpus_dir": args.corpus} if args.corpus else {}))
-    threads = base.llm_threads or os.cpu_count() or 2
+    threads = base.generation.llm_threads or os.cpu_count() or 2
     model = chat_model_file(base)
     embeddings = load_embeddings(base)
-    documents, passages = load_passages(base.corpus_dir)
+    documents, passages = load_passages(base.paths.corpus_dir)
     work = Path(tempfile.mkdtemp(prefix="bench-servers-"))
     servers: list[Server] = []
     try:
@@ -157,7 +157,7 @@ def main() -> int:
         llama, llama_port = start_llama_server(work, model, threads)
         servers.append(llama)
         setups = {
-            LOCAL: base.model_copy(update={"index_dir": work / "index"}),
+            LOCAL: base.updated(index_dir=work / "index"),
             REMOTE: remote_settings(base, work, chroma_port, llama_port),
         }
         measured = {"builds": time_index_builds(args, setups, work, embeddings, (documents, passages))}
@@ -215,8 +215,8 @@ def time_index_builds(args, setups: dict, work: Path, embeddings, corpus: tuple)
         builds[label] = {name: [] for name in setups}
         for r in range(args.builds):
             for name, settings in setups.items():
-                s = settings.model_copy(
-                    update={"index_dir": work / f"index-{len(parts)}-{r}", "collection_name": f"build-{len(parts)}-{r}"}
+                s = settings.updated(
+                    index_dir=work / f"index-{len(parts)}-{r}", collection_name=f"build-{len(parts)}-{r}"
                 )
                 builds[label][name].append(PassageIndex(s, embeddings).open(docs, parts, rebuild=True).seconds)
     return builds

@@ -181,7 +181,7 @@ def start_engines(args, corpus_dir: Path, tree: Path | None) -> dict[str, Engine
     engines = {"ours": Engine("ours", ours)}
     if args.retrieved:
         # The same chat model, answering from the retrieved sentences even where it has read the article.
-        retrieved = Assistant(settings.model_copy(update={"whole_article": False}), chat_model=ours.chat_model)
+        retrieved = Assistant(settings.updated(whole_article=False), chat_model=ours.chat_model)
         engines["retrieved"] = Engine("retrieved", retrieved)
     if tree is not None:
         index = args.workdir / f"index-before-{short_commit(args.before)}"

@@ -39,13 +39,13 @@ def collect(case_files: list[Path]) -> tuple[list[dict], object]:
     base = Settings(verify_threshold=0.0)
     records, bot = [], None
     for path in case_files:
-        suite = load_suite(path, base.corpus_dir)
+        suite = load_suite(path, base.paths.corpus_dir)
         settings = for_suite(base, suite)
         bot = warmed(settings, bot)
         texts = {d.doc_id: d.text for d in bot.documents}
         for case in suite.cases:
             answer = bot.answer(case.question, list(case.history) or None)
-            result = score_case(case, answer, texts, settings.top_k)
+            result = score_case(case, answer, texts, settings.retrieval.top_k)
             label = 0 if case.must_refuse else (1 if result.answer_ok else None)
             system = bot.view().system
             for verdict in answer.verdicts:
@@ -138,7 +138,7 @@ def main() -> int:
     from assistant.answer.generation import build_chat_model, load_prompt
     from assistant.settings import Settings
 
-    forms = {} if args.only_forms else {"prompts/verify.txt": load_prompt(Settings().prompts_dir, "verify")}
+    forms = {} if args.only_forms else {"prompts/verify.txt": load_prompt(Settings().paths.prompts_dir, "verify")}
     if args.forms:
         forms.update(yaml.safe_load(args.forms.read_text(encoding="utf-8")))
     if args.records:

@@ -268,7 +268,7 @@ def test_feedback_keeps_copies_but_never_the_api_key(store):
         "correct_answer",
     )
     assert item.history == HISTORY and item.answer == ANSWER and item.citations == ANSWER["citations"]
-    assert item.settings["top_k"] == settings.top_k and "llm_api_key" not in item.settings
+    assert item.settings["top_k"] == settings.retrieval.top_k and "llm_api_key" not in item.settings
     assert "auth" not in item.settings
     rate(store, "ann", cid, position, 1)  # a dict of settings is cleaned too
     raw = store._conn.execute("SELECT settings FROM feedback").fetchall()

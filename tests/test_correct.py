@@ -78,7 +78,7 @@ CORRECTION = (
 
 def correcting(settings, embeddings, *replies):  # noqa: F811
     """An assistant with the fake model and the correction at its default (the engine tests turn it off)."""
-    settings.correct_premise = "near_miss"
+    settings.verification.correct_premise = "near_miss"
     return make(settings, embeddings, *replies)
 
 
@@ -143,7 +143,7 @@ def test_by_default_only_a_near_miss_is_corrected(settings, embeddings):  # noqa
 
 def test_always_corrects_any_refusal_that_quotes_a_sentence(settings, embeddings):  # noqa: F811
     assistant = correcting(settings, embeddings, DECLINE, DECLINE)
-    settings.correct_premise = "always"
+    settings.verification.correct_premise = "always"
     answer = assistant.answer(ROMANIA)
     assert len(assistant.chat_model.prompts) == 3 and "correct" in answer.timings  # the correction was asked for
     assert answer.abstained and answer.text == NOT_IN_ARTICLE  # the fake had nothing to say: the refusal stands
@@ -158,7 +158,8 @@ def test_a_premise_another_sentence_of_the_article_states_is_never_denied():
 
 
 def test_a_remote_model_is_asked_for_the_correction_after_the_cached_article_prefix(settings, embeddings):  # noqa: F811
-    settings.llm_backend = "openai"  # the fake model stands in for the server; only the prompt's shape matters
+    # The fake model stands in for the server; only the prompt's shape matters.
+    settings.generation.llm_backend = "openai"
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
     assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.2]
     answer = assistant.answer(ASKED)

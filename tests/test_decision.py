@@ -85,7 +85,7 @@ def test_the_header_is_checked():
 def test_the_shipped_file_is_fitted_for_the_default_model_and_reports_on_test_articles():
     from assistant.settings import DEFAULT_MODEL_SHA256, Settings
 
-    shipped = load_decision(Settings().decision_model)
+    shipped = load_decision(Settings().deciding.decision_model)
     assert shipped.model_sha256 == DEFAULT_MODEL_SHA256
     assert shipped.metrics["test_questions"] >= 200 and len(shipped.reported_on) >= 2
     assert set(shipped.fallback.names) <= set(SIGNALS)
@@ -121,8 +121,8 @@ def test_a_probe_fitted_for_another_model_file_is_not_read(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert tapped_layers(s, gguf) == ()
     assert "not used" in caplog.text and "fitted for the model file" in caplog.text
-    assert tapped_layers(s.model_copy(update={"probe_layers": (3, 5)}), gguf) == (3, 5)
-    assert tapped_layers(s.model_copy(update={"probes": False}), gguf) == ()
+    assert tapped_layers(s.updated(probe_layers=(3, 5)), gguf) == (3, 5)
+    assert tapped_layers(s.updated(probes=False), gguf) == ()
 
 
 def test_signals_name_every_input_the_decision_may_weigh():
@@ -185,7 +185,7 @@ class StatesModel(RecordingModel):
 def bot(settings, embeddings, tmp_path, state, **changes):  # noqa: F811
     path = tmp_path / "decision.json"
     path.write_text(model().model_dump_json())
-    s = settings.model_copy(update={"decision": True, "decision_model": path, "early_refusal": True, **changes})
+    s = settings.updated({"decision": True, "decision_model": path, "early_refusal": True, **changes})
     chat = StatesModel(messages=iter([AIMessage(ANSWER)]), prompts=[], judgements=[], p_yes=0.9, state=state)
     return Assistant(s, chat_model=chat, embeddings=embeddings), chat
 
@@ -219,7 +219,7 @@ def test_early_refusal_off_lets_the_answer_through_to_the_decision(settings, emb
 def test_question_words_drop_a_sentence_that_takes_a_word_the_passage_lacks(settings, embeddings):  # noqa: F811
     from fakes import fake
 
-    s = settings.model_copy(update={"question_words": True})
+    s = settings.updated(question_words=True)
     trap = "Who described the moment as NATO 4.0?"
     chat = fake("US Under Secretary of War Eldridge Colby described the moment as NATO 4.0.")
     answer = Assistant(s, chat_model=chat, embeddings=embeddings).answer(trap)
@@ -247,7 +247,7 @@ def test_question_words_drop_a_sentence_that_takes_a_word_the_passage_lacks(sett
 def test_the_shipped_decision_scores_a_real_answer_above_its_trap(assistant, asked, trap):
     """The real pipeline's own signals for the answer to a question and to its trap twin, weighed by the shipped
     file: the answer passes the decision's threshold, the trap's answer does not, and the trap is refused."""
-    decision = Decision(load_decision(assistant.settings.decision_model))
+    decision = Decision(load_decision(assistant.settings.deciding.decision_model))
 
     def scored(question):  # (answer, [(probability, threshold)] of its judged sentences)
         answer = assistant.answer(question)

@@ -28,7 +28,7 @@ from assistant.settings import Settings
 def exported(tmp_path_factory):
     """A fresh export into a private cache, as `assistant warm` makes it at set-up."""
     settings = Settings(cache_dir=tmp_path_factory.mktemp("cache"))
-    _, passages = load_passages(settings.corpus_dir)
+    _, passages = load_passages(settings.paths.corpus_dir)
     how = export_onnx(settings, [embedded_text(p) for p in passages])
     assert how.startswith("exported"), how
     return settings
@@ -36,7 +36,7 @@ def exported(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(exported):
-    return load_embeddings(exported.model_copy(update={"embedding_runtime": "torch"}))
+    return load_embeddings(exported.updated(embedding_runtime="torch"))
 
 
 def _cosines(a, b) -> np.ndarray:
@@ -46,7 +46,7 @@ def _cosines(a, b) -> np.ndarray:
 def test_onnx_vectors_match_sentence_transformers_on_the_corpus_and_on_questions(exported, reference):
     onnx = load_embeddings(exported)
     assert isinstance(onnx, OnnxEmbeddings)
-    _, passages = load_passages(exported.corpus_dir)
+    _, passages = load_passages(exported.paths.corpus_dir)
     texts = [embedded_text(p) for p in passages]
     assert _cosines(onnx.embed_documents(texts), reference.embed_documents(texts)).min() >= 0.999
     questions = ["Who spoke first?", "What was agreed, and by whom?", "x" * 3000, "Grüße aus Köln – ça va?"]
@@ -61,7 +61,7 @@ def test_answering_needs_no_torch(exported):
 
     code = (
         "import sys; from assistant.index.embedding import load_embeddings; from assistant.settings import Settings; "
-        f"e = load_embeddings(Settings(cache_dir={str(exported.cache_dir)!r})); e.embed_query('hello'); "
+        f"e = load_embeddings(Settings(cache_dir={str(exported.paths.cache_dir)!r})); e.embed_query('hello'); "
         "print(type(e).__name__, 'torch' in sys.modules, 'sentence_transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
@@ -95,7 +95,7 @@ def test_the_same_weights_installed_again_reuse_the_export(exported):
 
 
 def test_a_damaged_export_falls_back_to_sentence_transformers_and_says_how_to_redo_it(tmp_path, exported, caplog):
-    settings = exported.model_copy(update={"cache_dir": tmp_path})
+    settings = exported.updated(cache_dir=tmp_path)
     folder = export_dir(settings)
     folder.mkdir(parents=True)
     (folder / STAMP_FILE).write_text((export_dir(exported) / STAMP_FILE).read_text())
@@ -105,16 +105,16 @@ def test_a_damaged_export_falls_back_to_sentence_transformers_and_says_how_to_re
     assert not isinstance(embeddings, OnnxEmbeddings)
     assert "assistant warm" in caplog.text
     with pytest.raises(ModelError, match="assistant warm"):
-        load_embeddings(settings.model_copy(update={"embedding_runtime": "onnx"}))
+        load_embeddings(settings.updated(embedding_runtime="onnx"))
 
 
 def test_a_second_export_reuses_the_first_and_torch_runtime_skips_it(exported):
     assert export_onnx(exported, ["a passage"]) == "reused"
-    assert export_onnx(exported.model_copy(update={"embedding_runtime": "torch"}), ["a"]).startswith("skipped")
+    assert export_onnx(exported.updated(embedding_runtime="torch"), ["a"]).startswith("skipped")
 
 
 def test_an_export_that_drifts_is_not_kept(tmp_path, exported):
-    settings = exported.model_copy(update={"cache_dir": tmp_path, "onnx_min_cosine": 1.5})
+    settings = exported.updated(cache_dir=tmp_path, onnx_min_cosine=1.5)
     how = export_onnx(settings, ["one passage", "another passage"])
     assert how.startswith("not kept")
     assert not export_dir(settings).exists()

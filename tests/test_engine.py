@@ -35,7 +35,7 @@ from assistant.answer.reply import clean_sentence, is_decline
 from assistant.answering import NOT_IN_ARTICLE, Answer, Assistant, greeting_reply, off_task_reply
 from assistant.index.corpus import load_passages, split_sentences
 from assistant.index.indexing import PassageIndex
-from assistant.settings import PROJECT_ROOT, Settings
+from assistant.settings import PROJECT_ROOT, SECTIONS, Settings
 
 CORPUS = PROJECT_ROOT / "corpus"
 
@@ -497,7 +497,7 @@ def test_answer_is_cited_by_code(settings, embeddings):
     assert not answer.abstained
     assert answer.text == "Eldridge Colby described the moment as NATO 3.0 [1]."
     (citation,) = answer.citations
-    doc = (settings.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
+    doc = (settings.paths.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
     assert citation.passage_id == "nato-3-0:p2" and citation.index == 1
     assert doc[citation.start : citation.end] == citation.quote
     assert citation.quote in citation.text and "Eldridge Colby" in citation.quote
@@ -560,7 +560,7 @@ def test_a_declined_question_quotes_the_best_passages_sentence_sharing_most_word
     assert answer.abstained and answer.reason == "not_in_article"
     assert answer.closest.passage_id == "nato-3-0:p9" and "brigade" in answer.closest.quote
     assert answer.closest.quote in answer.closest.text and answer.closest.quote.endswith(".")
-    off = make(settings.model_copy(update={"point_to_closest": False}), embeddings, *[NOT_IN_ARTICLE] * 2)
+    off = make(settings.updated(point_to_closest=False), embeddings, *[NOT_IN_ARTICLE] * 2)
     assert off.answer("How many soldiers are in the rotating brigade in Romania?").closest is None
 
 
@@ -588,7 +588,7 @@ def test_a_name_the_article_lacks_is_left_to_verification(settings, embeddings):
     ("p_yes", "rescue", "reason"), [(0.9, True, "answered"), (0.2, True, "unverified"), (0.9, False, "unsupported")]
 )
 def test_the_judge_settles_a_sentence_the_word_check_turned_down(settings, embeddings, p_yes, rescue, reason):
-    assistant = make(settings.model_copy(update={"verify_rescue": rescue}), embeddings, PARAPHRASE, p_yes=p_yes)
+    assistant = make(settings.updated(verify_rescue=rescue), embeddings, PARAPHRASE, p_yes=p_yes)
     answer = assistant.answer(PARAPHRASE_QUESTION)
     assert answer.reason == reason
     assert len(assistant.chat_model.judgements) == (1 if rescue else 0)
@@ -696,7 +696,7 @@ def test_an_answer_asked_again_is_still_about_whom_the_rewrite_named(settings, e
 
 
 def test_a_follow_up_the_model_declines_is_not_asked_again(settings, embeddings):
-    settings.retry_distance = 0.0
+    settings.verification.retry_distance = 0.0
     assistant = make(settings, embeddings, "What did Eldridge Colby say about Italy?", "The article does not say.")
     history = [
         {"role": "user", "content": "Who described the moment as NATO 3.0?"},
@@ -750,7 +750,7 @@ def test_stream_yields_checked_text_then_answer(settings, embeddings):
 
 
 def test_grounding_switch_lets_unsupported_text_through(settings, embeddings):
-    settings.grounding_check = False
+    settings.retrieval.grounding_check = False
     assistant = make(settings, embeddings, "Mark Rutte was born in 1967.")
     answer = assistant.answer("When was Mark Rutte born?")
     assert not answer.abstained and "1967" in answer.text
@@ -758,25 +758,27 @@ def test_grounding_switch_lets_unsupported_text_through(settings, embeddings):
 
 # ----- index -------------------------------------------------------------------------------------------------------
 def test_index_is_reused_then_updated_then_rebuilt(settings, embeddings):
-    documents, passages = load_passages(settings.corpus_dir)
+    documents, passages = load_passages(settings.paths.corpus_dir)
     assert PassageIndex(settings, embeddings).open(documents, passages).action == "built"
     again = PassageIndex(settings, embeddings).open(documents, passages)
     assert again.action == "reused" and again.added == 0
 
     # Another document: only its passages are embedded.
-    (settings.corpus_dir / "extra.txt").write_text("A second article about the Baltic states.\n", encoding="utf-8")
-    documents, passages = load_passages(settings.corpus_dir)
+    (settings.paths.corpus_dir / "extra.txt").write_text(
+        "A second article about the Baltic states.\n", encoding="utf-8"
+    )
+    documents, passages = load_passages(settings.paths.corpus_dir)
     report = PassageIndex(settings, embeddings).open(documents, passages)
     assert (report.action, report.added, report.removed) == ("updated", 1, 0)
 
     # The same document edited: its old passages leave, the new ones come in.
-    (settings.corpus_dir / "extra.txt").write_text("Changed.\n\nNow two paragraphs.\n", encoding="utf-8")
-    documents, passages = load_passages(settings.corpus_dir)
+    (settings.paths.corpus_dir / "extra.txt").write_text("Changed.\n\nNow two paragraphs.\n", encoding="utf-8")
+    documents, passages = load_passages(settings.paths.corpus_dir)
     report = PassageIndex(settings, embeddings).open(documents, passages)
     assert (report.action, report.added, report.removed) == ("updated", 2, 1)
 
     # A different chunking or model recipe forces a full rebuild.
-    manifest = settings.index_dir / "manifest.json"
+    manifest = settings.paths.index_dir / "manifest.json"
     data = json.loads(manifest.read_text())
     data["chunking"]["version"] = 0
     manifest.write_text(json.dumps(data))
@@ -784,12 +786,12 @@ def test_index_is_reused_then_updated_then_rebuilt(settings, embeddings):
 
 
 def test_corrupt_index_is_rebuilt(settings, embeddings):
-    documents, passages = load_passages(settings.corpus_dir)
+    documents, passages = load_passages(settings.paths.corpus_dir)
     PassageIndex(settings, embeddings).open(documents, passages)
     from chromadb.api.client import SharedSystemClient
 
     SharedSystemClient.clear_system_cache()
-    for path in settings.index_dir.rglob("*"):
+    for path in settings.paths.index_dir.rglob("*"):
         if path.is_file() and path.name != "manifest.json":
             path.write_bytes(b"garbage" * 10)
     index = PassageIndex(settings, embeddings)
@@ -799,8 +801,8 @@ def test_corrupt_index_is_rebuilt(settings, embeddings):
 
 
 def test_missing_index_is_built(settings, embeddings):
-    documents, passages = load_passages(settings.corpus_dir)
-    assert not Path(settings.index_dir).exists()
+    documents, passages = load_passages(settings.paths.corpus_dir)
+    assert not Path(settings.paths.index_dir).exists()
     assert PassageIndex(settings, embeddings).open(documents, passages).action == "built"
 
 
@@ -823,9 +825,12 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("ASSISTANT_TOP_K", "7")
     monkeypatch.setenv("ASSISTANT_LLM_BACKEND", "openai")
     s = Settings()
-    assert s.top_k == 7 and s.llm_backend == "openai"
-    for name, field in Settings.model_fields.items():
-        assert field.description, f"setting {name} has no description"
+    assert s.retrieval.top_k == 7 and s.generation.llm_backend == "openai"
+    described = Settings.model_fields  # settings-codemod: ok (the sections)
+    for section, model in SECTIONS.items():
+        assert described[section].description, f"section {section} has no description"
+        for name, field in model.model_fields.items():
+            assert field.description, f"setting {section}.{name} has no description"
 
 
 # ----- questions that ask for two things ---------------------------------------------------------------------------
@@ -839,7 +844,7 @@ def test_the_rest_of_a_two_part_question_is_asked_for_once(settings, embeddings)
     assert answer.text == f"{RUTTE_FIRST[:-1]} [1]. The Supreme Allied Commander Europe must remain an American [2]."
     assert [c.passage_id for c in answer.citations] == ["nato-3-0:p4", "nato-3-0:p10"]
     first_call, second_call = assistant.chat_model.prompts
-    more = (settings.prompts_dir / "more.txt").read_text(encoding="utf-8").strip()
+    more = (settings.paths.prompts_dir / "more.txt").read_text(encoding="utf-8").strip()
     assert RUTTE_FIRST in second_call[-2] and more in second_call[-1]
     assert "complete" in answer.timings
 
@@ -930,7 +935,7 @@ def test_retriever_is_a_base_retriever_usable_in_an_lcel_chain(settings, embeddi
     bot = make(settings, embeddings).load()
     assert isinstance(bot.retriever, BaseRetriever)
     docs = bot.retriever.invoke("How much will allies spend on defence?")
-    assert 1 <= len(docs) <= settings.top_k
+    assert 1 <= len(docs) <= settings.retrieval.top_k
     text = bot.doc_text(docs[0].metadata["doc_id"])
     for doc in docs:
         assert text[doc.metadata["start"] : doc.metadata["end"]] == doc.page_content

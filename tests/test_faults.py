@@ -36,12 +36,12 @@ QUESTION = "Who described the moment as NATO 3.0?"
 
 
 def test_corpus_edited_while_running_never_gives_a_stale_answer(settings, embeddings):
-    settings.correct_premise = "off"  # each reply below is an answer; none is a refusal's correction
+    settings.verification.correct_premise = "off"  # each reply below is an answer; none is a refusal's correction
     assistant = Assistant(
         settings, chat_model=fake(COLBY, COLBY, "Jane Doe described the moment as NATO 3.0."), embeddings=embeddings
     )
     assert not assistant.answer(QUESTION).abstained
-    article = settings.corpus_dir / "nato-3-0.txt"
+    article = settings.paths.corpus_dir / "nato-3-0.txt"
     article.write_text(article.read_text(encoding="utf-8").replace("Eldridge Colby", "Jane Doe"), encoding="utf-8")
     # The model repeats the old fact: the article no longer says it, so it must not pass.
     stale = assistant.answer(QUESTION)
@@ -55,7 +55,7 @@ def test_corpus_edited_while_running_never_gives_a_stale_answer(settings, embedd
 def test_index_damaged_while_running_is_rebuilt(settings, embeddings, damage):
     assistant = Assistant(settings, chat_model=fake(COLBY, COLBY), embeddings=embeddings)
     assert not assistant.answer(QUESTION).abstained
-    index = settings.index_dir
+    index = settings.paths.index_dir
     if damage == "delete":
         shutil.rmtree(index)
     else:
@@ -72,7 +72,7 @@ def test_index_deleted_between_runs_is_rebuilt(settings, embeddings):
     from chromadb.api.client import SharedSystemClient
 
     SharedSystemClient.clear_system_cache()
-    shutil.rmtree(settings.index_dir)
+    shutil.rmtree(settings.paths.index_dir)
     assistant = Assistant(settings, chat_model=fake(COLBY), embeddings=embeddings)
     assert not assistant.answer(QUESTION).abstained
     assert assistant.index_report.action == "built"
@@ -95,7 +95,7 @@ def test_wrong_sha256_is_refused_before_loading(tmp_path):
 def test_truncated_model_file_gives_a_clear_error(tmp_path, settings, embeddings):
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\0" * 64)
-    settings.llm_model_path = model
+    settings.generation.llm_model_path = model
     assistant = Assistant(settings, embeddings=embeddings)
     with pytest.raises(ModelUnavailable, match="could not be loaded"):
         assistant.answer(QUESTION)
@@ -140,10 +140,10 @@ def _silent_server():
 def test_slow_remote_endpoint_times_out_with_a_clear_error(settings, embeddings, caplog):
     server, _ = _silent_server()
     port = server.getsockname()[1]
-    settings.llm_backend = "openai"
-    settings.llm_base_url = f"http://127.0.0.1:{port}/v1"
-    settings.llm_timeout = 1.5
-    settings.llm_api_key = "sk-very-secret-key"
+    settings.generation.llm_backend = "openai"
+    settings.generation.llm_base_url = f"http://127.0.0.1:{port}/v1"
+    settings.generation.llm_timeout = 1.5
+    settings.generation.llm_api_key = "sk-very-secret-key"
     assistant = Assistant(settings, embeddings=embeddings)
     started = time.perf_counter()
     with caplog.at_level(logging.INFO), pytest.raises(ModelUnavailable) as info:
@@ -158,9 +158,9 @@ def test_remote_endpoint_down_gives_a_clear_error(settings, embeddings):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    settings.llm_backend = "openai"
-    settings.llm_base_url = f"http://127.0.0.1:{port}/v1"
-    settings.llm_timeout = 2
+    settings.generation.llm_backend = "openai"
+    settings.generation.llm_base_url = f"http://127.0.0.1:{port}/v1"
+    settings.generation.llm_timeout = 2
     with pytest.raises(ModelUnavailable, match="Check that the server is running"):
         Assistant(settings, embeddings=embeddings).answer(QUESTION)
 

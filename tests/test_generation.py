@@ -75,14 +75,16 @@ def test_saved_article_state_answers_exactly_like_reading_the_article(tmp_path):
     from assistant.settings import Settings
 
     settings = Settings()
-    article = (settings.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
+    article = (settings.paths.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
     system = SystemMessage(f"Answer from this article only.\n\n{article}")
     prefix = [[system, HumanMessage("A")], [system, HumanMessage("B")]]
     question = [system, HumanMessage("Which countries will exceed the 3.5% target?")]
 
     def fresh() -> LlamaCppChat:
         path = str(chat_model_file(settings))
-        return LlamaCppChat(model_path=path, n_ctx=settings.llm_context, max_tokens=40, state_dir=str(tmp_path))
+        return LlamaCppChat(
+            model_path=path, n_ctx=settings.generation.llm_context, max_tokens=40, state_dir=str(tmp_path)
+        )
 
     first = fresh()
     assert first.warm(prefix) == "computed"
@@ -240,7 +242,7 @@ def test_preload_for_starts_only_when_the_file_needs_no_work(monkeypatch, tmp_pa
     _write_stamp(model, "ab" * 32)
     llamacpp.preload_for(Settings(llm_model_path=model, llm_model_sha256="ab" * 32, llm_context=1024))
     llamacpp.preload_for(Settings(llm_model_path=model))
-    assert [key[:2] for key in started] == [(str(model), 1024), (str(model), Settings().llm_context)]
+    assert [key[:2] for key in started] == [(str(model), 1024), (str(model), Settings().generation.llm_context)]
 
 
 def test_weights_are_loaded_without_repacking_only_when_asked():

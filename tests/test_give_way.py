@@ -355,7 +355,7 @@ def test_answer_while_a_reading_runs_in_another_thread_does_not_wait_for_it(two_
 
 def test_a_question_in_another_process_pauses_readings_here_until_it_ends(tmp_path):
     settings = Settings(cache_dir=tmp_path / "cache", asking_poll_s=0.01)
-    here = Questions(tmp_path / "cache" / "asking.lock", settings.asking_poll_s)
+    here = Questions(tmp_path / "cache" / "asking.lock", settings.reading.asking_poll_s)
     child = subprocess.Popen(
         [
             sys.executable,
@@ -440,7 +440,7 @@ def test_the_status_says_ready_only_when_nothing_is_read_and_what_a_finished_rea
 def test_all_articles_too_long_for_the_context_are_not_read_and_the_status_says_so(two_articles, embeddings):  # noqa: F811
     from assistant.web.warmup import WarmUp
 
-    tiny = two_articles.model_copy(update={"llm_context": 1200, "prompt_margin_tokens": 0, "max_answer_tokens": 0})
+    tiny = two_articles.updated(llm_context=1200, prompt_margin_tokens=0, max_answer_tokens=0)
     model = chunked()
     bot = Assistant(tiny, chat_model=model, embeddings=embeddings)
     bot.load()

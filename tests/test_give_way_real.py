@@ -34,7 +34,7 @@ def stop_after(calls: int):
 def test_a_chunk_stopped_halfway_leaves_the_cache_as_before_and_reads_again_the_same(assistant):
     model = assistant.chat_model
     llm = model.load()
-    article = (Settings().corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
+    article = (Settings().paths.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
     tokens = llm.tokenize(article.encode("utf-8"))[:600]
     with model._lock:
         model._current = None  # the cache is this test's now: the next answer puts its article back
@@ -54,7 +54,7 @@ def test_a_reading_that_gave_way_keeps_the_state_of_one_that_never_did(assistant
     from assistant.llamacpp import chat
 
     model = assistant.chat_model
-    article = (Settings().corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
+    article = (Settings().paths.corpus_dir / "nato-3-0.txt").read_text(encoding="utf-8")
     system = SystemMessage("Read this part of an article; later questions are about it.\n\n" + article[:3000])
     prompts = [[system, HumanMessage(q)] for q in ("A", "B")]
     decoded, asked = [], []

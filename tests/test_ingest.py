@@ -120,7 +120,7 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 def passages_of(settings, doc_id):
-    _, passages = load_passages(settings.corpus_dir)
+    _, passages = load_passages(settings.paths.corpus_dir)
     return [p for p in passages if p.doc_id == doc_id]
 
 
@@ -192,24 +192,24 @@ def test_pasted_text_needs_a_title(settings):
         "Hard wrapped text from an email that goes on to a second line here.",
         "And a second paragraph.",
     ]
-    meta = json.loads((settings.corpus_dir / "mail-note.meta.json").read_text(encoding="utf-8"))
+    meta = json.loads((settings.paths.corpus_dir / "mail-note.meta.json").read_text(encoding="utf-8"))
     assert meta["source"] == "pasted text" and meta["original_type"] == "text"
-    before = snapshot(settings.corpus_dir)
+    before = snapshot(settings.paths.corpus_dir)
     for title in ("", "   "):
         with pytest.raises(UploadError, match="title"):
             add_text(settings, "Some text.", title)
     with pytest.raises(UploadError, match="empty"):
         add_text(settings, " \n\t\n", "Blank")
-    assert snapshot(settings.corpus_dir) == before
+    assert snapshot(settings.paths.corpus_dir) == before
 
 
 def test_metadata_sidecar_is_valid_json(settings):
     added = add_document(settings, MARKDOWN.encode(), "orchard.md", title="  My\ttitle ", source="Lind Gazette")
-    meta = json.loads((settings.corpus_dir / "my-title.meta.json").read_text(encoding="utf-8"))
+    meta = json.loads((settings.paths.corpus_dir / "my-title.meta.json").read_text(encoding="utf-8"))
     assert added.doc_id == "my-title" and meta["title"] == "My title" == added.title
     assert meta["source"] == "Lind Gazette" and meta["original_type"] == "md"
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", meta["added"])
-    document = next(d for d in load_documents(settings.corpus_dir) if d.doc_id == "my-title")
+    document = next(d for d in load_documents(settings.paths.corpus_dir) if d.doc_id == "my-title")
     assert (document.title, document.source) == ("My title", "Lind Gazette")
 
 
@@ -238,35 +238,35 @@ REJECTED = [
 
 @pytest.mark.parametrize(("name", "data", "message"), REJECTED, ids=[r[0] for r in REJECTED])
 def test_rejections_say_what_to_do_and_change_nothing(settings, name, data, message):
-    before = snapshot(settings.corpus_dir)
+    before = snapshot(settings.paths.corpus_dir)
     with pytest.raises(UploadError, match=message):
         add_document(settings, data, name)
-    assert snapshot(settings.corpus_dir) == before
+    assert snapshot(settings.paths.corpus_dir) == before
 
 
 def test_size_limit_names_the_setting(settings):
-    settings.max_upload_bytes = 1_000
-    before = snapshot(settings.corpus_dir)
+    settings.uploads.max_upload_bytes = 1_000
+    before = snapshot(settings.paths.corpus_dir)
     with pytest.raises(UploadError, match=r"long.txt is larger than 0\.001 MB .*ASSISTANT_MAX_UPLOAD_BYTES"):
         add_document(settings, b"word " * 300, "long.txt")
     with pytest.raises(UploadError, match="ASSISTANT_MAX_UPLOAD_BYTES"):
         add_text(settings, "word " * 300, "Long")
-    settings.max_upload_bytes = Settings().max_upload_bytes
+    settings.uploads.max_upload_bytes = Settings().uploads.max_upload_bytes
     with pytest.raises(UploadError, match=r"larger than 2 MB \(2,000,000 bytes\), the limit"):
         add_document(settings, b"a" * 2_000_001, "big.txt")
-    assert snapshot(settings.corpus_dir) == before
+    assert snapshot(settings.paths.corpus_dir) == before
 
 
 def test_duplicates_are_rejected_naming_the_existing_document(settings):
-    before = snapshot(settings.corpus_dir)
+    before = snapshot(settings.paths.corpus_dir)
     article = ONLY.path.read_bytes()
     with pytest.raises(UploadError, match=f"already in the corpus as '{ONLY.doc_id}'"):
         add_document(settings, article, "copy.txt")
     # The same text with other line endings, a BOM, or as Markdown is the same article.
     with pytest.raises(UploadError, match=f"'{ONLY.doc_id}'"):
         add_document(settings, b"\xef\xbb\xbf" + article.replace(b"\n", b"\r\n"), "same.md")
-    assert snapshot(settings.corpus_dir) == before
-    shutil.copy(MULTI / "harbour-library.md", settings.corpus_dir)
+    assert snapshot(settings.paths.corpus_dir) == before
+    shutil.copy(MULTI / "harbour-library.md", settings.paths.corpus_dir)
     with pytest.raises(UploadError, match="'harbour-library'"):
         add_document(settings, (MULTI / "harbour-library.md").read_bytes(), "harbour.md")
 
@@ -276,7 +276,7 @@ def test_a_taken_name_with_other_text_gets_a_number(settings):
     first = add_document(settings, b"The first text of this name, long enough.\n", f"{name}.txt")
     second = add_document(settings, b"A second, different text of the same name.\n", f"{name}.md")
     assert (first.doc_id, second.doc_id) == (f"{name}-2", f"{name}-3")
-    assert {d.doc_id for d in load_documents(settings.corpus_dir)} == {name, f"{name}-2", f"{name}-3"}
+    assert {d.doc_id for d in load_documents(settings.paths.corpus_dir)} == {name, f"{name}-2", f"{name}-3"}
 
 
 @pytest.mark.parametrize(
@@ -295,7 +295,7 @@ def test_a_taken_name_with_other_text_gets_a_number(settings):
 def test_file_names_cannot_escape_the_corpus(settings, tmp_path, name):
     added = add_document(settings, f"Text uploaded as {name!r}, a paragraph.\n".encode(), name)
     assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", added.doc_id) and len(added.doc_id) <= 60
-    assert added.path.parent == settings.corpus_dir and any(ch.isalnum() for ch in added.title)
+    assert added.path.parent == settings.paths.corpus_dir and any(ch.isalnum() for ch in added.title)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus"]  # nothing written beside the corpus
 
 
@@ -308,19 +308,19 @@ def test_slugs_are_safe_and_short():
 
 def test_readme_is_never_a_document_name(settings):
     added = add_document(settings, b"A document that someone called readme.\n", "README.md")
-    assert added.doc_id != "readme" and added.doc_id in {d.doc_id for d in load_documents(settings.corpus_dir)}
+    assert added.doc_id != "readme" and added.doc_id in {d.doc_id for d in load_documents(settings.paths.corpus_dir)}
 
 
 # ----- writing -----------------------------------------------------------------------------------------------------
 def test_hidden_files_are_not_documents(settings):
     # Temp files start with "." while being written; the corpus must not pick one up half-written.
-    (settings.corpus_dir / ".half-written.txt").write_text("Half a docu", encoding="utf-8")
-    (settings.corpus_dir / ".half-written.md.x1y2.tmp").write_text("Half", encoding="utf-8")
-    assert [d.doc_id for d in load_documents(settings.corpus_dir)] == [ONLY.doc_id]
+    (settings.paths.corpus_dir / ".half-written.txt").write_text("Half a docu", encoding="utf-8")
+    (settings.paths.corpus_dir / ".half-written.md.x1y2.tmp").write_text("Half", encoding="utf-8")
+    assert [d.doc_id for d in load_documents(settings.paths.corpus_dir)] == [ONLY.doc_id]
 
 
 def test_a_failed_write_leaves_nothing_behind(settings, monkeypatch):
-    before = snapshot(settings.corpus_dir)
+    before = snapshot(settings.paths.corpus_dir)
     real_replace = ingest.os.replace
 
     def fail_on_text(src, dst):
@@ -331,7 +331,7 @@ def test_a_failed_write_leaves_nothing_behind(settings, monkeypatch):
     monkeypatch.setattr(ingest.os, "replace", fail_on_text)
     with pytest.raises(UploadError, match="No space left"):
         add_document(settings, b"A new article that will not fit.\n", "full.txt")
-    assert snapshot(settings.corpus_dir) == before
+    assert snapshot(settings.paths.corpus_dir) == before
 
 
 def test_metadata_is_written_before_the_text(settings, monkeypatch):
@@ -340,33 +340,33 @@ def test_metadata_is_written_before_the_text(settings, monkeypatch):
     monkeypatch.setattr(ingest.os, "replace", lambda src, dst: (order.append(Path(dst).name), real_replace(src, dst)))
     add_document(settings, b"Order matters for a reader in between.\n", "order.txt")
     assert order == ["order.meta.json", "order.txt"]
-    assert all(not name.startswith(".") for name in snapshot(settings.corpus_dir))  # no temp file left
+    assert all(not name.startswith(".") for name in snapshot(settings.paths.corpus_dir))  # no temp file left
 
 
 def test_adding_to_an_empty_or_missing_folder(tmp_path):
     settings = Settings(corpus_dir=tmp_path / "new" / "corpus", index_dir=tmp_path / "index")
     added = add_document(settings, b"The first article of a new corpus.\n", "first.txt")
-    assert [d.doc_id for d in load_documents(settings.corpus_dir)] == [added.doc_id] == ["first"]
+    assert [d.doc_id for d in load_documents(settings.paths.corpus_dir)] == [added.doc_id] == ["first"]
 
 
 # ----- removing ----------------------------------------------------------------------------------------------------
 def test_remove_deletes_the_text_and_its_metadata_only(settings):
-    before = snapshot(settings.corpus_dir)
+    before = snapshot(settings.paths.corpus_dir)
     add_document(settings, MARKDOWN.encode(), "orchard.md")
-    (settings.corpus_dir / "notes.json").write_text("{}", encoding="utf-8")
+    (settings.paths.corpus_dir / "notes.json").write_text("{}", encoding="utf-8")
     remove_document(settings, "orchard")
-    after = snapshot(settings.corpus_dir)
+    after = snapshot(settings.paths.corpus_dir)
     assert after.pop("notes.json") and after == before
 
 
 def test_remove_unknown_or_last_document_is_refused(settings):
-    before = snapshot(settings.corpus_dir)
+    before = snapshot(settings.paths.corpus_dir)
     for bad in ("nope", f"../corpus/{ONLY.doc_id}", ONLY.path.name, ""):
         with pytest.raises(UploadError, match=f"documents are: {ONLY.doc_id}"):
             remove_document(settings, bad)
     with pytest.raises(UploadError, match="only document.*needs one"):
         remove_document(settings, ONLY.doc_id)
-    assert snapshot(settings.corpus_dir) == before
+    assert snapshot(settings.paths.corpus_dir) == before
 
 
 # ----- re-flowing --------------------------------------------------------------------------------------------------
@@ -387,10 +387,10 @@ def test_hyphens_at_line_ends():
 # ----- command line ------------------------------------------------------------------------------------------------
 @pytest.fixture
 def reindexed(settings, monkeypatch):
-    monkeypatch.setenv("ASSISTANT_CORPUS_DIR", str(settings.corpus_dir))
-    monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(settings.index_dir))
+    monkeypatch.setenv("ASSISTANT_CORPUS_DIR", str(settings.paths.corpus_dir))
+    monkeypatch.setenv("ASSISTANT_INDEX_DIR", str(settings.paths.index_dir))
     calls = []
-    monkeypatch.setattr(ingest, "reindex", lambda s, progress=None: calls.append(s.corpus_dir))
+    monkeypatch.setattr(ingest, "reindex", lambda s, progress=None: calls.append(s.paths.corpus_dir))
     return calls
 
 
@@ -399,12 +399,12 @@ def test_cli_add_and_remove(settings, reindexed, tmp_path, capsys):
     article.write_bytes(ARTICLE_HTML)
     assert main(["add", str(article), "--title", "Ferry back", "--no-examples"]) == 0
     out = capsys.readouterr().out
-    chars = (settings.corpus_dir / "ferry-back.txt").stat().st_size
+    chars = (settings.paths.corpus_dir / "ferry-back.txt").stat().st_size
     assert out.strip() == f'Added ferry-back "Ferry back" ({chars} characters); indexed.'
-    assert reindexed == [settings.corpus_dir]
+    assert reindexed == [settings.paths.corpus_dir]
     assert main(["remove", "ferry-back"]) == 0
     assert capsys.readouterr().out.strip() == "Removed ferry-back; indexed."
-    assert len(reindexed) == 2 and not (settings.corpus_dir / "ferry-back.txt").exists()
+    assert len(reindexed) == 2 and not (settings.paths.corpus_dir / "ferry-back.txt").exists()
 
 
 @pytest.mark.parametrize(
@@ -420,12 +420,12 @@ def test_cli_add_and_remove(settings, reindexed, tmp_path, capsys):
 def test_cli_errors_exit_2_without_a_traceback(settings, reindexed, tmp_path, capsys, argv, message):
     (tmp_path / "scan.pdf").write_bytes(make_pdf([[]]))
     (tmp_path / "big.txt").write_bytes(b"word " * 500_000)
-    before = snapshot(settings.corpus_dir)
+    before = snapshot(settings.paths.corpus_dir)
     assert main([arg.format(tmp=tmp_path) for arg in argv]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("Error: ") and re.search(message, captured.err)
     assert "Traceback" not in captured.err + captured.out
-    assert reindexed == [] and snapshot(settings.corpus_dir) == before
+    assert reindexed == [] and snapshot(settings.paths.corpus_dir) == before
 
 
 # ----- the index follows -------------------------------------------------------------------------------------------
@@ -445,7 +445,7 @@ def test_added_document_is_indexed_and_found_then_removed(settings, embeddings):
     report = ingest.reindex(settings, progress=lambda done, total: seen.append((done, total)), embeddings=embeddings)
     assert (report.action, report.added, report.removed) == ("updated", 3, 0)
     assert seen == [(3, 3)]  # one batch: only the new document's passages are embedded
-    documents, passages = load_passages(settings.corpus_dir)
+    documents, passages = load_passages(settings.paths.corpus_dir)
     index = PassageIndex(settings, embeddings)
     assert index.open(documents, passages).action == "reused"
     best, _ = index.search("How much does the ferry crossing cost for adults?", k=1)[0]

@@ -89,7 +89,8 @@ def test_each_answer_sentence_is_judged_against_its_cited_sentences_with_the_que
 
 
 def test_a_remote_model_judges_after_the_cached_article_prefix(settings, embeddings):  # noqa: F811
-    settings.llm_backend = "openai"  # the fake model stands in for the server; only the prompt's shape matters
+    # The fake model stands in for the server; only the prompt's shape matters.
+    settings.generation.llm_backend = "openai"
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
     assistant.answer("Who described the moment as NATO 3.0?")
     (system, prompt), (answer_system, _) = assistant.chat_model.judgements[0], assistant.chat_model.prompts[0]
@@ -118,7 +119,7 @@ def test_only_the_verified_sentences_of_an_answer_are_kept(settings, embeddings)
 
 
 def test_the_threshold_is_a_setting(settings, embeddings):  # noqa: F811
-    settings.verify_threshold = 0.99
+    settings.verification.verify_threshold = 0.99
     answer = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.").answer(
         "Who described the moment as NATO 3.0?"
     )
@@ -126,7 +127,7 @@ def test_the_threshold_is_a_setting(settings, embeddings):  # noqa: F811
 
 
 def test_verification_can_be_turned_off(settings, embeddings):  # noqa: F811
-    settings.verify = False
+    settings.verification.verify = False
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.", p_yes=0.01)
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert not answer.abstained and assistant.chat_model.judgements == [] and answer.verdicts == []
@@ -146,27 +147,27 @@ def test_a_declined_close_question_is_asked_again_with_only_the_best_passages(se
 
 def test_an_answer_the_word_check_drops_whole_is_asked_again_with_the_best_passages(settings, embeddings):  # noqa: F811
     made_up = "Eldridge Colby described the moment as NATO 3.0 in 1999."  # a year no passage holds
-    settings.retry_unsupported = True
+    settings.verification.retry_unsupported = True
     assistant = make(settings, embeddings, made_up, "Eldridge Colby described the moment as NATO 3.0.")
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert not answer.abstained and "1999" not in answer.text and "retry" in answer.timings
     assert len(assistant.chat_model.prompts) == 2 and answer.verdicts[0].passed
     # off (the default), the word check's refusal stands
-    settings.retry_unsupported = False
+    settings.verification.retry_unsupported = False
     assistant = make(settings, embeddings, made_up, "Eldridge Colby described the moment as NATO 3.0.")
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert answer.abstained and answer.reason == "unsupported" and len(assistant.chat_model.prompts) == 1
 
 
 def test_an_answer_the_judge_turned_down_is_not_asked_again(settings, embeddings):  # noqa: F811
-    settings.retry_unsupported = True
+    settings.verification.retry_unsupported = True
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.", p_yes=0.2)
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert answer.abstained and answer.reason == "unverified" and len(assistant.chat_model.prompts) == 1
 
 
 def test_a_declined_far_question_is_not_retried(settings, embeddings):  # noqa: F811
-    settings.retry_distance = 0.0
+    settings.verification.retry_distance = 0.0
     assistant = make(settings, embeddings, "The article does not say.")
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert answer.abstained and answer.reason == "not_in_article" and len(assistant.chat_model.prompts) == 1

@@ -57,7 +57,9 @@ def test_a_long_article_is_read_once_in_chunks_while_a_question_is_answered(long
     assert bot.read_article(view, progress=progress) == "computed"
     total = seen[-1][1]
     assert total > 3000 and seen[-1][0] == total  # long: it needs more than the old 4,096-token context
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(seen) >= total // Settings().read_chunk_tokens
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen) and len(
+        seen
+    ) >= total // Settings().reading.read_chunk_tokens
     answered = meanwhile[0]
     assert "read" not in answered.timings or answered.timings["read"] < 1.0  # it did not wait for the reading
     assert bot.article_ready(view)

@@ -126,7 +126,7 @@ def test_parts_are_frozen_and_build_their_judges_from_settings(article):
 
 
 def replace_settings(settings: Settings, **changes) -> Settings:
-    return settings.model_copy(update=changes)
+    return settings.updated(changes)
 
 
 def test_each_stage_returns_only_what_it_changes(article):

@@ -104,7 +104,7 @@ def test_an_unread_article_is_answered_from_retrieval_while_it_is_read(two_artic
     gate = threading.Event()
     model = reader("Mayor Jane Hill opened the new bridge in 1998.", gate=gate)
     bot = Assistant(
-        two_articles.model_copy(update={"read_wait_tokens": 0, "context_token_budget": 12}),
+        two_articles.updated(read_wait_tokens=0, context_token_budget=12),
         chat_model=model,
         embeddings=embeddings,
     )
@@ -137,7 +137,7 @@ def test_a_short_article_is_read_before_the_first_answer(two_articles, embedding
 
 
 def test_a_corpus_too_long_for_one_context_answers_from_the_best_articles_reading(two_articles, embeddings):  # noqa: F811
-    tiny = two_articles.model_copy(update={"llm_context": 1200, "prompt_margin_tokens": 0, "max_answer_tokens": 0})
+    tiny = two_articles.updated(llm_context=1200, prompt_margin_tokens=0, max_answer_tokens=0)
     model = reader("Mayor Jane Hill opened the new bridge in 1998.", "Mayor Jane Hill opened the new bridge in 1998.")
     bot = Assistant(tiny, chat_model=model, embeddings=embeddings)
     assert bot.view().system is None and bot.view("harbour").system is not None
@@ -145,7 +145,7 @@ def test_a_corpus_too_long_for_one_context_answers_from_the_best_articles_readin
     bot.answer("Who opened the new bridge?")
     assert model.prompts[-1][0] == bot.view("harbour").system
     # Without a read article, the same question reads the bounded retrieved sentences.
-    bot2 = Assistant(tiny.model_copy(update={"whole_article": False}), chat_model=model, embeddings=embeddings)
+    bot2 = Assistant(tiny.updated(whole_article=False), chat_model=model, embeddings=embeddings)
     bot2.answer("Who opened the new bridge?")
     assert model.prompts[-1][0] != bot.view("harbour").system
     assert "Mayor Jane Hill opened the new bridge in 1998." in model.prompts[-1][0]

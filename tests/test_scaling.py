@@ -108,8 +108,8 @@ def test_index_and_answer_through_the_chroma_server(tmp_path, chroma_server, emb
     assistant = Assistant(settings, chat_model=fake(SPENDING_REPLY), embeddings=embeddings)
     assistant.load()
     assert assistant.index_report.action == "built" and assistant.index_report.added == 11
-    assert server_ids(chroma_server, settings.collection_name) == sorted(f"nato-3-0:p{i}" for i in range(1, 12))
-    assert not settings.index_dir.exists()  # nothing of the store is kept on this machine
+    assert server_ids(chroma_server, settings.index.collection_name) == sorted(f"nato-3-0:p{i}" for i in range(1, 12))
+    assert not settings.paths.index_dir.exists()  # nothing of the store is kept on this machine
 
     answer = assistant.answer(SPENDING)
     assert not answer.abstained, answer.draft
@@ -127,7 +127,7 @@ def test_a_second_machine_reuses_the_servers_index(tmp_path, chroma_server, embe
     Assistant(first, chat_model=fake(), embeddings=embeddings).load()
     # Another machine: its own cache folder, same server and collection. The record of what the collection was
     # built from lives on the server, so it is reused, not wiped and rebuilt under the first machine.
-    second = first.model_copy(update={"cache_dir": tmp_path / "two" / "cache", "index_dir": tmp_path / "two" / "x"})
+    second = first.updated(cache_dir=tmp_path / "two" / "cache", index_dir=tmp_path / "two" / "x")
     other = Assistant(second, chat_model=fake(SPENDING_REPLY), embeddings=embeddings)
     other.load()
     assert other.index_report.action == "reused"
@@ -140,11 +140,11 @@ def test_emptied_server_collection_is_rebuilt(tmp_path, chroma_server, embedding
     settings = store_settings(tmp_path, CORPUS, "server", chroma_server)
     Assistant(settings, chat_model=fake(), embeddings=embeddings).load()
     client = chromadb.HttpClient(host="127.0.0.1", port=chroma_server)
-    client.get_collection(settings.collection_name).delete(ids=["nato-3-0:p1", "nato-3-0:p2"])
+    client.get_collection(settings.index.collection_name).delete(ids=["nato-3-0:p1", "nato-3-0:p2"])
     again = Assistant(settings, chat_model=fake(), embeddings=embeddings)
     again.load()
     assert again.index_report.action == "built" and again.index_report.added == 11
-    assert len(server_ids(chroma_server, settings.collection_name)) == 11
+    assert len(server_ids(chroma_server, settings.index.collection_name)) == 11
 
 
 def test_chroma_server_down_names_the_fix(tmp_path, embeddings):
@@ -201,7 +201,7 @@ def test_incremental_indexing_of_several_articles(tmp_path, multi_corpus, store,
 
     def ids(doc_id=None):
         if store == "server":
-            return server_ids(port, settings.collection_name, doc_id)
+            return server_ids(port, settings.index.collection_name, doc_id)
         where = {"doc_id": doc_id} if doc_id else None
         return sorted(assistant.index.store._collection.get(where=where, include=[])["ids"])
 
@@ -289,7 +289,7 @@ def test_questions_about_each_article_retrieve_and_cite_it(multi_settings, embed
 
 def test_scope_restricts_retrieval_and_citations(multi_settings, embeddings):
     # The distance gate is opened so that the model is called and its reply meets the grounding check.
-    settings = multi_settings.model_copy(update={"max_distance": 2.0})
+    settings = multi_settings.updated(max_distance=2.0)
     unscoped = Assistant(settings, chat_model=fake(SPENDING_REPLY), embeddings=embeddings)
     answer = unscoped.answer(SPENDING)
     assert [c.passage_id for c in answer.citations] == ["nato-3-0:p5"]
@@ -355,7 +355,7 @@ def remote(tmp_path_factory, llama_server, embeddings) -> Assistant:
 def in_process(tmp_path_factory, embeddings) -> Assistant:
     tmp = tmp_path_factory.mktemp("in-process")
     # The assembled model and its states; the judgement reads the article first, as it does for a remote server.
-    settings = Settings(index_dir=tmp / "index", cache_dir=Settings().cache_dir, verify_with_article=True)
+    settings = Settings(index_dir=tmp / "index", cache_dir=Settings().paths.cache_dir, verify_with_article=True)
     assistant = Assistant(settings, embeddings=embeddings)
     assistant.warm_up()
     return assistant

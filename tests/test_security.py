@@ -19,14 +19,15 @@ SECRET = "sk-test-0123456789-very-secret"
 
 def test_defaults_bind_loopback_without_share():
     settings = Settings()
-    assert settings.host == "127.0.0.1" and settings.share is False and settings.auth is None
-    assert web.is_loopback(settings.host)
+    assert settings.web.host == "127.0.0.1" and settings.web.share is False and settings.web.auth is None
+    assert web.is_loopback(settings.web.host)
 
 
 def test_api_key_is_hidden_in_settings_repr_and_dump():
     settings = Settings(llm_api_key=SECRET)
-    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
-    assert settings.llm_api_key.get_secret_value() == SECRET
+    assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())  # settings-codemod: ok
+    assert SECRET not in str(settings.flat_dump()) and SECRET not in str(settings.flat_dump(mode="json"))
+    assert settings.generation.llm_api_key.get_secret_value() == SECRET
 
 
 @pytest.fixture(scope="module")

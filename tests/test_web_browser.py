@@ -177,7 +177,7 @@ def test_answer_streams_with_a_citation_that_opens_the_quoted_span(chat, server)
     print(f"the same question again, in-process: engine timings {expected.timings}")
     cited = next(c for c in expected.citations if c.passage_id == "nato-3-0:p5")
     assert quote == cited.quote
-    document = load_documents(demo.assistant.settings.corpus_dir)[0].text
+    document = load_documents(demo.assistant.settings.paths.corpus_dir)[0].text
     assert document[cited.start : cited.end] == quote and quote in cited.text
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -319,7 +319,7 @@ def test_an_uploaded_article_is_chosen_and_answers_with_a_citation(chat, server,
     chat.wait_ready()
     article = tmp_path / "ferry.md"
     article.write_text(FERRY, encoding="utf-8")
-    corpus = Path(server[1].assistant.settings.corpus_dir)
+    corpus = Path(server[1].assistant.settings.paths.corpus_dir)
     message = add_article(chat, article)
     assert "Added" in message and "Island ferry doubles its crossings" in message, message
     assert chat.page.locator("#scope input").input_value() == "Island ferry doubles its crossings"
@@ -349,7 +349,7 @@ def test_an_uploaded_article_is_chosen_and_answers_with_a_citation(chat, server,
 
 def test_bad_uploads_are_explained_and_change_nothing(chat, server, tmp_path):
     chat.wait_ready()
-    corpus = Path(server[1].assistant.settings.corpus_dir)
+    corpus = Path(server[1].assistant.settings.paths.corpus_dir)
     before = sorted((p.name, p.stat().st_size) for p in corpus.iterdir())
     empty, binary, again = tmp_path / "empty.txt", tmp_path / "photo.txt", tmp_path / "copy.txt"
     empty.write_text("   \n", encoding="utf-8")
@@ -387,8 +387,12 @@ def test_a_thumbs_down_with_a_note_becomes_a_case_that_eval_runs(chat, server, t
     chat.page.locator("#feedback-note textarea").wait_for(state="hidden", timeout=30_000)
 
     settings = server[1].assistant.settings
-    env = {**os.environ, "ASSISTANT_DATA_DIR": str(settings.data_dir), "ASSISTANT_CORPUS_DIR": str(settings.corpus_dir)}
-    env["ASSISTANT_INDEX_DIR"] = str(settings.index_dir)
+    env = {
+        **os.environ,
+        "ASSISTANT_DATA_DIR": str(settings.paths.data_dir),
+        "ASSISTANT_CORPUS_DIR": str(settings.paths.corpus_dir),
+    }
+    env["ASSISTANT_INDEX_DIR"] = str(settings.paths.index_dir)
     cases = tmp_path / "feedback.yaml"
     cli = [sys.executable, "-m", "assistant.cli"]
     exported = subprocess.run([*cli, "feedback", "export", str(cases)], env=env, capture_output=True, text=True)

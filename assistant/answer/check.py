@@ -29,7 +29,7 @@ def check(state: AnswerState, parts: Parts, sentence: str) -> str | None:
     if is_decline(sentence):
         draft.declined = True
         return None
-    if not parts.settings.grounding_check:
+    if not parts.settings.retrieval.grounding_check:
         return sentence
     support = parts.grounder.support(sentence, state.candidates, state.standalone, state.referents)
     if support is None and not parts.grounder.claim_terms(sentence)[0]:
@@ -55,7 +55,7 @@ def hold_to_question(state: AnswerState, parts: Parts, sentence: str, support: S
     quote = " ".join(parts.doc_text(p.doc_id)[start:end] for p, start, end in evidence)
     named = partial(parts.grounder.named_in, passages=support.passages)
     unmatched = checker.unmatched(state.judged_question, sentence, passage, quote, named)
-    if parts.settings.question_words and unmatched.decisive:
+    if parts.settings.deciding.question_words and unmatched.decisive:
         log.info("Dropped %r: the evidence does not match the question's %s", sentence, unmatched)
         if state.draft.turned_down is None:
             state.draft.turned_down = evidence[0]
@@ -66,6 +66,6 @@ def hold_to_question(state: AnswerState, parts: Parts, sentence: str, support: S
 def nearest(state: AnswerState, parts: Parts, sentence: str) -> Support | None:
     """For a sentence the word check turned down, the passage the judge decides it on; None without a judge, so
     that the word check is then the last word."""
-    if not (parts.settings.verify_rescue and parts.settings.verify):
+    if not (parts.settings.verification.verify_rescue and parts.settings.verification.verify):
         return None
     return parts.grounder.nearest(sentence, state.candidates, state.standalone, state.referents)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def complete(state: AnswerState, parts: Parts) -> Streamed:
     """A small model tends to stop after the first of two asked-for things: ask it once for the rest."""
-    if not parts.settings.grounding_check or state.draft.declined or len(state.draft.reply.kept) != 1:
+    if not parts.settings.retrieval.grounding_check or state.draft.declined or len(state.draft.reply.kept) != 1:
         return {}
     if not asks_for_several(state.standalone):
         return {}
@@ -43,7 +43,7 @@ def the_rest(state: AnswerState, parts: Parts) -> list[str]:
     written = "".join(parts.tokens(messages, config=state.config))
     names = entity_words(state.standalone, skip_first=True)
     cited = [(c.doc_id, c.start, c.end) for c in reply.citations]
-    for sentence in split_answer(written)[: parts.settings.rest_sentences]:
+    for sentence in split_answer(written)[: parts.settings.generation.rest_sentences]:
         sentence = clean_sentence(sentence)
         if not sentence or is_decline(sentence) or (names and not any(find_entity(n, sentence) for n in names)):
             continue

@@ -215,12 +215,15 @@ class Decision:
 def tapped_layers(settings: Settings, model_path: Path | str) -> tuple[int, ...]:
     """The layers whose hidden states the model should hand back: settings' own, or those the decision's probes
     read when the decision file was fitted for this very model file (otherwise none, and the log says why)."""
-    if settings.probe_layers is not None:
-        return tuple(settings.probe_layers)
-    if not (settings.decision and settings.probes) or not Path(settings.decision_model).is_file():
+    if settings.deciding.probe_layers is not None:
+        return tuple(settings.deciding.probe_layers)
+    if (
+        not (settings.deciding.decision and settings.deciding.probes)
+        or not Path(settings.deciding.decision_model).is_file()
+    ):
         return ()
     try:
-        decision = load_decision(settings.decision_model)
+        decision = load_decision(settings.deciding.decision_model)
     except DecisionModelError:
         return ()  # loading the assistant reports it
     if not decision.probes:
@@ -231,7 +234,7 @@ def tapped_layers(settings: Settings, model_path: Path | str) -> tuple[int, ...]
     if sha != decision.model_sha256:
         log.warning(
             "Hidden-state probes not used: %s was fitted for the model file with sha256 %s…, and %s is %s.",
-            settings.decision_model,
+            settings.deciding.decision_model,
             decision.model_sha256[:12],
             Path(model_path).name,
             f"{sha[:12]}…" if sha else "not checked (set ASSISTANT_LLM_MODEL_SHA256)",

@@ -23,7 +23,11 @@ def gate(state: AnswerState, parts: Parts) -> Update:
     question unrelated to every passage is refused here, and verification by meaning decides what an answer may say.
     """
     s, figures = parts.settings, state.found.gate
-    if s.grounding_check and figures.best_distance > s.max_distance and figures.lexical_overlap < s.min_lexical_overlap:
+    if (
+        s.retrieval.grounding_check
+        and figures.best_distance > s.retrieval.max_distance
+        and figures.lexical_overlap < s.retrieval.min_lexical_overlap
+    ):
         log.info("Refused %r: best distance %.2f", state.standalone, figures.best_distance)
         return ending("not_in_article", NOT_IN_ARTICLE)
     if state.view.system is not None and not parts.reader.ready(state.view):

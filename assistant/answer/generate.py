@@ -69,7 +69,7 @@ def refuse_early(state: AnswerState, parts: Parts) -> bool:
     """Stop before the answer when the question probe says the article does not answer (ASSISTANT_EARLY_REFUSAL):
     the refusal then comes without generating or judging, and still quotes the nearest sentence."""
     decision, draft = parts.decision, state.draft
-    if not (parts.settings.early_refusal and decision and decision.refuse_early(draft.question_state)):
+    if not (parts.settings.deciding.early_refusal and decision and decision.refuse_early(draft.question_state)):
         return False
     log.info("Refused early %r: P(answerable) %.2f", state.standalone, decision.answerable(draft.question_state))
     draft.declined = draft.refused_early = True

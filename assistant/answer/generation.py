@@ -142,7 +142,7 @@ def bounded_context(passages: list[Passage], question: str, settings: Settings) 
     from ..text import content_stems
     from .grounding import best_sentence, sentence_spans
 
-    budget = settings.context_token_budget * settings.chars_per_token
+    budget = settings.reading.context_token_budget * settings.generation.chars_per_token
     wanted = content_stems(question)
     spans = [[(s - p.start, e - p.start) for s, e in sentence_spans(p)] for p in passages]
     best = [best_sentence(p, wanted)[0] for p in passages]
@@ -197,30 +197,30 @@ def _openai_chat_class() -> type[BaseChatModel]:
 
 def build_chat_model(settings: Settings) -> BaseChatModel:
     """Return the configured chat model, checking its file or endpoint settings first."""
-    if settings.llm_backend == "openai":
-        if not settings.llm_base_url:
+    if settings.generation.llm_backend == "openai":
+        if not settings.generation.llm_base_url:
             raise ModelUnavailable(
                 "ASSISTANT_LLM_BASE_URL must be set (e.g. http://127.0.0.1:8080/v1) for the openai backend."
             )
         return _openai_chat_class()(
-            base_url=settings.llm_base_url,
-            api_key=settings.llm_api_key.get_secret_value() or "not-needed",
-            model=settings.llm_model_name,
+            base_url=settings.generation.llm_base_url,
+            api_key=settings.generation.llm_api_key.get_secret_value() or "not-needed",
+            model=settings.generation.llm_model_name,
             temperature=0,
-            max_tokens=settings.max_answer_tokens,
-            timeout=settings.llm_timeout,
+            max_tokens=settings.generation.max_answer_tokens,
+            timeout=settings.generation.llm_timeout,
             max_retries=1,
-            extra_body=settings.llm_extra_body or None,
+            extra_body=settings.generation.llm_extra_body or None,
         )
-    if settings.llm_backend == "ollama":
+    if settings.generation.llm_backend == "ollama":
         from langchain_ollama import ChatOllama
 
         return ChatOllama(
-            base_url=settings.llm_base_url or "http://127.0.0.1:11434",
-            model=settings.llm_model_name,
+            base_url=settings.generation.llm_base_url or "http://127.0.0.1:11434",
+            model=settings.generation.llm_model_name,
             temperature=0,
-            num_predict=settings.max_answer_tokens,
-            client_kwargs={"timeout": settings.llm_timeout},
+            num_predict=settings.generation.max_answer_tokens,
+            client_kwargs={"timeout": settings.generation.llm_timeout},
         )
     from ..index.models import ModelError, chat_model_file
 
@@ -234,15 +234,15 @@ def build_chat_model(settings: Settings) -> BaseChatModel:
     return LlamaCppChat(
         model_path=str(path),
         probe_layers=tapped_layers(settings, path),
-        n_ctx=settings.llm_context,
-        n_threads=settings.llm_threads,
-        max_tokens=settings.max_answer_tokens,
-        state_dir=str(Path(settings.cache_dir) / "states") if settings.persist_model_state else None,
-        repack_weights=settings.llm_repack_weights,
-        kept_prefixes=settings.kept_article_states,
-        kept_heads=settings.kept_prompt_heads,
-        saved_states_mb=settings.saved_states_mb,
-        read_chunk_tokens=settings.read_chunk_tokens,
+        n_ctx=settings.generation.llm_context,
+        n_threads=settings.generation.llm_threads,
+        max_tokens=settings.generation.max_answer_tokens,
+        state_dir=str(Path(settings.paths.cache_dir) / "states") if settings.generation.persist_model_state else None,
+        repack_weights=settings.generation.llm_repack_weights,
+        kept_prefixes=settings.reading.kept_article_states,
+        kept_heads=settings.reading.kept_prompt_heads,
+        saved_states_mb=settings.reading.saved_states_mb,
+        read_chunk_tokens=settings.reading.read_chunk_tokens,
     )
 
 

@@ -116,8 +116,8 @@ class Parts:
     @classmethod
     def build(cls, settings: Settings, prompts: Prompts, chat_model, **parts) -> Parts:
         """The parts, with judges made from settings unless given."""
-        if settings.verify and settings.grounding_check:
-            threshold, top = settings.verify_threshold, settings.verify_top_logprobs
+        if settings.verification.verify and settings.retrieval.grounding_check:
+            threshold, top = settings.verification.verify_threshold, settings.verification.verify_top_logprobs
             if "verifier" not in parts:
                 parts["verifier"] = Verifier(chat_model, prompts.verify, threshold, top)
             if "fact_checker" not in parts:
@@ -131,8 +131,8 @@ class Parts:
     @property
     def verify_with_article(self) -> bool:
         """Whether judgements read the article first (remote backends, unless settings say otherwise)."""
-        with_article = self.settings.verify_with_article
-        return self.settings.llm_backend != "llamacpp" if with_article is None else with_article
+        with_article = self.settings.verification.verify_with_article
+        return self.settings.generation.llm_backend != "llamacpp" if with_article is None else with_article
 
     @property
     def reads_states(self) -> bool:
@@ -157,15 +157,15 @@ def model_failure(exc: Exception, settings: Settings) -> ModelUnavailable:
     """The ModelUnavailable to raise for a failed model call: what to do, never the API key."""
     if isinstance(exc, ModelUnavailable):
         return exc  # it already says what to do (a missing or damaged model file)
-    s = settings
-    if s.llm_backend == "llamacpp":
+    g = settings.generation
+    if g.llm_backend == "llamacpp":
         hint = "The local model failed; restart the assistant, or check the model file."
     else:
         hint = (
-            f"The {s.llm_backend} endpoint {s.llm_base_url} failed or did not answer within {s.llm_timeout:g} s. "
+            f"The {g.llm_backend} endpoint {g.llm_base_url} failed or did not answer within {g.llm_timeout:g} s. "
             "Check that the server is running, or unset ASSISTANT_LLM_BACKEND to use the local model."
         )
-    secret = s.llm_api_key.get_secret_value()
+    secret = g.llm_api_key.get_secret_value()
     detail = str(exc).replace(secret, "***") if secret else str(exc)
     log.error("Model call failed: %s: %s", type(exc).__name__, detail)
     return ModelUnavailable(f"{hint} ({type(exc).__name__})")

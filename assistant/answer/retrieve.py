@@ -79,7 +79,7 @@ class FusedRetriever(EnsembleRetriever):
 
 def build_retriever(passages: list[Passage], store, settings: Settings, doc_id: str | None = None) -> FusedRetriever:
     """The hybrid retriever over passages (those of doc_id only, when given) and the Chroma store that embeds them."""
-    depth = max(settings.retrieval_depth, 4 * settings.top_k)
+    depth = max(settings.retrieval.retrieval_depth, 4 * settings.retrieval.top_k)
     documents = [passage_document(p) for p in passages if doc_id in (None, p.doc_id)]
     lexical = None
     if documents:
@@ -95,9 +95,9 @@ def build_retriever(passages: list[Passage], store, settings: Settings, doc_id: 
     return FusedRetriever(
         retrievers=retrievers,
         weights=[1.0] * len(retrievers),
-        c=settings.rrf_k,
+        c=settings.retrieval.rrf_k,
         id_key="passage_id",
-        k=settings.top_k,
+        k=settings.retrieval.top_k,
         documents={d.metadata["passage_id"]: d for d in documents},
     )
 

@@ -39,8 +39,10 @@ _POINTING_WORDS = "former latter previous earlier other others same"
 
 def history_text(turns: list[dict], settings: Settings) -> str:
     """The last few messages as the rewrite prompt shows them, each cut short."""
-    recent = turns[-settings.rewrite_messages :]
-    return "\n".join(f"{t['role'].capitalize()}: {t['content'][: settings.rewrite_message_chars]}" for t in recent)
+    recent = turns[-settings.rewriting.rewrite_messages :]
+    return "\n".join(
+        f"{t['role'].capitalize()}: {t['content'][: settings.rewriting.rewrite_message_chars]}" for t in recent
+    )
 
 
 def first_line(reply: str) -> str:
@@ -53,7 +55,9 @@ def acceptable(line: str, question: str, settings: Settings) -> bool:
     """A rewrite may only add context: it keeps every content word the user wrote, and asks rather than answers."""
     kept = content_stems(question) - content_stems(_POINTING_WORDS) <= content_stems(line)
     changed = line.casefold().rstrip("?. ") != question.casefold().rstrip("?. ")
-    return bool(line) and len(line) <= settings.rewrite_max_chars and not is_decline(line) and kept and changed
+    return (
+        bool(line) and len(line) <= settings.rewriting.rewrite_max_chars and not is_decline(line) and kept and changed
+    )
 
 
 def rewrite_question(
@@ -70,7 +74,7 @@ def rewrite_question(
     stands as asked; otherwise the last user question is added, for retrieval, and the model reads the last exchange.
     """
     messages = prompts.condense.format_messages(**variables, history=history_text(turns, settings), question=question)
-    line = first_line("".join(tokens(messages, max_tokens=settings.rewrite_max_tokens)))
+    line = first_line("".join(tokens(messages, max_tokens=settings.rewriting.rewrite_max_tokens)))
     if acceptable(line, question, settings):
         return Rewrite(line, "model")
     log.info("Rejected rewrite %r of %r", line, question)
@@ -82,4 +86,4 @@ def rewrite_question(
 def with_last_question(question: str, turns: list[dict], settings: Settings) -> Rewrite:
     """The question with the last user question added, for retrieval and checks; the model reads the last exchange."""
     last = next((t["content"] for t in reversed(turns) if t["role"] == "user"), "")
-    return Rewrite(f"{question} ({last[: settings.rewrite_fallback_chars]})", "last_question")
+    return Rewrite(f"{question} ({last[: settings.rewriting.rewrite_fallback_chars]})", "last_question")

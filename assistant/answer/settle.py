@@ -18,7 +18,7 @@ def settle(state: AnswerState, parts: Parts) -> Update:
     """Decide the outcome: the kept sentences as the answer, or a refusal that says why."""
     draft = state.draft
     kept = draft.reply.kept
-    fits = not (parts.settings.grounding_check and kept) or fits_question(state.standalone, draft.reply.text)
+    fits = not (parts.settings.retrieval.grounding_check and kept) or fits_question(state.standalone, draft.reply.text)
     if not fits:
         log.info("Answer %r does not fit the question %r", kept, state.standalone)
     if draft.declined or not kept or not fits:

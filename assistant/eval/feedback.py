@@ -263,7 +263,7 @@ def cli_list(settings: Settings) -> int:
     with open_store(settings) as store:
         items = store.list_feedback()
     if not items:
-        print(f"No feedback yet in {Path(settings.data_dir) / DATABASE_NAME}.")
+        print(f"No feedback yet in {Path(settings.paths.data_dir) / DATABASE_NAME}.")
         return 0
     print(feedback_table(items))
     return 0
@@ -273,7 +273,7 @@ def cli_export(settings: Settings, path: Path, include_positive: bool = False) -
     """`assistant feedback export FILE.yaml [--all]`: write the feedback as an eval case file."""
     from ..index.corpus import corpus_hash, load_documents
 
-    documents = load_documents(settings.corpus_dir)
+    documents = load_documents(settings.paths.corpus_dir)
     current = corpus_hash(documents)
     with open_store(settings) as store:
         items = store.list_feedback()

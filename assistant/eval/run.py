@@ -35,7 +35,7 @@ def run_cases(assistant, cases: list[Case], doc_texts: dict[str, str], top_k: in
 
 def for_suite(settings, suite: Suite):
     """The settings to answer suite's cases with: its own corpus (and index) when it names one, else settings."""
-    if suite.corpus is None or suite.corpus == Path(settings.corpus_dir).resolve():
+    if suite.corpus is None or suite.corpus == Path(settings.paths.corpus_dir).resolve():
         return settings
     return for_corpus(settings, suite.corpus)
 
@@ -55,8 +55,8 @@ def for_corpus(settings, corpus: Path):
     import hashlib
 
     key = hashlib.sha256(str(corpus).encode()).hexdigest()[:12]
-    return settings.model_copy(
-        update={"corpus_dir": corpus, "index_dir": Path(settings.cache_dir) / "indexes" / f"{corpus.name}-{key}"}
+    return settings.updated(
+        corpus_dir=corpus, index_dir=Path(settings.paths.cache_dir) / "indexes" / f"{corpus.name}-{key}"
     )
 
 
@@ -109,7 +109,7 @@ def plan_runs(args: argparse.Namespace) -> list[Plan]:
         raise CaseError("--update-baseline needs --baseline and the whole case set (no --only)")
     plans = []
     for path in args.cases:
-        suite = load_suite(path, base.corpus_dir)
+        suite = load_suite(path, base.paths.corpus_dir)
         settings = for_suite(base, suite)
         cases = suite.cases
         if args.only:
@@ -125,13 +125,13 @@ def plan_runs(args: argparse.Namespace) -> list[Plan]:
 def run_settings(settings, only: list[str]) -> dict:
     """The settings a report records: what changes the figures."""
     return {
-        "top_k": settings.top_k,
-        "grounding_check": settings.grounding_check,
-        "verify": settings.verify,
-        "verify_threshold": settings.verify_threshold,
-        "max_distance": settings.max_distance,
-        "min_support": settings.min_support,
-        "llm_backend": settings.llm_backend,
+        "top_k": settings.retrieval.top_k,
+        "grounding_check": settings.retrieval.grounding_check,
+        "verify": settings.verification.verify,
+        "verify_threshold": settings.verification.verify_threshold,
+        "max_distance": settings.retrieval.max_distance,
+        "min_support": settings.retrieval.min_support,
+        "llm_backend": settings.generation.llm_backend,
         "only": list(only or []),
     }
 
@@ -141,7 +141,7 @@ def report_plan(plan: Plan, results: list[CaseResult], args: argparse.Namespace,
     baseline, recorded = plan.baseline, run_settings(plan.settings, args.only)
     metrics = compute_metrics(results)
     limits = baseline["metrics"] if baseline else None
-    failures = check_gates(metrics, plan.suite.thresholds, limits, plan.suite.tolerance, plan.settings.top_k)
+    failures = check_gates(metrics, plan.suite.thresholds, limits, plan.suite.tolerance, plan.settings.retrieval.top_k)
     report = build_report(
         results,
         case_file=str(plan.path),
@@ -201,7 +201,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{plan.path}: loading the index and the model for {len(plan.cases)} cases…", file=sys.stderr, flush=True)
         assistant = warmed(plan.settings, assistant)
         doc_texts = {d.doc_id: d.text for d in assistant.documents}
-        results = run_cases(assistant, plan.cases, doc_texts, plan.settings.top_k)
+        results = run_cases(assistant, plan.cases, doc_texts, plan.settings.retrieval.top_k)
         if report_plan(plan, results, args, report_folder(args, plan.path)):
             failed.append(str(plan.path))
     if len(plans) > 1:

@@ -74,7 +74,7 @@ def _read_config(folder: Path) -> tuple[int, str]:
 def export_dir(settings: Settings) -> Path:
     """Where the ONNX export of the configured embedding model lives (one folder per model and weight size)."""
     fingerprint = embedding_fingerprint(settings)
-    return Path(settings.cache_dir) / "onnx" / f"{fingerprint['name']}-{fingerprint['weights_bytes']}"
+    return Path(settings.paths.cache_dir) / "onnx" / f"{fingerprint['name']}-{fingerprint['weights_bytes']}"
 
 
 class OnnxEmbeddings(Embeddings):
@@ -142,7 +142,7 @@ def load_onnx(settings: Settings) -> OnnxEmbeddings | None:
     if not isinstance(stamp, dict) or not _made_from(stamp, source):
         return None
     try:
-        return OnnxEmbeddings(folder, source, settings.llm_threads)
+        return OnnxEmbeddings(folder, source, settings.generation.llm_threads)
     except Exception as exc:  # a damaged export only costs the faster start: say how to redo it
         log.warning("Ignoring the ONNX export in %s (%s); run `assistant warm` to export it again.", folder, exc)
         return None
@@ -150,11 +150,11 @@ def load_onnx(settings: Settings) -> OnnxEmbeddings | None:
 
 def load_embeddings(settings: Settings) -> Embeddings:
     """The LangChain embeddings of the configured model: onnxruntime when exported, else sentence-transformers."""
-    if settings.embedding_runtime != "torch":
+    if settings.index.embedding_runtime != "torch":
         onnx = load_onnx(settings)
         if onnx is not None:
             return onnx
-        if settings.embedding_runtime == "onnx":
+        if settings.index.embedding_runtime == "onnx":
             raise ModelError(
                 f"No usable ONNX export of the embedding model in {export_dir(settings)}. Run `assistant warm` "
                 "to export it, or set ASSISTANT_EMBEDDING_RUNTIME=auto."
@@ -168,7 +168,7 @@ def export_onnx(settings: Settings, samples: list[str]) -> str:
     The export is kept only when it embeds every sample with cosine similarity at least settings.onnx_min_cosine to
     sentence-transformers' own vectors, so an index built either way stays valid.
     """
-    if settings.embedding_runtime == "torch":
+    if settings.index.embedding_runtime == "torch":
         return "skipped (embedding_runtime is torch)"
     if load_onnx(settings) is not None:
         return "reused"
@@ -183,9 +183,11 @@ def export_onnx(settings: Settings, samples: list[str]) -> str:
     except (ImportError, ModelError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         return f"not exported ({exc}); answering uses sentence-transformers"
-    if cosine < settings.onnx_min_cosine:
+    if cosine < settings.index.onnx_min_cosine:
         shutil.rmtree(partial, ignore_errors=True)
-        return f"not kept (cosine {cosine:.5f} < {settings.onnx_min_cosine}); answering uses sentence-transformers"
+        return (
+            f"not kept (cosine {cosine:.5f} < {settings.index.onnx_min_cosine}); answering uses sentence-transformers"
+        )
     (partial / STAMP_FILE).write_text(
         json.dumps({"weights": _weights_stamp(source), "digest": _weights_digest(source), "min_cosine": cosine})
     )

@@ -46,15 +46,17 @@ def _client(settings: Settings):
     from chromadb.config import Settings as ChromaSettings
 
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
-    if settings.chroma_host:
-        return chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
-    Path(settings.index_dir).mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.index_dir), settings=chroma_settings)
+    if settings.index.chroma_host:
+        return chromadb.HttpClient(
+            host=settings.index.chroma_host, port=settings.index.chroma_port, settings=chroma_settings
+        )
+    Path(settings.paths.index_dir).mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.paths.index_dir), settings=chroma_settings)
 
 
 def forget_open_stores(settings: Settings) -> None:
     """Drop chromadb's cached handles on the embedded store, so the next open reads the files afresh."""
-    if not settings.chroma_host:
+    if not settings.index.chroma_host:
         from chromadb.api.client import SharedSystemClient
 
         SharedSystemClient.clear_system_cache()
@@ -63,7 +65,7 @@ def forget_open_stores(settings: Settings) -> None:
 def _wipe(settings: Settings) -> None:
     """Delete the built store but keep the folder's tracked placeholders."""
     forget_open_stores(settings)  # drop cached handles on the files about to go
-    index_dir = Path(settings.index_dir)
+    index_dir = Path(settings.paths.index_dir)
     for child in Path(index_dir).iterdir():
         if child.name in _KEEP:
             continue
@@ -71,7 +73,7 @@ def _wipe(settings: Settings) -> None:
 
 
 def _manifest_path(settings: Settings) -> Path:
-    return Path(settings.index_dir) / MANIFEST
+    return Path(settings.paths.index_dir) / MANIFEST
 
 
 def _read_manifest(path: Path) -> dict | None:
@@ -96,14 +98,14 @@ class _Manifest:
     def __init__(self, settings: Settings, client):
         self.settings = settings
         self.client = client
-        self.remote = bool(settings.chroma_host)
+        self.remote = bool(settings.index.chroma_host)
 
     def read(self) -> dict | None:
         if not self.remote:
             return _read_manifest(_manifest_path(self.settings))
-        if self.settings.collection_name not in _collection_names(self.client):
+        if self.settings.index.collection_name not in _collection_names(self.client):
             return None
-        raw = (self.client.get_collection(self.settings.collection_name).metadata or {}).get(_REMOTE_KEY)
+        raw = (self.client.get_collection(self.settings.index.collection_name).metadata or {}).get(_REMOTE_KEY)
         try:
             return json.loads(raw) if raw else None
         except ValueError:
@@ -173,18 +175,18 @@ class PassageIndex:
         except IndexStoreError:
             raise
         except Exception as exc:  # a truncated or corrupt store surfaces as many kinds of error
-            if self.settings.chroma_host:
+            if self.settings.index.chroma_host:
                 raise IndexStoreError(
-                    f"The Chroma server at {self.settings.chroma_host}:{self.settings.chroma_port} failed ({exc}). "
+                    f"The Chroma server at {self.settings.index.chroma_host}:{self.settings.index.chroma_port} failed ({exc}). "
                     "Check that it is running (`chroma run --port PORT`) or unset ASSISTANT_CHROMA_HOST."
                 ) from exc
-            log.warning("The index in %s is unreadable (%s); rebuilding it.", self.settings.index_dir, exc)
+            log.warning("The index in %s is unreadable (%s); rebuilding it.", self.settings.paths.index_dir, exc)
             try:
                 _wipe(self.settings)
                 report = self._open(documents, passages, rebuild=True, progress=progress)
             except Exception as again:
                 raise IndexStoreError(
-                    f"Could not rebuild the index in {self.settings.index_dir} ({again}). Delete the folder's "
+                    f"Could not rebuild the index in {self.settings.paths.index_dir} ({again}). Delete the folder's "
                     "contents and run `assistant index --rebuild`."
                 ) from again
         report.seconds = time.perf_counter() - started
@@ -195,7 +197,7 @@ class PassageIndex:
             "version": INDEX_VERSION,
             "embedding": embedding_fingerprint(self.settings),
             "chunking": CHUNKING,
-            "collection": self.settings.collection_name,
+            "collection": self.settings.index.collection_name,
             "corpus_hash": corpus_hash(documents),
             "documents": {d.doc_id: d.sha256 for d in documents},
             "passages": len(passages),
@@ -211,11 +213,11 @@ class PassageIndex:
         same_recipe = manifest is not None and all(
             manifest.get(key) == expected[key] for key in ("version", "embedding", "chunking", "collection")
         )
-        if (rebuild or not same_recipe) and self.settings.collection_name in _collection_names(client):
-            client.delete_collection(self.settings.collection_name)
+        if (rebuild or not same_recipe) and self.settings.index.collection_name in _collection_names(client):
+            client.delete_collection(self.settings.index.collection_name)
         self.store = Chroma(
             client=client,
-            collection_name=self.settings.collection_name,
+            collection_name=self.settings.index.collection_name,
             embedding_function=self.embeddings,
             collection_metadata={"hnsw:space": "cosine"},
         )

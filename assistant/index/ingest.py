@@ -85,7 +85,7 @@ def add_text(settings: Settings, text: str, title: str) -> Added:
 def remove_document(settings: Settings, doc_id: str) -> None:
     """Delete a document's text file and its metadata sidecar, never the corpus's last document."""
     with _lock:
-        documents = load_documents(settings.corpus_dir)
+        documents = load_documents(settings.paths.corpus_dir)
         known = [d.doc_id for d in documents]
         if doc_id not in known:
             raise UploadError(f"No document {doc_id!r} in the corpus; the documents are: {', '.join(known)}.")
@@ -94,7 +94,7 @@ def remove_document(settings: Settings, doc_id: str) -> None:
                 f"{doc_id!r} is the only document of the corpus, and the assistant needs one to answer from. "
                 "Add another article first, then remove this one."
             )
-        corpus = Path(settings.corpus_dir)
+        corpus = Path(settings.paths.corpus_dir)
         # The text goes first: a crash in between leaves a stray sidecar, never a document without its metadata.
         for suffix in DOCUMENT_SUFFIXES:
             (corpus / f"{doc_id}{suffix}").unlink(missing_ok=True)
@@ -104,7 +104,7 @@ def remove_document(settings: Settings, doc_id: str) -> None:
 
 def update_metadata(settings: Settings, doc_id: str, **fields) -> dict:
     """Set fields of a document's NAME.meta.json (written atomically, other fields kept); return the metadata."""
-    path = Path(settings.corpus_dir) / f"{doc_id}.meta.json"
+    path = Path(settings.paths.corpus_dir) / f"{doc_id}.meta.json"
     with _lock:
         try:
             meta = json.loads(path.read_text(encoding="utf-8"))
@@ -124,13 +124,13 @@ def reindex(settings: Settings, progress: Callable[[int, int], None] | None = No
     """
     from .indexing import PassageIndex
 
-    documents, passages = load_passages(settings.corpus_dir)
+    documents, passages = load_passages(settings.paths.corpus_dir)
     return PassageIndex(settings, embeddings).open(documents, passages, progress=progress)
 
 
 # ----- checks ------------------------------------------------------------------------------------------------------
 def _check_size(settings: Settings, name: str, size: int) -> None:
-    limit = settings.max_upload_bytes
+    limit = settings.uploads.max_upload_bytes
     if size > limit:
         raise UploadError(
             f"{name} is larger than {limit / 1e6:.3g} MB ({limit:,} bytes), the limit for a new article. Upload a "
@@ -387,7 +387,7 @@ def _store(
         "added": datetime.now(UTC).isoformat(timespec="seconds"),
         "original_type": kind,
     }
-    corpus = Path(settings.corpus_dir)
+    corpus = Path(settings.paths.corpus_dir)
     with _lock:
         _check_duplicate(_existing_documents(corpus), paragraphs, stored, name)
         doc_id = _free_id(corpus, slugify(id_hint) or slugify(title) or "document")

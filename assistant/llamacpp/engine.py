@@ -109,7 +109,7 @@ def preload(path: str, n_ctx: int, n_threads: int | None, repack: bool, layers: 
 
 def preload_for(settings: Settings) -> None:
     """Start loading the configured in-process model now, when its file needs no assembling or checking first."""
-    if settings.llm_backend != "llamacpp":
+    if settings.generation.llm_backend != "llamacpp":
         return
     from ..index.models import ready_model_file
 
@@ -118,7 +118,13 @@ def preload_for(settings: Settings) -> None:
         from ..answer.decision import tapped_layers
 
         layers = tapped_layers(settings, path)
-        preload(str(path), settings.llm_context, settings.llm_threads, settings.llm_repack_weights, layers)
+        preload(
+            str(path),
+            settings.generation.llm_context,
+            settings.generation.llm_threads,
+            settings.generation.llm_repack_weights,
+            layers,
+        )
 
 
 def open_model(path: str, n_ctx: int, n_threads: int | None, repack: bool, layers: tuple[int, ...] = ()):

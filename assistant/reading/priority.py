@@ -168,8 +168,8 @@ _registry_lock = threading.Lock()
 
 def questions_for(settings: Settings) -> Questions:
     """The process's questions for this cache folder: one object, however many assistants share the cores."""
-    path = Path(settings.cache_dir).expanduser() / LOCK_NAME
+    path = Path(settings.paths.cache_dir).expanduser() / LOCK_NAME
     with _registry_lock:
         if path not in _by_path:
-            _by_path[path] = Questions(path, settings.asking_poll_s)
+            _by_path[path] = Questions(path, settings.reading.asking_poll_s)
         return _by_path[path]

@@ -79,7 +79,7 @@ class ArticleReader:
         self.settings = settings
         self._model = model
         self._answer_prompt = answer_prompt
-        self.questions = questions or Questions(None, settings.asking_poll_s)
+        self.questions = questions or Questions(None, settings.reading.asking_poll_s)
         self.readings: dict[str, Reading] = {}  # per system prompt, for progress bars
         self._queue: dict[str, View] = {}  # per system prompt: to be read in the background, oldest first
         self._current: str | None = None  # the system prompt the background thread is reading
@@ -91,7 +91,7 @@ class ArticleReader:
     def ready(self, view: View) -> bool:
         """True when the model can answer from the whole text of view now: it fits and has been read (or the
         backend keeps its own cache, as remote servers do)."""
-        if view.system is None or not self.settings.whole_article:
+        if view.system is None or not self.settings.reading.whole_article:
             return False
         has_read = getattr(self._model(), "has_read", None)
         return has_read is None or has_read(view.system)
@@ -119,12 +119,12 @@ class ArticleReader:
         reading gives way to questions in flight, and a text already being read in the background is waited for.
         """
         model = self._model()
-        if view.system is None or not self.settings.whole_article or not hasattr(model, "read"):
+        if view.system is None or not self.settings.reading.whole_article or not hasattr(model, "read"):
             return "skipped"
         if not wait:
             if model.has_read(view.system):
                 return "ready"
-            if self._claim(view.system) and self._tokens(view.system) <= self.settings.read_wait_tokens:
+            if self._claim(view.system) and self._tokens(view.system) <= self.settings.reading.read_wait_tokens:
                 return self._read_now(view, progress)
             return "reading" if self.want(view) else "skipped"
         if not self._claim(view.system):
@@ -169,7 +169,7 @@ class ArticleReader:
         model = self._model()
         if isinstance(model, LlamaCppChat):  # LangChain's default counter would fetch GPT-2's tokenizer
             return model.get_num_tokens(text)
-        return len(text) / self.settings.chars_per_token
+        return len(text) / self.settings.generation.chars_per_token
 
     def progress(self, view: View) -> Reading | None:
         """The progress of reading view's whole text, if it was ever started in this process."""
@@ -213,7 +213,11 @@ class ArticleReader:
 
     # ----- the background queue --------------------------------------------------------------------------------
     def _enqueue(self, view: View, wanted: bool) -> Reading | None:
-        if view.system is None or not self.settings.whole_article or not self.settings.read_in_background:
+        if (
+            view.system is None
+            or not self.settings.reading.whole_article
+            or not self.settings.reading.read_in_background
+        ):
             return None
         model = self._model()
         has_read = getattr(model, "has_read", None)

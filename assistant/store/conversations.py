@@ -134,9 +134,14 @@ def make_title(question: str) -> str:
 
 
 def clean_settings(settings: Mapping | Any) -> dict:
-    """Settings (a Settings or a mapping) as plain JSON-ready data, without the fields that hold credentials."""
-    if hasattr(settings, "model_dump"):
-        settings = settings.model_dump(mode="json")
+    """Settings (a Settings or a mapping) as plain JSON-ready data, without the fields that hold credentials.
+
+    A Settings is recorded flat, every field under its own name (as before sections): old and new rows read alike.
+    """
+    if hasattr(settings, "flat_dump"):
+        settings = settings.flat_dump(mode="json")
+    elif hasattr(settings, "model_dump"):
+        settings = settings.model_dump(mode="json")  # a mapping-like model: settings-codemod: ok
     return _without_secrets(dict(settings))
 
 
@@ -433,6 +438,6 @@ class ConversationStore:
 
 def open_store(settings: Settings) -> ConversationStore:
     """The store at settings.data_dir / assistant.db, creating the folder."""
-    folder = Path(settings.data_dir)
+    folder = Path(settings.paths.data_dir)
     folder.mkdir(parents=True, exist_ok=True)
     return ConversationStore(folder / DATABASE_NAME)

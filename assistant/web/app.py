@@ -169,7 +169,7 @@ def wire_chat(page: Page, handlers: ChatHandlers, side: WorkspaceHandlers) -> li
 def answer_concurrency(settings: Settings) -> int:
     """How many answers run at once: one for the in-process model (it answers one at a time on the machine's cores,
     so the rest wait in Gradio's queue, which can tell them their place), more for a server with slots."""
-    return 1 if settings.llm_backend == "llamacpp" else settings.concurrency
+    return 1 if settings.generation.llm_backend == "llamacpp" else settings.web.concurrency
 
 
 def wire_side(page: Page, side: WorkspaceHandlers) -> None:
@@ -239,12 +239,12 @@ def is_loopback(host: str) -> bool:
 
 def warn_if_exposed(settings: Settings) -> bool:
     """Log a warning, and return True, when the chat would listen beyond this machine without a login."""
-    if settings.auth_pairs() or is_loopback(settings.host):
+    if settings.web.auth_pairs() or is_loopback(settings.web.host):
         return False
     log.warning(
         "Serving on %s without authentication: anyone who can reach this address can use the chat. "
         "Set ASSISTANT_AUTH=user:password to require a login.",
-        settings.host,
+        settings.web.host,
     )
     return True
 
@@ -254,14 +254,14 @@ def launch(demo: gr.Blocks, settings: Settings, block: bool = True) -> str:
 
     With block=False the server runs in a background thread and this returns at once (for tests).
     """
-    auth = settings.auth_pairs() or None
+    auth = settings.web.auth_pairs() or None
     warn_if_exposed(settings)
-    demo.queue(default_concurrency_limit=settings.concurrency)
+    demo.queue(default_concurrency_limit=settings.web.concurrency)
     _, local_url, share_url = demo.launch(
-        server_name=settings.host,
-        server_port=settings.port,
+        server_name=settings.web.host,
+        server_port=settings.web.port,
         auth=auth,
-        share=settings.share,
+        share=settings.web.share,
         prevent_thread_lock=True,
         quiet=True,
         ssr_mode=False,
@@ -270,7 +270,7 @@ def launch(demo: gr.Blocks, settings: Settings, block: bool = True) -> str:
         head=HEAD,
         footer_links=["api", "settings"],
         # Gradio refuses far larger uploads before they are read; the page explains the limit for the rest.
-        max_file_size=4 * settings.max_upload_bytes,
+        max_file_size=4 * settings.uploads.max_upload_bytes,
     )
     print(f"Web chat running on {local_url}", flush=True)
     if share_url:
@@ -289,5 +289,5 @@ def serve(settings: Settings) -> None:
     try:
         launch(demo, settings)
     except OSError as exc:  # the port is taken, or the address is not this machine's
-        log.error("Cannot serve on %s:%s: %s", settings.host, settings.port, exc)
-        raise SystemExit(f"Cannot serve the web chat on {settings.host}:{settings.port}: {exc}") from exc
+        log.error("Cannot serve on %s:%s: %s", settings.web.host, settings.web.port, exc)
+        raise SystemExit(f"Cannot serve the web chat on {settings.web.host}:{settings.web.port}: {exc}") from exc

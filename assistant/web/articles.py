@@ -46,8 +46,8 @@ class ArticleHandlers:
             progress(0.05, desc="Reading the article…")
             if path:
                 size = Path(path).stat().st_size
-                if size > settings.max_upload_bytes:  # before reading a large file into memory
-                    raise UploadError(upload_too_large(Path(path).name, size, settings.max_upload_bytes))
+                if size > settings.uploads.max_upload_bytes:  # before reading a large file into memory
+                    raise UploadError(upload_too_large(Path(path).name, size, settings.uploads.max_upload_bytes))
                 added = add_document(settings, Path(path).read_bytes(), Path(path).name, title or None)
             elif (pasted or "").strip():
                 added = add_text(settings, pasted, pasted_title or title)

@@ -81,7 +81,7 @@ class ChatHandlers:
         """Show and save question at once: (chat, turns, textbox, conversation, conversation list). A question
         that cannot be asked stays in the box, with a warning that says why."""
         try:
-            text = validate_question(question, self.assistant.settings.max_question_chars)
+            text = validate_question(question, self.assistant.settings.limits.max_question_chars)
         except InvalidQuestion as exc:
             gr.Warning(escape(str(exc)), duration=15, title="Please change the question")  # rendered as HTML
             return (gr.skip(),) * 5
@@ -90,7 +90,7 @@ class ChatHandlers:
         conversation = recorder.start(text, scope or None)
         turn = Turn(text, position=recorder.position, state="waiting")
         turns.append(turn)
-        ticket = self.assistant.question_waiting(self.assistant.settings.question_wait_s)
+        ticket = self.assistant.question_waiting(self.assistant.settings.reading.question_wait_s)
         self.scheduler.add(Asked(turn, turns, recorder, scope or None, session_of(request), ticket))
         return chat_messages(turns), turns, "", conversation, self.listing(recorder.user, conversation)
 

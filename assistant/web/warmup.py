@@ -52,7 +52,7 @@ class WarmUp:
     def html(self) -> str:
         """The status line for the page: the articles being read or waiting to be, those just read, and whether
         all articles together can be read at all."""
-        since = time.monotonic() - self.assistant.settings.reading_note_s
+        since = time.monotonic() - self.assistant.settings.reading.reading_note_s
         readings = [
             r
             for r in self.assistant.readings()
@@ -63,7 +63,7 @@ class WarmUp:
     def notes(self) -> list[str]:
         """What the page should know about reading: all articles together too long for the model's context."""
         documents = self.assistant.documents or []
-        if self.state != "ready" or len(documents) < 2 or not self.assistant.settings.whole_article:
+        if self.state != "ready" or len(documents) < 2 or not self.assistant.settings.reading.whole_article:
             return []
         try:
             fits = self.assistant.view().system is not None
@@ -73,7 +73,7 @@ class WarmUp:
             return []
         return [
             f"All {len(documents)} articles together are too long for the model's context "
-            f"({self.assistant.settings.llm_context:,} tokens), so they are not read whole: a question across all "
+            f"({self.assistant.settings.generation.llm_context:,} tokens), so they are not read whole: a question across all "
             "of them is answered from the passages retrieval finds (from its article's reading once that article "
             "is read). Choose one article to have it answered from its whole text."
         ]
