@@ -1,4 +1,5 @@
-"""Shared test helpers: free localhost ports for servers started by the tests."""
+"""Shared test fixtures: free localhost ports for servers started by the tests, the real default Assistant, the
+embedding model, and a copy of the corpus to change."""
 
 from __future__ import annotations
 
@@ -44,3 +45,28 @@ def private_data_dir(tmp_path_factory):
         os.environ.pop("ASSISTANT_DATA_DIR", None)
     else:
         os.environ["ASSISTANT_DATA_DIR"] = old
+
+
+@pytest.fixture(scope="session")
+def embeddings():
+    """The default embedding model, loaded once for every test module that asks for it."""
+    from assistant.index.indexing import load_embeddings
+    from assistant.settings import Settings
+
+    return load_embeddings(Settings())
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Settings over a copy of the corpus, with an index and a cache of their own."""
+    import shutil
+
+    from assistant.settings import PROJECT_ROOT, Settings
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(PROJECT_ROOT / "corpus", corpus)
+    # A refusal's correction asks the model once more: the scripted replies of these tests are answers only, so it
+    # is off here and tested on its own (test_correct.py).
+    return Settings(
+        corpus_dir=corpus, index_dir=tmp_path / "index", cache_dir=tmp_path / "cache", correct_premise="off"
+    )

@@ -1,4 +1,5 @@
-"""Fake chat models for the unit tests of wiring: scripted replies, and verification judgements with fake logprobs."""
+"""Fake chat models for the unit tests of wiring (scripted replies, verification judgements with fake logprobs), and
+an Assistant over them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import math
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+
+from assistant.settings import PROJECT_ROOT
 
 
 def judgement(p_yes: float) -> ChatResult:
@@ -40,3 +43,13 @@ class RecordingModel(GenericFakeChatModel):
 
 def fake(*replies: str, p_yes: float = 0.95) -> RecordingModel:
     return RecordingModel(messages=iter([AIMessage(r) for r in replies]), prompts=[], judgements=[], p_yes=p_yes)
+
+
+CORPUS = PROJECT_ROOT / "corpus"
+
+
+def make(settings, embeddings, *replies, p_yes: float = 0.95):
+    """An Assistant over settings' corpus with the real embeddings and a chat model that replies with replies."""
+    from assistant.answering import Assistant
+
+    return Assistant(settings, chat_model=fake(*replies, p_yes=p_yes), embeddings=embeddings)

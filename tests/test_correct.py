@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_engine import embeddings, make, settings  # noqa: F401 - fixtures shared with the engine tests
+from fakes import make
 
 from assistant.answer.correct import checked_correction, parse_correction
 from assistant.answering import NOT_IN_ARTICLE
@@ -76,13 +76,13 @@ CORRECTION = (
 )
 
 
-def correcting(settings, embeddings, *replies):  # noqa: F811
+def correcting(settings, embeddings, *replies):
     """An assistant with the fake model and the correction at its default (the engine tests turn it off)."""
     settings.verification.correct_premise = "near_miss"
     return make(settings, embeddings, *replies)
 
 
-def test_a_refusal_near_a_sentence_says_what_the_sentence_says_once_judged(settings, embeddings):  # noqa: F811
+def test_a_refusal_near_a_sentence_says_what_the_sentence_says_once_judged(settings, embeddings):
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
     assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.2]  # the answer turned down; "it says" stated; the premise not
     answer = assistant.answer(ASKED)
@@ -96,7 +96,7 @@ def test_a_refusal_near_a_sentence_says_what_the_sentence_says_once_judged(setti
     assert [v.passed for v in answer.verdicts] == [False, True] and "correct" in answer.timings
 
 
-def test_a_correction_the_judge_turns_down_leaves_the_bare_refusal(settings, embeddings):  # noqa: F811
+def test_a_correction_the_judge_turns_down_leaves_the_bare_refusal(settings, embeddings):
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
     assistant.chat_model.p_yes_seq = [0.3, 0.2]
     answer = assistant.answer(ASKED)
@@ -104,7 +104,7 @@ def test_a_correction_the_judge_turns_down_leaves_the_bare_refusal(settings, emb
     assert [v.passed for v in answer.verdicts] == [False, False]
 
 
-def test_the_refusal_is_streamed_before_its_correction_is_asked_for(settings, embeddings):  # noqa: F811
+def test_the_refusal_is_streamed_before_its_correction_is_asked_for(settings, embeddings):
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
     assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.2]
     items = iter(assistant.stream(ASKED))
@@ -116,14 +116,14 @@ def test_the_refusal_is_streamed_before_its_correction_is_asked_for(settings, em
     )
 
 
-def test_a_failed_correction_never_turns_the_refusal_into_an_error(settings, embeddings):  # noqa: F811
+def test_a_failed_correction_never_turns_the_refusal_into_an_error(settings, embeddings):
     assistant = correcting(settings, embeddings, DRAFT)  # no reply left for the correction: the fake model raises
     assistant.chat_model.p_yes_seq = [0.3]
     answer = assistant.answer(ASKED)
     assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.reason == "unverified"
 
 
-def test_the_correction_is_a_setting(settings, embeddings):  # noqa: F811
+def test_the_correction_is_a_setting(settings, embeddings):
     assistant = make(settings, embeddings, DRAFT, CORRECTION)  # the engine tests' settings: the correction off
     assistant.chat_model.p_yes_seq = [0.3, 0.9]
     answer = assistant.answer(ASKED)
@@ -134,14 +134,14 @@ DECLINE = "The article does not say."
 ROMANIA = "How many soldiers are in the rotating brigade in Romania?"  # close to a passage: asked again, declined again
 
 
-def test_by_default_only_a_near_miss_is_corrected(settings, embeddings):  # noqa: F811
+def test_by_default_only_a_near_miss_is_corrected(settings, embeddings):
     assistant = correcting(settings, embeddings, DECLINE, DECLINE)
     answer = assistant.answer(ROMANIA)
     assert answer.reason == "not_in_article" and answer.closest is not None  # a sentence is quoted, as before
     assert len(assistant.chat_model.prompts) == 2 and "correct" not in answer.timings  # but not corrected
 
 
-def test_always_corrects_any_refusal_that_quotes_a_sentence(settings, embeddings):  # noqa: F811
+def test_always_corrects_any_refusal_that_quotes_a_sentence(settings, embeddings):
     assistant = correcting(settings, embeddings, DECLINE, DECLINE)
     settings.verification.correct_premise = "always"
     answer = assistant.answer(ROMANIA)
@@ -157,7 +157,7 @@ def test_a_premise_another_sentence_of_the_article_states_is_never_denied():
     assert checked_correction(reply, GOVERNOR, BRIDGE, unrelated) is not None
 
 
-def test_a_remote_model_is_asked_for_the_correction_after_the_cached_article_prefix(settings, embeddings):  # noqa: F811
+def test_a_remote_model_is_asked_for_the_correction_after_the_cached_article_prefix(settings, embeddings):
     # The fake model stands in for the server; only the prompt's shape matters.
     settings.generation.llm_backend = "openai"
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
@@ -170,7 +170,7 @@ def test_a_remote_model_is_asked_for_the_correction_after_the_cached_article_pre
     assert answer.text.startswith("The article does not say that a general")
 
 
-def test_a_correction_whose_premise_its_paragraph_states_is_not_shown(settings, embeddings):  # noqa: F811
+def test_a_correction_whose_premise_its_paragraph_states_is_not_shown(settings, embeddings):
     # a right answer the judge turned down: the paragraph does say what the correction would deny
     assistant = correcting(settings, embeddings, DRAFT, CORRECTION)
     assistant.chat_model.p_yes_seq = [0.3, 0.9, 0.8]  # the answer refused; "it says" stated; the premise stated too

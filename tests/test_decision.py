@@ -12,7 +12,6 @@ import logging
 import pytest
 from fakes import RecordingModel
 from langchain_core.messages import AIMessage
-from test_engine import embeddings, settings  # noqa: F401 - the session's embedding model, a corpus copy
 
 from assistant.answer.decision import (
     SIGNALS,
@@ -182,7 +181,7 @@ class StatesModel(RecordingModel):
             hidden_states.append({LAYER: list(self.state)})
 
 
-def bot(settings, embeddings, tmp_path, state, **changes):  # noqa: F811
+def bot(settings, embeddings, tmp_path, state, **changes):
     path = tmp_path / "decision.json"
     path.write_text(model().model_dump_json())
     s = settings.updated({"decision": True, "decision_model": path, "early_refusal": True, **changes})
@@ -190,7 +189,7 @@ def bot(settings, embeddings, tmp_path, state, **changes):  # noqa: F811
     return Assistant(s, chat_model=chat, embeddings=embeddings), chat
 
 
-def test_a_question_the_probe_finds_unanswerable_is_refused_before_any_judgement(settings, embeddings, tmp_path):  # noqa: F811
+def test_a_question_the_probe_finds_unanswerable_is_refused_before_any_judgement(settings, embeddings, tmp_path):
     assistant, chat = bot(settings, embeddings, tmp_path, [-1.0, 0.0])
     answer = assistant.answer(QUESTION)
     assert answer.abstained and answer.reason == "not_in_article"
@@ -198,7 +197,7 @@ def test_a_question_the_probe_finds_unanswerable_is_refused_before_any_judgement
     assert answer.closest is not None  # the nearest sentence is still quoted
 
 
-def test_a_question_the_probe_finds_answerable_is_answered_and_the_decision_scores_it(settings, embeddings, tmp_path):  # noqa: F811
+def test_a_question_the_probe_finds_answerable_is_answered_and_the_decision_scores_it(settings, embeddings, tmp_path):
     assistant, chat = bot(settings, embeddings, tmp_path, [1.0, 0.0])
     answer = assistant.answer(QUESTION)
     assert not answer.abstained and "Colby" in answer.text
@@ -208,7 +207,7 @@ def test_a_question_the_probe_finds_answerable_is_answered_and_the_decision_scor
     assert json.loads(json.dumps(answer.to_dict()))["verdicts"][0]["signals"]["logit_yes"] > 2
 
 
-def test_early_refusal_off_lets_the_answer_through_to_the_decision(settings, embeddings, tmp_path):  # noqa: F811
+def test_early_refusal_off_lets_the_answer_through_to_the_decision(settings, embeddings, tmp_path):
     assistant, chat = bot(settings, embeddings, tmp_path, [-1.0, 0.0], early_refusal=False)
     answer = assistant.answer(QUESTION)
     assert chat.judgements  # judged, then refused by the decision: P(yes) 0.9 and a probe far below
@@ -216,7 +215,7 @@ def test_early_refusal_off_lets_the_answer_through_to_the_decision(settings, emb
     assert answer.verdicts[0].score < 0.5
 
 
-def test_question_words_drop_a_sentence_that_takes_a_word_the_passage_lacks(settings, embeddings):  # noqa: F811
+def test_question_words_drop_a_sentence_that_takes_a_word_the_passage_lacks(settings, embeddings):
     from fakes import fake
 
     s = settings.updated(question_words=True)

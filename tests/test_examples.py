@@ -5,21 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
 from assistant.answering import Assistant
 from assistant.examples import candidates, fill_examples
 from assistant.settings import PROJECT_ROOT, Settings
 from tests.fakes import fake
 
 CORPUS = PROJECT_ROOT / "corpus"
-
-
-@pytest.fixture(scope="module")
-def embeddings():
-    from assistant.index.indexing import load_embeddings
-
-    return load_embeddings(Settings())
 
 
 def test_candidates_are_questions_one_per_line_without_numbering_or_repeats():

@@ -18,13 +18,6 @@ from assistant.index.models import DEFAULT_MODEL_FILE, ModelError, chat_model_fi
 from assistant.settings import PROJECT_ROOT, Settings
 
 
-@pytest.fixture(scope="module")
-def embeddings():
-    from assistant.index.indexing import load_embeddings
-
-    return load_embeddings(Settings())
-
-
 @pytest.fixture
 def settings(tmp_path):
     shutil.copytree(PROJECT_ROOT / "corpus", tmp_path / "corpus")

@@ -16,9 +16,8 @@ import time
 
 import numpy as np
 import pytest
-from fakes import RecordingModel
+from fakes import CORPUS, RecordingModel
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-from test_engine import CORPUS, embeddings  # noqa: F401 - the session's embedding model
 from test_reading import LONG_PARAGRAPHS
 
 from assistant.answer.state import View
@@ -330,7 +329,7 @@ class ReadingAnswerer(Chunked):
         )
 
 
-def test_answer_while_a_reading_runs_in_another_thread_does_not_wait_for_it(two_articles, embeddings):  # noqa: F811
+def test_answer_while_a_reading_runs_in_another_thread_does_not_wait_for_it(two_articles, embeddings):
     step = threading.Semaphore(0)
     model = ReadingAnswerer.scripted(["Mayor Jane Hill opened the new bridge in 1998."], step)
     bot = Assistant(two_articles, chat_model=model, embeddings=embeddings)
@@ -437,7 +436,7 @@ def test_the_status_says_ready_only_when_nothing_is_read_and_what_a_finished_rea
     assert "is read" not in warmup.html()
 
 
-def test_all_articles_too_long_for_the_context_are_not_read_and_the_status_says_so(two_articles, embeddings):  # noqa: F811
+def test_all_articles_too_long_for_the_context_are_not_read_and_the_status_says_so(two_articles, embeddings):
     from assistant.web.warmup import WarmUp
 
     tiny = two_articles.updated(llm_context=1200, prompt_margin_tokens=0, max_answer_tokens=0)
@@ -455,7 +454,7 @@ def test_all_articles_too_long_for_the_context_are_not_read_and_the_status_says_
     assert fitting and sorted(s for s, how in model.order if how == "done") == sorted(fitting)
 
 
-def test_example_questions_are_written_from_the_articles_reading_once_it_is_read(two_articles, embeddings):  # noqa: F811
+def test_example_questions_are_written_from_the_articles_reading_once_it_is_read(two_articles, embeddings):
     from assistant.examples import suggest
 
     step = threading.Semaphore(0)

@@ -429,13 +429,6 @@ def test_cli_errors_exit_2_without_a_traceback(settings, reindexed, tmp_path, ca
 
 
 # ----- the index follows -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def embeddings():
-    from assistant.index.indexing import load_embeddings
-
-    return load_embeddings(Settings())
-
-
 def test_added_document_is_indexed_and_found_then_removed(settings, embeddings):
     from assistant.index.indexing import PassageIndex
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from fakes import fake, judgement
+from fakes import fake, judgement, make
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
-from test_engine import embeddings, make, settings  # noqa: F401 - fixtures shared with the engine tests
 
 from assistant.answer.judge import Verifier, text_verdict, yes_probability
 from assistant.answering import NOT_IN_ARTICLE
@@ -76,7 +75,7 @@ def test_verifier_falls_back_to_words_without_logprobs():
     assert (second.passed, second.p_yes) == (True, 1.0)
 
 
-def test_each_answer_sentence_is_judged_against_its_cited_sentences_with_the_question(settings, embeddings):  # noqa: F811
+def test_each_answer_sentence_is_judged_against_its_cited_sentences_with_the_question(settings, embeddings):
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert not answer.abstained and [v.passed for v in answer.verdicts] == [True]
@@ -88,7 +87,7 @@ def test_each_answer_sentence_is_judged_against_its_cited_sentences_with_the_que
     assert answer.verdicts[0].evidence == (answer.citations[0].quote,)
 
 
-def test_a_remote_model_judges_after_the_cached_article_prefix(settings, embeddings):  # noqa: F811
+def test_a_remote_model_judges_after_the_cached_article_prefix(settings, embeddings):
     # The fake model stands in for the server; only the prompt's shape matters.
     settings.generation.llm_backend = "openai"
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.")
@@ -97,7 +96,7 @@ def test_a_remote_model_judges_after_the_cached_article_prefix(settings, embeddi
     assert system == answer_system and "Eldridge Colby described the moment" in prompt
 
 
-def test_a_sentence_that_fails_verification_is_dropped(settings, embeddings):  # noqa: F811
+def test_a_sentence_that_fails_verification_is_dropped(settings, embeddings):
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.", p_yes=0.3)
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert answer.abstained and answer.text == NOT_IN_ARTICLE and answer.reason == "unverified"
@@ -105,7 +104,7 @@ def test_a_sentence_that_fails_verification_is_dropped(settings, embeddings):  #
     assert "verify" in answer.timings
 
 
-def test_only_the_verified_sentences_of_an_answer_are_kept(settings, embeddings):  # noqa: F811
+def test_only_the_verified_sentences_of_an_answer_are_kept(settings, embeddings):
     model = fake(
         "Mark Rutte described the meeting as one of the most pivotal in his experience. "
         "Rutte pointed to a genuine change in mindset."
@@ -118,7 +117,7 @@ def test_only_the_verified_sentences_of_an_answer_are_kept(settings, embeddings)
     assert [v.passed for v in answer.verdicts] == [True, False]
 
 
-def test_the_threshold_is_a_setting(settings, embeddings):  # noqa: F811
+def test_the_threshold_is_a_setting(settings, embeddings):
     settings.verification.verify_threshold = 0.99
     answer = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.").answer(
         "Who described the moment as NATO 3.0?"
@@ -126,14 +125,14 @@ def test_the_threshold_is_a_setting(settings, embeddings):  # noqa: F811
     assert answer.abstained and answer.reason == "unverified"
 
 
-def test_verification_can_be_turned_off(settings, embeddings):  # noqa: F811
+def test_verification_can_be_turned_off(settings, embeddings):
     settings.verification.verify = False
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.", p_yes=0.01)
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert not answer.abstained and assistant.chat_model.judgements == [] and answer.verdicts == []
 
 
-def test_a_declined_close_question_is_asked_again_with_only_the_best_passages(settings, embeddings):  # noqa: F811
+def test_a_declined_close_question_is_asked_again_with_only_the_best_passages(settings, embeddings):
     assistant = make(
         settings, embeddings, "The article does not say.", "Eldridge Colby described the moment as NATO 3.0."
     )
@@ -145,7 +144,7 @@ def test_a_declined_close_question_is_asked_again_with_only_the_best_passages(se
     assert answer.verdicts and answer.verdicts[0].passed  # the retry's answer is verified too
 
 
-def test_an_answer_the_word_check_drops_whole_is_asked_again_with_the_best_passages(settings, embeddings):  # noqa: F811
+def test_an_answer_the_word_check_drops_whole_is_asked_again_with_the_best_passages(settings, embeddings):
     made_up = "Eldridge Colby described the moment as NATO 3.0 in 1999."  # a year no passage holds
     settings.verification.retry_unsupported = True
     assistant = make(settings, embeddings, made_up, "Eldridge Colby described the moment as NATO 3.0.")
@@ -159,14 +158,14 @@ def test_an_answer_the_word_check_drops_whole_is_asked_again_with_the_best_passa
     assert answer.abstained and answer.reason == "unsupported" and len(assistant.chat_model.prompts) == 1
 
 
-def test_an_answer_the_judge_turned_down_is_not_asked_again(settings, embeddings):  # noqa: F811
+def test_an_answer_the_judge_turned_down_is_not_asked_again(settings, embeddings):
     settings.verification.retry_unsupported = True
     assistant = make(settings, embeddings, "Eldridge Colby described the moment as NATO 3.0.", p_yes=0.2)
     answer = assistant.answer("Who described the moment as NATO 3.0?")
     assert answer.abstained and answer.reason == "unverified" and len(assistant.chat_model.prompts) == 1
 
 
-def test_a_declined_far_question_is_not_retried(settings, embeddings):  # noqa: F811
+def test_a_declined_far_question_is_not_retried(settings, embeddings):
     settings.verification.retry_distance = 0.0
     assistant = make(settings, embeddings, "The article does not say.")
     answer = assistant.answer("Who described the moment as NATO 3.0?")

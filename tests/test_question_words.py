@@ -1,20 +1,19 @@
 """Holding an answer to the question's own words: made-up trap shapes are caught, paraphrases still pass.
 
-Unit tests with the real embedding model (the session's, shared with test_engine) for the "close word" match;
+Unit tests with the real embedding model (the session's, from conftest.py) for the "close word" match;
 everything else is word rules.
 """
 
 from __future__ import annotations
 
 import pytest
-from test_engine import embeddings  # noqa: F401 - the session's embedding model
 
 from assistant.answer.question_words import QuestionWords, Unmatched, negation_differs, opposites_in
 from assistant.text import stem
 
 
 @pytest.fixture(scope="module")
-def checker(embeddings):  # noqa: F811
+def checker(embeddings):
     return QuestionWords(embeddings.embed_documents, 0.75)
 
 

@@ -10,9 +10,8 @@ import shutil
 import threading
 
 import pytest
-from fakes import RecordingModel
+from fakes import CORPUS, RecordingModel
 from langchain_core.messages import AIMessage
-from test_engine import CORPUS, embeddings  # noqa: F401 - the session's embedding model
 
 from assistant.answer.generation import bounded_context
 from assistant.answering import Assistant
@@ -100,7 +99,7 @@ def test_bounded_context_marks_left_out_sentences(tmp_path):
     assert "…" not in text or text.index("…") > 0
 
 
-def test_an_unread_article_is_answered_from_retrieval_while_it_is_read(two_articles, embeddings):  # noqa: F811
+def test_an_unread_article_is_answered_from_retrieval_while_it_is_read(two_articles, embeddings):
     gate = threading.Event()
     model = reader("Mayor Jane Hill opened the new bridge in 1998.", gate=gate)
     bot = Assistant(
@@ -127,7 +126,7 @@ def test_an_unread_article_is_answered_from_retrieval_while_it_is_read(two_artic
     assert "Fishing boats use the north quay." in model.prompts[-1][0]  # now the whole article
 
 
-def test_a_short_article_is_read_before_the_first_answer(two_articles, embeddings):  # noqa: F811
+def test_a_short_article_is_read_before_the_first_answer(two_articles, embeddings):
     model = reader("Mayor Jane Hill opened the new bridge in 1998.")
     bot = Assistant(two_articles, chat_model=model, embeddings=embeddings)
     bot.answer("Who opened the new bridge?", scope="harbour")
@@ -136,7 +135,7 @@ def test_a_short_article_is_read_before_the_first_answer(two_articles, embedding
     assert model.prompts[0][0] == view.system  # answered from the whole article, read first
 
 
-def test_a_corpus_too_long_for_one_context_answers_from_the_best_articles_reading(two_articles, embeddings):  # noqa: F811
+def test_a_corpus_too_long_for_one_context_answers_from_the_best_articles_reading(two_articles, embeddings):
     tiny = two_articles.updated(llm_context=1200, prompt_margin_tokens=0, max_answer_tokens=0)
     model = reader("Mayor Jane Hill opened the new bridge in 1998.", "Mayor Jane Hill opened the new bridge in 1998.")
     bot = Assistant(tiny, chat_model=model, embeddings=embeddings)
@@ -219,7 +218,7 @@ def test_saved_states_past_the_disk_budget_go_least_recently_used_first(tmp_path
     assert store.prune() == [orphan] and store.has("new") and store.has("used")
 
 
-def test_background_readings_are_stopped_before_the_process_exits(two_articles, embeddings):  # noqa: F811
+def test_background_readings_are_stopped_before_the_process_exits(two_articles, embeddings):
     import atexit
 
     model = StoppableReader(messages=iter([]), prompts=[], judgements=[], stop=threading.Event())

@@ -62,13 +62,6 @@ def start_llama_server(folder: Path) -> tuple[Server, int, str]:
 
 
 @pytest.fixture(scope="module")
-def embeddings():
-    from assistant.index.indexing import load_embeddings
-
-    return load_embeddings(Settings())
-
-
-@pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory):
     server, port = start_chroma(tmp_path_factory.mktemp("chroma-server"))
     yield port
