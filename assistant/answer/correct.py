@@ -142,9 +142,9 @@ def correct(state: AnswerState, parts: Parts) -> Update:
     After the other refusals the quote alone is shown, because a correction costs a generation (about 7 s on two
     cores) and on the SQuAD test articles half of all questions are refused; see BENCHMARKS.md.
     """
-    s, checker = parts.settings, parts.fact_checker
+    s, checker = parts.settings.verification, parts.fact_checker  # its own section
     near_miss = state.draft.turned_down is not None or state.draft.refused_early
-    wanted = s.verification.correct_premise == "always" or (s.verification.correct_premise == "near_miss" and near_miss)
+    wanted = s.correct_premise == "always" or (s.correct_premise == "near_miss" and near_miss)
     if state.closest is None or checker is None or not wanted:
         return {}
     from langchain_core.messages import SystemMessage
@@ -156,7 +156,7 @@ def correct(state: AnswerState, parts: Parts) -> Update:
     messages = parts.prompts.correct.format_messages(article=article, evidence=evidence, question=state.standalone)
     with state.timings.timed("correct"):
         try:
-            tokens = parts.tokens(messages, config=state.config, max_tokens=s.verification.correct_max_tokens)
+            tokens = parts.tokens(messages, config=state.config, max_tokens=s.correct_max_tokens)
             said = (parts.doc_text(p.doc_id)[start:end] for p in state.view.passages for start, end in p.sentences)
             correction = checked_correction("".join(tokens), state.standalone, evidence, said)
             verdict = correction and checker.judge(state.standalone, correction.statement, [evidence], context)

@@ -19,15 +19,13 @@ def point(state: AnswerState, parts: Parts) -> Update:
     The sentence the judge turned down comes first (it is what the question nearly matched); otherwise the best
     retrieved passage's sentence sharing most words with the question. It is quoted verbatim, never rewritten.
     """
-    s = parts.settings
-    if state.reason not in ("not_in_article", "unsupported", "unverified") or not s.verification.point_to_closest:
+    s = parts.settings.verification  # its own section
+    if state.reason not in ("not_in_article", "unsupported", "unverified") or not s.point_to_closest:
         return {}
     nearest = state.draft.turned_down  # it held the answer's words: near enough at any retrieval distance
     found = state.found
-    if nearest is None and found and found.passages and found.best_distance <= s.verification.closest_max_distance:
-        nearest = closest_sentence(
-            found.passages[: s.verification.closest_passages], state.standalone, s.verification.closest_min_words
-        )
+    if nearest is None and found and found.passages and found.best_distance <= s.closest_max_distance:
+        nearest = closest_sentence(found.passages[: s.closest_passages], state.standalone, s.closest_min_words)
     if nearest is None:
         return {}
     passage, start, end = nearest

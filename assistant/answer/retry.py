@@ -19,13 +19,13 @@ def retry(state: AnswerState, parts: Parts) -> Streamed:
     closely, or every sentence it wrote named or counted what no passage holds (a year it made up, where the
     article says "the eighteenth century"), ask once more with only the best passages, and check and verify that
     answer like any other. Not after the judge turned an answer down: asking again would only blur it."""
-    s, draft = parts.settings, state.draft
-    if draft.reply.kept or draft.refused_early or state.found.best_distance > s.verification.retry_distance:
+    s, draft = parts.settings.verification, state.draft  # its own section
+    if draft.reply.kept or draft.refused_early or state.found.best_distance > s.retry_distance:
         return {}
-    dropped = s.verification.retry_unsupported and draft.text.strip() and not draft.failed_verification
+    dropped = s.retry_unsupported and draft.text.strip() and not draft.failed_verification
     if not (draft.declined or dropped):
         return {}
     with state.timings.timed("retry"):
-        best = state.found.passages[: s.verification.retry_passages]
+        best = state.found.passages[: s.retry_passages]
         update = reading(parts, "Articles", render_context(best), best)
         return (yield from write_again(state, parts, update, state.standalone, []))
