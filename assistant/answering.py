@@ -117,7 +117,8 @@ class Assistant:
         question, since only then is the model file needed. A change on disk is found by view(), which every
         question calls first."""
         with self._lock:
-            self.load()
+            if not self.library.loaded:
+                self.load()
             library = self.library
             if self._parts is None or self._parts[0] != library.loads:
                 self._parts = (library.loads, self._build_parts())

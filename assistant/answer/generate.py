@@ -24,10 +24,8 @@ def generate(state: AnswerState, parts: Parts) -> Streamed:
     """Stream the model's answer; after a rejected rewrite it reads the last exchange itself."""
     last_exchange = state.turns[-2:] if state.rewrite and state.rewrite.needs_history else []
     question = state.question if last_exchange else state.standalone
-    writing = state.apply({"draft": state.draft.copy()})
     with state.timings.timed("generate"):
-        yield from sentences(writing, parts, question, last_exchange)
-    return {"draft": writing.draft}
+        return (yield from write(state, parts, question, last_exchange))
 
 
 def sentences(state: AnswerState, parts: Parts, question: str, turns: list[dict]) -> Iterator[str]:
@@ -85,8 +83,10 @@ def emit(state: AnswerState, parts: Parts, sentence: str) -> Iterator[str]:
         yield piece
 
 
-def write_again(state: AnswerState, parts: Parts, update: Update, question: str, turns: list[dict]) -> Streamed:
-    """Ask the model again, on state with update applied and the draft restarted; return update with the draft."""
-    writing = state.apply({**update, "draft": state.draft.restarted()})
+def write(state: AnswerState, parts: Parts, question: str, turns: list[dict], update: Update | None = None) -> Streamed:
+    """Ask the model for question on state with update applied, into a copy of the draft unless update gives one
+    (a restarted draft, to ask again); return update with the draft written."""
+    update = update or {}
+    writing = state.apply({"draft": state.draft.copy(), **update})
     yield from sentences(writing, parts, question, turns)
     return {**update, "draft": writing.draft}

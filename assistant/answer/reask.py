@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .generate import Streamed, write_again
+from .generate import Streamed, write
 from .rewrite import with_last_question
 from .state import AnswerState
 
@@ -33,4 +33,5 @@ def reask(state: AnswerState, parts: Parts) -> Streamed:
     with state.timings.timed("reask"):
         fallback = with_last_question(state.question, state.turns, parts.settings)
         rewritten = replace(fallback, judged=state.rewrite.question)
-        return (yield from write_again(state, parts, {"rewrite": rewritten}, state.question, state.turns[-2:]))
+        update = {"rewrite": rewritten, "draft": state.draft.restarted()}
+        return (yield from write(state, parts, state.question, state.turns[-2:], update))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .gate import reading
-from .generate import Streamed, write_again
+from .generate import Streamed, write
 from .generation import render_context
 from .state import AnswerState
 
@@ -27,5 +27,5 @@ def retry(state: AnswerState, parts: Parts) -> Streamed:
         return {}
     with state.timings.timed("retry"):
         best = state.found.passages[: s.retry_passages]
-        update = reading(parts, "Articles", render_context(best), best)
-        return (yield from write_again(state, parts, update, state.standalone, []))
+        update = {**reading(parts, "Articles", render_context(best), best), "draft": state.draft.restarted()}
+        return (yield from write(state, parts, state.standalone, [], update))

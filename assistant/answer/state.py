@@ -171,8 +171,8 @@ class Draft:
 
     def copy(self) -> Draft:
         """A copy a stage may change without changing the draft it was given."""
-        reply = Reply(list(self.reply.kept), list(self.reply.pending), dict(self.reply.numbering))
-        reply.citations = list(self.reply.citations)
+        r = self.reply
+        reply = Reply(list(r.kept), list(r.pending), dict(r.numbering), list(r.citations))
         return replace(self, reply=reply, verdicts=list(self.verdicts))
 
     def restarted(self) -> Draft:
